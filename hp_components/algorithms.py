@@ -1,0 +1,411 @@
+"""Search algorithms: Katib ``algorithmName`` -> one narrow interface, settings validated first.
+
+Every algorithm is an :class:`Algorithm`: it declares its settings (Katib's names) and suggests
+a batch of internal parameter values from the history. Optuna's samplers do the searching; the
+history is replayed into an in-memory study each time, so a suggestion is a pure function of
+(experiment, history, count) and runs the same in a local process, a KFP task or an Argo pod::
+
+    from hp_components.algorithms import get_algorithm
+    algo = get_algorithm("tpe", {"n_startup_trials": "5", "random_state": "7"})
+    batch = algo.suggest(space, history, count=4, direction="maximize", seed=123)
+
+| name | sampler | settings (Katib names) |
+|---|---|---|
+| ``random`` | Optuna ``RandomSampler`` | random_state |
+| ``grid`` | every grid point in order, then done | random_state (unused) |
+| ``tpe`` | ``TPESampler`` (constant liar) | random_state, n_startup_trials, n_ei_candidates, constant_liar |
+| ``multivariate-tpe`` | ``TPESampler(multivariate=True, group=True)`` | same as tpe |
+| ``cmaes`` | ``CmaEsSampler`` | random_state, sigma, restart_strategy, n_startup_trials |
+| ``sobol`` | scrambled Sobol sequence (scipy) | random_state |
+| ``bayesianoptimization`` | ``GPSampler`` (needs the ``gp`` extra: PyTorch) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
+| ``auto`` | chosen by :func:`auto_choice` | random_state |
+
+Batches: trials still running are in the replayed study as RUNNING, and so is each trial
+already asked in the batch, so TPE's constant liar and the GP's running-trial handling spread a
+batch out instead of asking the same point eight times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from hp_components.trials import Trial
+
+if TYPE_CHECKING:
+    from hp_components.experiment import ExperimentSpec
+    from hp_components.space import SearchSpace
+
+__all__ = [
+    "Algorithm",
+    "ALGORITHMS",
+    "EARLY_STOPPING",
+    "auto_choice",
+    "derive_seed",
+    "get_algorithm",
+    "validate",
+    "validate_early_stopping",
+]
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+#: a suggestion: internal parameter values and the sampler state to keep with the trial
+Suggestion = tuple[dict[str, Any], dict[str, Any]]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One algorithm setting: how to parse Katib's string value and what is allowed."""
+
+    parse: Callable[[str], Any]
+    rule: str
+    check: Callable[[Any], bool] = lambda v: True
+
+    def read(self, raw: str) -> Any:
+        value = self.parse(raw)
+        if not self.check(value):
+            raise ValueError
+        return value
+
+
+def _int_setting(low: int, high: int | None = None) -> Setting:
+    rule = f"a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
+    return Setting(lambda s: int(s, 10), rule, lambda v: v >= low and (high is None or v <= high))
+
+
+def _float_setting(low: float, high: float | None = None, low_open: bool = False) -> Setting:
+    rule = f"a number {'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
+    return Setting(
+        float,
+        rule,
+        lambda v: math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v <= high),
+    )
+
+
+def _choice_setting(*choices: str) -> Setting:
+    return Setting(str, "one of " + ", ".join(choices), lambda v: v in choices)
+
+
+def _bool(raw: str) -> bool:
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError
+
+
+_BOOL = Setting(_bool, "true or false")
+_SEED = _int_setting(0, 2**32 - 1)
+
+
+def derive_seed(random_state: int, n_history: int) -> int:
+    """The sampler seed for a suggestion after ``n_history`` trials: fixed for a given history."""
+    digest = hashlib.sha256(f"{random_state}:{n_history}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+# --------------------------------------------------------------------------- the interface
+
+
+class Algorithm:
+    """A search algorithm. Subclasses set ``name`` and ``settings`` and implement :meth:`suggest`."""
+
+    name: ClassVar[str]
+    settings: ClassVar[dict[str, Setting]] = {"random_state": _SEED}
+    #: Katib settings that are accepted so existing experiments load, but have no effect here
+    accepted: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, settings: dict[str, Any]):
+        self.options = settings
+
+    def suggest(
+        self, space: "SearchSpace", history: Sequence[Trial], count: int, *, direction: str, seed: int
+    ) -> list[Suggestion]:
+        raise NotImplementedError
+
+    def check_space(self, spec: "ExperimentSpec") -> list[str]:
+        """Problems with the search space for this algorithm (messages for ``spec.algorithm``)."""
+        return []
+
+    @classmethod
+    def runtime_problem(cls) -> str | None:
+        """Why this algorithm cannot run in this Python environment, or None."""
+        return None
+
+
+def _frozen(trial: Trial, space: "SearchSpace") -> optuna.trial.FrozenTrial | None:
+    """A history record as an Optuna trial; None when it cannot inform the sampler."""
+    try:
+        params = space.internal(trial.assignments)
+    except (ValueError, TypeError):
+        return None  # the spec changed since this trial ran; it still counts, but cannot guide
+    c = trial.condition
+    attrs = {k: v for k, v in trial.system_attrs.items()}
+    inter = {s: v for s, v in trial.intermediate_values if math.isfinite(v)}
+    if c == "Succeeded" and trial.objective_value is not None:
+        return create_trial(state=TrialState.COMPLETE, value=trial.objective_value, params=params,
+                            distributions=space.distributions, system_attrs=attrs, intermediate_values=inter)
+    if c == "EarlyStopped":
+        return create_trial(state=TrialState.PRUNED, params=params, distributions=space.distributions,
+                            system_attrs=attrs, intermediate_values=inter)
+    if c in ("Created", "Running"):
+        return create_trial(state=TrialState.RUNNING, params=params, distributions=space.distributions,
+                            system_attrs=attrs, intermediate_values=inter)
+    if c in ("Failed", "MetricsUnavailable", "Killed"):
+        return create_trial(state=TrialState.FAIL, params=params, distributions=space.distributions,
+                            system_attrs=attrs)
+    return None  # Interrupted: rerun under a new name, so it is not a point of its own
+
+
+class OptunaAlgorithm(Algorithm):
+    """An algorithm backed by an Optuna sampler, replaying the history into an in-memory study."""
+
+    replay_history: ClassVar[bool] = True
+
+    def sampler(self, seed: int, space: "SearchSpace") -> optuna.samplers.BaseSampler:
+        raise NotImplementedError
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        with warnings.catch_warnings():
+            # experimental-feature and independent-sampling warnings are expected here
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(direction=direction, sampler=self.sampler(seed, space))
+            if self.replay_history:
+                study.add_trials([f for f in (_frozen(t, space) for t in history) if f is not None])
+            for _ in range(count):
+                study.ask(space.distributions)  # stays RUNNING: the next ask sees it
+        asked = study.get_trials(deepcopy=False)[-count:] if count else []
+        return [(dict(t.params), dict(t.system_attrs)) for t in asked]
+
+
+class RandomSearch(OptunaAlgorithm):
+    name = "random"
+    replay_history = False
+
+    def sampler(self, seed, space):
+        return optuna.samplers.RandomSampler(seed=seed)
+
+
+class TPE(OptunaAlgorithm):
+    name = "tpe"
+    multivariate: ClassVar[bool] = False
+    settings = {
+        "random_state": _SEED,
+        "n_startup_trials": _int_setting(0),
+        "n_ei_candidates": _int_setting(1),
+        "constant_liar": _BOOL,
+    }
+
+    def sampler(self, seed, space):
+        o = self.options
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            n_startup_trials=o.get("n_startup_trials", 10),
+            n_ei_candidates=o.get("n_ei_candidates", 24),
+            constant_liar=o.get("constant_liar", True),
+            multivariate=self.multivariate,
+            group=self.multivariate,
+        )
+
+
+class MultivariateTPE(TPE):
+    name = "multivariate-tpe"
+    multivariate = True
+
+
+class CMAES(OptunaAlgorithm):
+    name = "cmaes"
+    settings = {
+        "random_state": _SEED,
+        "sigma": _float_setting(0.0, low_open=True),
+        "restart_strategy": _choice_setting("none", "ipop", "bipop"),
+        "n_startup_trials": _int_setting(0),
+    }
+
+    def sampler(self, seed, space):
+        o = self.options
+        restart = o.get("restart_strategy", "none")
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            sigma0=o.get("sigma"),
+            n_startup_trials=o.get("n_startup_trials", 1),
+            restart_strategy=None if restart == "none" else restart,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,
+        )
+
+    def check_space(self, spec):
+        numeric = [p for p in spec.parameters if p.parameter_type in ("double", "int")]
+        if len(numeric) < 2:
+            return ["cmaes needs at least two double or int parameters; use tpe or bayesianoptimization"]
+        return []
+
+
+class GaussianProcess(OptunaAlgorithm):
+    name = "bayesianoptimization"
+    settings = {
+        "random_state": _SEED,
+        "n_initial_points": _int_setting(1),
+        "base_estimator": _choice_setting("GP"),
+        "acq_func": _choice_setting("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+        "acq_optimizer": _choice_setting("auto", "sampling", "lbfgs"),
+    }
+    accepted = {
+        "acq_func": "Optuna's GPSampler always uses log expected improvement",
+        "acq_optimizer": "Optuna's GPSampler optimizes its acquisition function its own way",
+    }
+
+    def sampler(self, seed, space):
+        return optuna.samplers.GPSampler(
+            seed=seed,
+            n_startup_trials=self.options.get("n_initial_points", 10),
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,
+        )
+
+    @classmethod
+    def runtime_problem(cls):
+        if importlib.util.find_spec("torch") is None:
+            return (
+                "bayesianoptimization runs on Optuna's GPSampler, which needs PyTorch: "
+                "pip install 'hp-components[gp]' (or use algorithmName tpe)"
+            )
+        return None
+
+
+class Sobol(Algorithm):
+    name = "sobol"
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        from scipy.stats import qmc  # imported here: only this algorithm needs scipy
+
+        engine = qmc.Sobol(d=len(space), scramble=True, seed=self.options.get("random_state", 0))
+        if history:
+            engine.fast_forward(len(history))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy prefers powers of two; any count is fine here
+            points = engine.random(count)
+        return [(space.from_unit(p), {}) for p in points]
+
+
+class Grid(Algorithm):
+    name = "grid"
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        seen = {tuple(sorted(t.assignments.items())) for t in history if t.condition != "Interrupted"}
+        out: list[Suggestion] = []
+        for point in space.grid():
+            if len(out) == count:
+                break
+            if tuple(sorted(point.items())) not in seen:
+                out.append((space.internal(point), {}))
+        return out
+
+
+#: the largest budget for which ``auto`` picks the Gaussian process (its cost grows cubically)
+AUTO_GP_MAX_TRIALS = 300
+
+
+def auto_choice(spec: "ExperimentSpec") -> str:
+    """The algorithm ``auto`` runs, by this rule:
+
+    1. ``grid`` when every parameter is int/categorical/discrete and the whole grid fits in
+       ``maxTrialCount`` (exhaustive search beats any model);
+    2. ``bayesianoptimization`` when every parameter is double/int, the budget is at most
+       ``AUTO_GP_MAX_TRIALS`` trials and PyTorch is installed;
+    3. ``multivariate-tpe`` otherwise (mixed and categorical spaces, large budgets).
+    """
+    from hp_components.space import grid_size
+
+    budget = spec.max_trial_count
+    if all(p.parameter_type != "double" for p in spec.parameters) and budget is not None:
+        if grid_size(spec.parameters) <= budget:
+            return "grid"
+    continuous = all(p.parameter_type in ("double", "int") for p in spec.parameters)
+    if continuous and budget is not None and budget <= AUTO_GP_MAX_TRIALS:
+        if GaussianProcess.runtime_problem() is None:
+            return "bayesianoptimization"
+    return "multivariate-tpe"
+
+
+class Auto(Algorithm):
+    name = "auto"
+
+    def __init__(self, settings: dict[str, Any], spec: "ExperimentSpec | None" = None):
+        super().__init__(settings)
+        choice = auto_choice(spec) if spec is not None else "multivariate-tpe"
+        self.choice = choice
+        self.inner = ALGORITHMS[choice](dict(settings))
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        return self.inner.suggest(space, history, count, direction=direction, seed=seed)
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Auto)
+}
+
+#: early stopping algorithms and their settings (Katib names)
+EARLY_STOPPING: dict[str, dict[str, Setting]] = {
+    "medianstop": {"min_trials_required": _int_setting(1), "start_step": _int_setting(1)},
+}
+
+
+def _read_settings(table: dict[str, Setting], raw: dict[str, str], path: str,
+                   algorithm: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    values: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for i, (key, text) in enumerate(raw.items()):
+        where = f"{path}.algorithmSettings[{i}]"
+        if key not in table:
+            known = ", ".join(sorted(table)) or "none"
+            problems.append((f"{where}.name", f"{key!r} is not a setting of {algorithm} (known: {known})"))
+            continue
+        try:
+            values[key] = table[key].read(text)
+        except (ValueError, TypeError):
+            problems.append((f"{where}.value", f"{key} must be {table[key].rule}, not {text!r}"))
+    return values, problems
+
+
+def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None", path: str = "spec.algorithm") -> list[tuple[str, str]]:
+    """Problems with an algorithm name and its settings, each with its field path."""
+    algo = ALGORITHMS.get(name)
+    if algo is None:
+        return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(ALGORITHMS)}")]
+    _, problems = _read_settings(algo.settings, settings, path, name)
+    if spec is not None and spec.parameters:
+        try:
+            problems += [(f"{path}.algorithmName", msg) for msg in algo(dict()).check_space(spec)]
+        except Exception:  # noqa: BLE001 - a parameter problem, reported with its own path
+            pass
+    return problems
+
+
+def validate_early_stopping(name: str, settings: dict[str, str], path: str = "spec.earlyStopping") -> list[tuple[str, str]]:
+    table = EARLY_STOPPING.get(name)
+    if table is None:
+        return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(EARLY_STOPPING)}")]
+    return _read_settings(table, settings, path, name)[1]
+
+
+def get_algorithm(name: str, settings: dict[str, str], spec: "ExperimentSpec | None" = None) -> Algorithm:
+    """The algorithm ``name`` with its settings parsed. ValueError when either is invalid."""
+    problems = validate(name, settings, None)
+    if problems:
+        raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
+    algo = ALGORITHMS[name]
+    values, _ = _read_settings(algo.settings, settings, "", name)
+    if algo is Auto:
+        return Auto(values, spec)
+    return algo(values)

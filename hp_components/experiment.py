@@ -1,0 +1,696 @@
+"""The Katib ``kubeflow.org/v1beta1`` Experiment: model, defaults and validation.
+
+A user's existing Katib Experiment loads unchanged. Every problem found is reported at once,
+each with its field path, so a bad spec is fixed in one round trip::
+
+    from hp_components.experiment import load_experiment, SpecError
+
+    try:
+        exp = load_experiment("examples/random-digits.yaml")
+    except SpecError as err:
+        for path, message in err.problems:
+            print(f"{path}: {message}")
+    else:
+        print(exp.name, exp.spec.algorithm.algorithm_name, exp.spec.parallel_trial_count)
+
+Defaults follow Katib's webhook (``parallelTrialCount: 3``, ``resumePolicy: Never``, metric
+strategies from the objective type, the StdOut collector, ``distribution: uniform``, Job success
+and failure conditions) and validation covers what Katib's webhook checks plus value checks
+Katib leaves to its suggestion services (numbers parse, ``min < max``, log ranges positive,
+grid needs steps, algorithm settings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "Experiment",
+    "SpecError",
+    "load_experiment",
+    "parse_experiment",
+    "TRIAL_PARAM_RE",
+    "TRIAL_META_RE",
+]
+
+TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.(.+?)\}")
+TRIAL_META_RE = re.compile(r"\$\{trialSpec\.(.+?)\}")
+_META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
+_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_MAX_NAME = 40
+_MAX_COUNT = 100_000
+_MAX_GRID = 1_000_000
+
+_JOB_CONDITIONS = {
+    "Job": (
+        'status.conditions.#(type=="Complete")#|#(status=="True")#',
+        'status.conditions.#(type=="Failed")#|#(status=="True")#',
+    ),
+    "kubeflow": (
+        'status.conditions.#(type=="Succeeded")#|#(status=="True")#',
+        'status.conditions.#(type=="Failed")#|#(status=="True")#',
+    ),
+    "TrainJob": (
+        'status.conditions.#(type=="Complete")#|#(status=="True")#',
+        'status.conditions.#(type=="Failed")#|#(status=="True")#',
+    ),
+}
+KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
+_PRIMARY_POD_LABELS = {
+    "kubeflow": {"training.kubeflow.org/job-role": "master"},
+    "TrainJob": {
+        "jobset.sigs.k8s.io/replicatedjob-name": "node",
+        "batch.kubernetes.io/job-completion-index": "0",
+    },
+}
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. ``problems`` lists ``(field path, message)`` pairs, all of them."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{p}: {m}" for p, m in problems))
+
+
+# --------------------------------------------------------------------------- model
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+    )
+
+
+def _stringify(value: Any) -> Any:
+    """Katib keeps numbers in ``feasibleSpace`` and settings as strings; accept YAML numbers too."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return value
+
+
+class MetricStrategy(_Model):
+    name: str
+    value: Literal["min", "max", "latest"]
+
+
+class ObjectiveSpec(_Model):
+    type: Literal["minimize", "maximize"]
+    goal: float | None = None
+    objective_metric_name: str
+    additional_metric_names: list[str] = Field(default_factory=list)
+    metric_strategies: list[MetricStrategy] = Field(default_factory=list)
+
+    @field_validator("goal", mode="before")
+    @classmethod
+    def _goal_number(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("must be a number")
+        return v
+
+    def strategies(self) -> dict[str, str]:
+        """Metric name -> ``min``/``max``/``latest``, with Katib's defaults filled in."""
+        default = "min" if self.type == "minimize" else "max"
+        out = {s.name: s.value for s in self.metric_strategies}
+        for name in [self.objective_metric_name, *self.additional_metric_names]:
+            out.setdefault(name, default)
+        return out
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [self.objective_metric_name, *self.additional_metric_names]
+
+
+class AlgorithmSetting(_Model):
+    name: str
+    value: str = ""
+
+    _v = field_validator("value", mode="before")(lambda cls, v: _stringify(v))
+
+
+class AlgorithmSpec(_Model):
+    algorithm_name: str
+    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
+
+    def settings(self) -> dict[str, str]:
+        return {s.name: s.value for s in self.algorithm_settings}
+
+
+class FeasibleSpace(_Model):
+    max: str | None = None
+    min: str | None = None
+    values: list[str] | None = Field(None, alias="list")
+    step: str | None = None
+    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] = "uniform"
+
+    @field_validator("max", "min", "step", mode="before")
+    @classmethod
+    def _num_str(cls, v: Any) -> Any:
+        return _stringify(v)
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _list_str(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [_stringify(x) for x in v]
+        return v
+
+    @field_validator("distribution", mode="before")
+    @classmethod
+    def _dist_default(cls, v: Any) -> Any:
+        return "uniform" if v in (None, "") else v
+
+
+class ParameterSpec(_Model):
+    name: str
+    parameter_type: Literal["double", "int", "discrete", "categorical"]
+    feasible_space: FeasibleSpace
+
+
+class TrialParameterSpec(_Model):
+    name: str
+    description: str = ""
+    reference: str
+
+
+class TrialTemplate(_Model):
+    retain: bool = False
+    trial_parameters: list[TrialParameterSpec] | None = None
+    trial_spec: dict[str, Any] | None = None
+    config_map: dict[str, Any] | None = None
+    primary_pod_labels: dict[str, str] | None = None
+    primary_container_name: str = ""
+    success_condition: str = ""
+    failure_condition: str = ""
+
+
+class FileSystemPath(_Model):
+    path: str = ""
+    kind: Literal["File", "Directory"] = "File"
+    format: Literal["TEXT", "JSON", ""] = ""
+
+
+class FilterSpec(_Model):
+    metrics_format: list[str] = Field(default_factory=list)
+
+
+class SourceSpec(_Model):
+    file_system_path: FileSystemPath | None = None
+    filter: FilterSpec | None = None
+    http_get: dict[str, Any] | None = None
+
+
+class CollectorSpec(_Model):
+    kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"] = (
+        "StdOut"
+    )
+    custom_collector: dict[str, Any] | None = None
+
+
+class MetricsCollectorSpec(_Model):
+    source: SourceSpec | None = None
+    collector: CollectorSpec = Field(default_factory=CollectorSpec)
+
+    @property
+    def filters(self) -> list[str]:
+        if self.source and self.source.filter:
+            return list(self.source.filter.metrics_format)
+        return []
+
+    @property
+    def file_path(self) -> str | None:
+        if self.collector.kind == "File" and self.source and self.source.file_system_path:
+            return self.source.file_system_path.path
+        return None
+
+    @property
+    def file_format(self) -> str:
+        if self.source and self.source.file_system_path and self.source.file_system_path.format:
+            return self.source.file_system_path.format
+        return "TEXT"
+
+
+class EarlyStoppingSpec(_Model):
+    algorithm_name: str
+    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
+
+    def settings(self) -> dict[str, str]:
+        return {s.name: s.value for s in self.algorithm_settings}
+
+
+class ExperimentSpec(_Model):
+    parameters: list[ParameterSpec] = Field(default_factory=list)
+    objective: ObjectiveSpec
+    algorithm: AlgorithmSpec
+    early_stopping: EarlyStoppingSpec | None = None
+    trial_template: TrialTemplate
+    parallel_trial_count: int = Field(3, strict=True)
+    max_trial_count: int | None = Field(None, strict=True)
+    max_failed_trial_count: int | None = Field(None, strict=True)
+    metrics_collector_spec: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec)
+    nas_config: dict[str, Any] | None = None
+    resume_policy: Literal["Never", "LongRunning", "FromVolume", ""] = "Never"
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    namespace: str | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class Experiment(_Model):
+    """A Katib Experiment with Katib's defaults applied. Build it with :func:`load_experiment`."""
+
+    api_version: Literal["kubeflow.org/v1beta1"] = "kubeflow.org/v1beta1"
+    kind: Literal["Experiment"] = "Experiment"
+    metadata: Metadata
+    spec: ExperimentSpec
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as Katib YAML would hold it (camelCase, defaults filled in, no status)."""
+        return self.model_dump(by_alias=True, exclude_none=True, exclude={"status"}, mode="json")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def trial_kind(self) -> str:
+        return str((self.spec.trial_template.trial_spec or {}).get("kind", ""))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_experiment(source: Union[str, Path, Mapping[str, Any]]) -> Experiment:
+    """Load, default and validate an Experiment from a YAML/JSON file path, YAML text or a dict.
+
+    Raises :class:`SpecError` listing every problem, each with its field path.
+    """
+    if isinstance(source, Mapping):
+        return parse_experiment(dict(source))
+    text: str
+    where = "(input)"
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and not source.lstrip().startswith("{")):
+        path = Path(source)
+        where = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as err:
+            raise SpecError([(where, f"cannot read the file: {err.strerror or err}")]) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise SpecError(
+                [(where, f"is not UTF-8 text (byte {err.start}); save it as UTF-8")]
+            ) from None
+    else:
+        text = str(source)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise SpecError([(where, f"is not valid YAML{at}: {problem}")]) from None
+    except RecursionError:
+        raise SpecError([(where, "is nested too deeply to be an Experiment")]) from None
+    if not docs:
+        raise SpecError([(where, "is empty; expected one Katib Experiment")])
+    if len(docs) > 1:
+        raise SpecError([(where, f"holds {len(docs)} YAML documents; expected exactly one Experiment")])
+    if not isinstance(docs[0], dict):
+        raise SpecError([(where, f"must be a mapping (a Katib Experiment), not {type(docs[0]).__name__}")])
+    return parse_experiment(docs[0])
+
+
+def parse_experiment(data: dict[str, Any]) -> Experiment:
+    """Validate a dict holding a Katib Experiment (see :func:`load_experiment`)."""
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as err:
+        raise SpecError(_pydantic_problems(err)) from None
+    except RecursionError:
+        raise SpecError([("(input)", "is nested too deeply to be an Experiment")]) from None
+    _apply_defaults(exp)
+    problems = _check(exp)
+    if problems:
+        raise SpecError(problems)
+    return exp
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(input)"
+
+
+def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        kind = e["type"]
+        given = e.get("input")
+        if kind == "missing":
+            msg = "is required"
+        elif kind == "extra_forbidden":
+            msg = "is not a Katib v1beta1 field (check the spelling)"
+        elif kind == "literal_error":
+            msg = f"must be {e['ctx']['expected']}, not {given!r}"
+        elif kind in ("int_type", "int_parsing", "int_from_float"):
+            msg = f"must be a whole number, not {given!r}"
+        elif kind in ("float_type", "float_parsing"):
+            msg = f"must be a number, not {given!r}"
+        elif kind in ("string_type",):
+            msg = f"must be a string, not {type(given).__name__}"
+        elif kind in ("list_type",):
+            msg = f"must be a list, not {type(given).__name__}"
+        elif kind in ("dict_type", "model_type", "model_attributes_type"):
+            msg = f"must be a mapping, not {type(given).__name__}"
+        elif kind == "bool_type" or kind == "bool_parsing":
+            msg = f"must be true or false, not {given!r}"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        problems.append((_path(loc), msg))
+    return problems
+
+
+def _apply_defaults(exp: Experiment) -> None:
+    spec = exp.spec
+    if spec.resume_policy == "":
+        spec.resume_policy = "Never"
+    strategies = spec.objective.strategies()
+    named = {s.name for s in spec.objective.metric_strategies}
+    for name, value in strategies.items():
+        if name not in named:
+            spec.objective.metric_strategies.append(MetricStrategy(name=name, value=value))  # type: ignore[arg-type]
+    tt = spec.trial_template
+    kind = exp.trial_kind
+    family = "Job" if kind == "Job" else ("TrainJob" if kind == "TrainJob" else ("kubeflow" if kind in KUBEFLOW_JOB_KINDS else None))
+    if family:
+        ok, bad = _JOB_CONDITIONS[family]
+        tt.success_condition = tt.success_condition or ok
+        tt.failure_condition = tt.failure_condition or bad
+        if family != "Job" and not tt.primary_pod_labels:
+            tt.primary_pod_labels = dict(_PRIMARY_POD_LABELS[family])
+    mc = spec.metrics_collector_spec
+    if mc.collector.kind == "File":
+        mc.source = mc.source or SourceSpec()
+        mc.source.file_system_path = mc.source.file_system_path or FileSystemPath(path="/var/log/katib/metrics.log")
+        fsp = mc.source.file_system_path
+        fsp.path = fsp.path or "/var/log/katib/metrics.log"
+        fsp.format = fsp.format or "TEXT"
+
+
+# --------------------------------------------------------------------------- semantic checks
+
+
+def _num(value: str | None) -> float | None:
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _check(exp: Experiment) -> list[tuple[str, str]]:
+    from hp_components import algorithms  # local import: algorithms imports this module
+
+    problems: list[tuple[str, str]] = []
+    add = lambda path, msg: problems.append((path, msg))  # noqa: E731
+    spec = exp.spec
+    name = exp.metadata.name
+    if not _NAME_RE.match(name) or len(name) > _MAX_NAME:
+        add(
+            "metadata.name",
+            f"{name!r} must be lower case letters, digits or '-', start with a letter, end with a letter "
+            f"or digit, and be at most {_MAX_NAME} characters (Katib's rule)",
+        )
+    for field in ("max_trial_count", "parallel_trial_count", "max_failed_trial_count"):
+        value = getattr(spec, field)
+        path = "spec." + to_camel(field)
+        if value is None:
+            continue
+        low = 0 if field == "max_failed_trial_count" else 1
+        if value < low:
+            add(path, f"must be at least {low}, not {value}")
+        elif value > _MAX_COUNT:
+            add(path, f"{value} is more than this tool runs ({_MAX_COUNT}); split the experiment")
+    if spec.max_trial_count is not None:
+        if spec.max_failed_trial_count is not None and spec.max_failed_trial_count > spec.max_trial_count:
+            add("spec.maxFailedTrialCount", "should be less than or equal to spec.maxTrialCount")
+        if spec.parallel_trial_count > spec.max_trial_count:
+            add("spec.parallelTrialCount", "should be less than or equal to spec.maxTrialCount")
+    if spec.nas_config is not None:
+        add("spec.nasConfig", "neural architecture search (nasConfig) is not supported; use spec.parameters")
+
+    _check_objective(spec.objective, add)
+    problems.extend(algorithms.validate(spec.algorithm.algorithm_name, spec.algorithm.settings(), spec, "spec.algorithm"))
+    if spec.early_stopping is not None:
+        problems.extend(
+            algorithms.validate_early_stopping(spec.early_stopping.algorithm_name, spec.early_stopping.settings(), "spec.earlyStopping")
+        )
+    if not spec.parameters:
+        if spec.nas_config is None:
+            add("spec.parameters", "must list at least one parameter to tune")
+    else:
+        _check_parameters(spec, add)
+    _check_trial_template(exp, add)
+    _check_collector(spec.metrics_collector_spec, add)
+    return problems
+
+
+def _check_objective(obj: ObjectiveSpec, add: Any) -> None:
+    if not obj.objective_metric_name.strip():
+        add("spec.objective.objectiveMetricName", "must be specified")
+    if obj.objective_metric_name in obj.additional_metric_names:
+        add("spec.objective.additionalMetricNames", "should not contain spec.objective.objectiveMetricName")
+    seen: set[str] = set()
+    for i, m in enumerate(obj.additional_metric_names):
+        if m in seen:
+            add(f"spec.objective.additionalMetricNames[{i}]", f"{m!r} is listed twice")
+        seen.add(m)
+    known = set(obj.metric_names)
+    names: set[str] = set()
+    for i, s in enumerate(obj.metric_strategies):
+        if s.name not in known:
+            add(f"spec.objective.metricStrategies[{i}].name", f"{s.name!r} is not the objective or an additional metric")
+        if s.name in names:
+            add(f"spec.objective.metricStrategies[{i}].name", f"{s.name!r} has two strategies")
+        names.add(s.name)
+    if obj.goal is not None and not math.isfinite(obj.goal):
+        add("spec.objective.goal", "must be a finite number")
+
+
+def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
+    seen: set[str] = set()
+    grid = spec.algorithm.algorithm_name == "grid"
+    for i, p in enumerate(spec.parameters):
+        base = f"spec.parameters[{i}]"
+        fs = p.feasible_space
+        if not p.name.strip():
+            add(f"{base}.name", "must be specified")
+        if p.name in seen:
+            add(f"{base}.name", f"{p.name!r} is used by another parameter")
+        seen.add(p.name)
+        if p.parameter_type in ("double", "int"):
+            if fs.values:
+                add(f"{base}.feasibleSpace.list", f"is not supported for parameterType {p.parameter_type}; use min and max")
+            lo, hi = _num(fs.min), _num(fs.max)
+            for key, raw, val in (("min", fs.min, lo), ("max", fs.max, hi)):
+                if raw is None or raw == "":
+                    add(f"{base}.feasibleSpace.{key}", f"is required for parameterType {p.parameter_type}")
+                elif val is None:
+                    add(f"{base}.feasibleSpace.{key}", f"{raw!r} is not a finite number")
+                elif p.parameter_type == "int" and not float(val).is_integer():
+                    add(f"{base}.feasibleSpace.{key}", f"{raw!r} is not a whole number (parameterType int)")
+            if lo is not None and hi is not None:
+                if lo >= hi:
+                    add(f"{base}.feasibleSpace.min", f"min ({fs.min}) must be less than max ({fs.max})")
+                if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
+                    add(f"{base}.feasibleSpace.min", f"must be > 0 for distribution {fs.distribution}, not {fs.min}")
+            if fs.step not in (None, ""):
+                step = _num(fs.step)
+                if step is None or step <= 0:
+                    add(f"{base}.feasibleSpace.step", f"{fs.step!r} must be a positive number")
+                elif p.parameter_type == "int" and not float(step).is_integer():
+                    add(f"{base}.feasibleSpace.step", f"{fs.step!r} must be a whole number for parameterType int")
+                elif lo is not None and hi is not None and lo < hi and step > hi - lo:
+                    add(f"{base}.feasibleSpace.step", f"{fs.step} is larger than the range {fs.min}..{fs.max}")
+            elif grid and p.parameter_type == "double":
+                add(f"{base}.feasibleSpace.step", "the grid algorithm needs a step for double parameters")
+        else:
+            if fs.min not in (None, "") or fs.max not in (None, "") or fs.step not in (None, ""):
+                add(f"{base}.feasibleSpace", f"min, max and step are not supported for parameterType {p.parameter_type}; use list")
+            if not fs.values:
+                add(f"{base}.feasibleSpace.list", f"must list the values of a {p.parameter_type} parameter")
+            else:
+                if len(set(fs.values)) != len(fs.values):
+                    add(f"{base}.feasibleSpace.list", "has duplicate values")
+                if p.parameter_type == "discrete":
+                    for j, v in enumerate(fs.values):
+                        if _num(v) is None:
+                            add(f"{base}.feasibleSpace.list[{j}]", f"{v!r} is not a number (parameterType discrete)")
+            if fs.distribution != "uniform":
+                add(f"{base}.feasibleSpace.distribution", f"{fs.distribution} applies to double and int parameters only")
+    if grid:
+        from hp_components.space import grid_size  # noqa: PLC0415  (space imports this module)
+
+        try:
+            size = grid_size(spec.parameters)
+        except ValueError:  # a parameter problem, reported above
+            return
+        if size > _MAX_GRID:
+            add("spec.parameters", f"the grid has {size} points, more than {_MAX_GRID}; use larger steps or another algorithm")
+
+
+def _walk_strings(obj: Any):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _walk_strings(k)
+            yield from _walk_strings(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _walk_strings(v)
+
+
+def is_meta_reference(reference: str) -> bool:
+    """``${trialSpec.Name}``-style references (Katib's trial metadata keys)."""
+    m = TRIAL_META_RE.fullmatch(reference)
+    if not m:
+        return False
+    key = m.group(1)
+    if key in _META_KEYS:
+        return True
+    sub = re.fullmatch(r"(.+)\[(.+)\]", key)
+    return bool(sub and sub.group(1) in ("Labels", "Annotations"))
+
+
+def _check_trial_template(exp: Experiment, add: Any) -> None:
+    tt = exp.spec.trial_template
+    base = "spec.trialTemplate"
+    if tt.config_map is not None and tt.trial_spec is None:
+        add(f"{base}.configMap", "trial templates from a ConfigMap need a cluster; inline the template as spec.trialTemplate.trialSpec")
+        return
+    if tt.config_map is not None and tt.trial_spec is not None:
+        add(base, "only one of spec.trialTemplate.trialSpec or spec.trialTemplate.configMap can be specified")
+    if tt.trial_spec is None:
+        add(f"{base}.trialSpec", "is required")
+        return
+    if not tt.primary_container_name:
+        add(f"{base}.primaryContainerName", "must be specified")
+    if not tt.success_condition or not tt.failure_condition:
+        add(base, f"successCondition and failureCondition must be specified for a trialSpec of kind {exp.trial_kind or '(none)'}")
+    ts = tt.trial_spec
+    if not ts.get("apiVersion") or not ts.get("kind"):
+        add(f"{base}.trialSpec", "apiVersion and kind must be specified")
+    md = ts.get("metadata") or {}
+    if isinstance(md, dict) and (md.get("name") or md.get("namespace")):
+        add(f"{base}.trialSpec.metadata", "name and namespace must be omitted (each trial gets its own)")
+    # containers sit in pod templates for Job and the training operator's jobs; other kinds
+    # (Argo Workflow, Tekton, TrainJob) are checked when a driver renders them
+    known_layout = exp.trial_kind == "Job" or exp.trial_kind in KUBEFLOW_JOB_KINDS[:-1]
+    if known_layout and tt.primary_container_name and not find_containers(ts, tt.primary_container_name):
+        add(
+            f"{base}.primaryContainerName",
+            f"no container named {tt.primary_container_name!r} in spec.trialTemplate.trialSpec",
+        )
+    if tt.trial_parameters is None:
+        add(f"{base}.trialParameters", "must be specified")
+        return
+    params = {p.name for p in exp.spec.parameters}
+    used = set()
+    for s in _walk_strings(ts):
+        used.update(TRIAL_PARAM_RE.findall(s))
+    names: set[str] = set()
+    refs: set[str] = set()
+    for i, tp in enumerate(tt.trial_parameters):
+        path = f"{base}.trialParameters[{i}]"
+        if not tp.name or "{" in tp.name or "}" in tp.name:
+            add(f"{path}.name", "must be specified and must not contain '{' or '}'")
+            continue
+        if not tp.reference:
+            add(f"{path}.reference", "must be specified")
+            continue
+        if tp.name in names:
+            add(f"{path}.name", f"{tp.name!r} is declared twice")
+        if tp.reference in refs:
+            add(f"{path}.reference", f"{tp.reference!r} is referenced twice")
+        names.add(tp.name)
+        refs.add(tp.reference)
+        if tp.reference not in params and not is_meta_reference(tp.reference):
+            add(
+                f"{path}.reference",
+                f"{tp.reference!r} is not a parameter in spec.parameters nor trial metadata like ${{trialSpec.Name}}",
+            )
+        if tp.name not in used:
+            add(f"{path}.name", f"${{trialParameters.{tp.name}}} is declared but not used in spec.trialTemplate.trialSpec")
+    for missing in sorted(used - names):
+        add(f"{base}.trialSpec", f"uses ${{trialParameters.{missing}}}, which spec.trialTemplate.trialParameters does not declare")
+    for s in _walk_strings(ts):
+        for key in TRIAL_META_RE.findall(s):
+            if not is_meta_reference("${trialSpec.%s}" % key):
+                add(f"{base}.trialSpec", f"${{trialSpec.{key}}} is not trial metadata Katib knows ({', '.join(_META_KEYS)})")
+
+
+def find_containers(trial_spec: Any, name: str) -> list[dict[str, Any]]:
+    """All containers called ``name`` in a trialSpec, at any depth (Job, PyTorchJob, ...)."""
+    found: list[dict[str, Any]] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if key in ("containers", "initContainers") and isinstance(value, list):
+                    found.extend(c for c in value if isinstance(c, dict) and c.get("name") == name and key == "containers")
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    walk(trial_spec)
+    return found
+
+
+def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:
+    base = "spec.metricsCollectorSpec"
+    kind = mc.collector.kind
+    if kind not in ("StdOut", "File"):
+        add(f"{base}.collector.kind", f"collector {kind} is not supported here; use StdOut or File")
+    if kind == "File":
+        fsp = mc.source.file_system_path if mc.source else None
+        if fsp is None or fsp.kind != "File" or not fsp.path.startswith("/"):
+            add(f"{base}.source.fileSystemPath.path", "must be an absolute path to the metrics file (kind File)")
+        if fsp is not None and fsp.format == "JSON" and mc.source and mc.source.filter is not None:
+            add(f"{base}.source.filter", "must be omitted when the metrics file format is JSON")
+    two_groups = re.compile(r".*\(.*\).*\(.*\).*")
+    for i, f in enumerate(mc.filters):
+        path = f"{base}.source.filter.metricsFormat[{i}]"
+        try:
+            compiled = re.compile(f)
+        except (re.error, RecursionError, OverflowError) as err:
+            add(path, f"{f!r} is not a valid regular expression: {err}")
+            continue
+        if not two_groups.match(f) or compiled.groups < 2:
+            add(path, f"{f!r} needs two groups: the metric name, then its value")

@@ -1,0 +1,138 @@
+"""Rendering a trial from ``trialTemplate``: ``${trialParameters.x}`` and ``${trialSpec.Name}``.
+
+Values are substituted into the string leaves of the trialSpec, never into YAML or shell text,
+so a value with quotes, spaces, ``;`` or newlines stays one string (Katib substitutes into the
+serialized template and can break it). ::
+
+    from hp_components.template import render_trial_spec, primary_container
+    spec = render_trial_spec(exp, trial)              # the trialSpec with values filled in
+    run = primary_container(exp, spec)
+    print(run.argv, run.env, run.timeout, run.gpus)   # what a local runner executes
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.trials import Trial
+
+__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "Container", "TemplateError"]
+
+_K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+class TemplateError(ValueError):
+    """A trialSpec that cannot be run the way asked (for example a container without a command)."""
+
+
+def _meta_value(experiment: Experiment, trial_name: str, key: str) -> str:
+    ts = experiment.spec.trial_template.trial_spec or {}
+    md = ts.get("metadata") or {}
+    simple = {
+        "Name": trial_name,
+        "Namespace": experiment.metadata.namespace or "default",
+        "Kind": str(ts.get("kind", "")),
+        "APIVersion": str(ts.get("apiVersion", "")),
+    }
+    if key in simple:
+        return simple[key]
+    m = re.fullmatch(r"(Labels|Annotations)\[(.+)\]", key)
+    if m:
+        return str((md.get(m.group(1).lower()) or {}).get(m.group(2), ""))
+    return ""
+
+
+def trial_parameters(experiment: Experiment, trial: Trial) -> dict[str, str]:
+    """``trialParameters`` name -> the value this trial substitutes for ``${trialParameters.name}``."""
+    out: dict[str, str] = {}
+    for tp in experiment.spec.trial_template.trial_parameters or []:
+        if tp.reference in trial.assignments:
+            out[tp.name] = trial.assignments[tp.reference]
+        else:
+            m = TRIAL_META_RE.fullmatch(tp.reference)
+            out[tp.name] = _meta_value(experiment, trial.name, m.group(1)) if m else ""
+    return out
+
+
+def _substitute(obj: Any, values: dict[str, str], experiment: Experiment, trial_name: str) -> Any:
+    if isinstance(obj, str):
+        s = TRIAL_PARAM_RE.sub(lambda m: values.get(m.group(1), m.group(0)), obj)
+        return TRIAL_META_RE.sub(lambda m: _meta_value(experiment, trial_name, m.group(1)), s)
+    if isinstance(obj, dict):
+        return {k: _substitute(v, values, experiment, trial_name) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, values, experiment, trial_name) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def render_trial_spec(experiment: Experiment, trial: Trial) -> dict[str, Any]:
+    """The trialSpec of ``trial`` with every placeholder replaced, and its name set."""
+    values = trial_parameters(experiment, trial)
+    rendered = _substitute(experiment.spec.trial_template.trial_spec or {}, values, experiment, trial.name)
+    rendered.setdefault("metadata", {})
+    rendered["metadata"] = {**(rendered["metadata"] or {}), "name": trial.name}
+    return rendered
+
+
+@dataclass
+class Container:
+    """The primary container of a rendered trial, as a local process would run it."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    gpus: int = 0
+
+
+def _expand_k8s_vars(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion in command and args (``$$`` escapes, unknown stays)."""
+    return _K8S_VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
+
+
+def _deadline(rendered: dict[str, Any]) -> float | None:
+    found: list[float] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, dict):
+            v = obj.get("activeDeadlineSeconds")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+                found.append(float(v))
+            for value in obj.values():
+                walk(value)
+        elif isinstance(obj, list):
+            for value in obj:
+                walk(value)
+
+    walk(rendered)
+    return min(found) if found else None
+
+
+def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Container:
+    """The command, env, deadline and GPU count of the primary container of a rendered trialSpec."""
+    name = experiment.spec.trial_template.primary_container_name
+    containers = find_containers(rendered, name)
+    if not containers:
+        raise TemplateError(f"spec.trialTemplate.primaryContainerName: no container named {name!r}")
+    c = containers[0]
+    env: dict[str, str] = {}
+    for item in c.get("env") or []:
+        if isinstance(item, dict) and "name" in item and "value" in item:
+            env[str(item["name"])] = _expand_k8s_vars(str(item["value"]), env)
+    command = [str(x) for x in (c.get("command") or [])]
+    args = [str(x) for x in (c.get("args") or [])]
+    if not command and not args:
+        raise TemplateError(
+            f"container {name!r} has no command or args: locally there is no image entrypoint to run; "
+            "add a command to the container"
+        )
+    argv = [_expand_k8s_vars(x, env) for x in command + args]
+    limits = ((c.get("resources") or {}).get("limits") or {})
+    try:
+        gpus = int(str(limits.get("nvidia.com/gpu", 0)))
+    except ValueError:
+        raise TemplateError(f"container {name!r}: nvidia.com/gpu limit {limits['nvidia.com/gpu']!r} is not a whole number") from None
+    return Container(argv=argv, env=env, timeout=_deadline(rendered), gpus=gpus)

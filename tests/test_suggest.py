@@ -1,0 +1,159 @@
+"""Search space mapping, algorithms and suggest(): batches, determinism, grids that end."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+
+from hp_components.algorithms import ALGORITHMS, auto_choice, get_algorithm
+from hp_components.space import SearchSpace, grid_size
+from hp_components.suggest import suggest
+from hp_components.trials import Trial, dump_history, load_history
+from tests.conftest import make_experiment
+
+ALL = ["random", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "auto"]
+
+
+def finish(batch, score):
+    for t in batch:
+        t.condition = "Succeeded"
+        t.objective_value = score(t.assignments)
+    return batch
+
+
+def score(a):
+    return -((math.log10(float(a["lr"])) + 2) ** 2) - (int(a["n"]) - 3) ** 2 + (a["opt"] == "adam") - float(a["x"]) ** 2
+
+
+@pytest.mark.parametrize("algorithm", ALL)
+def test_batches_are_valid_distinct_and_reproducible(basic_dict, algorithm):
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": algorithm, "spec.maxTrialCount": 15})
+    history: list[Trial] = []
+    for _ in range(5):
+        batch = suggest(exp, history, 3)
+        assert len(batch) == 3
+        again = suggest(exp, load_history(dump_history(history)), 3)
+        assert [t.assignments for t in batch] == [t.assignments for t in again], "same history, same batch"
+        for t in batch:
+            lr, n, x = float(t.assignments["lr"]), int(t.assignments["n"]), float(t.assignments["x"])
+            assert 0.001 <= lr <= 0.1 and 1 <= n <= 5 and -1 <= x <= 1
+            assert t.assignments["opt"] in ("sgd", "adam")
+        assert len({str(t.assignments) for t in batch}) == 3, "a batch must not repeat a point"
+        history += finish(batch, score)
+    assert [t.name for t in history] == [f"basic-{i:04d}" for i in range(15)]
+    assert suggest(exp, history, 3) == [], "maxTrialCount is spent"
+
+
+def test_random_state_changes_the_batch(basic_dict):
+    a = make_experiment(basic_dict, **{"spec.algorithm.algorithmSettings": [{"name": "random_state", "value": "1"}]})
+    b = make_experiment(basic_dict, **{"spec.algorithm.algorithmSettings": [{"name": "random_state", "value": "2"}]})
+    assert [t.assignments for t in suggest(a, [], 3)] != [t.assignments for t in suggest(b, [], 3)]
+
+
+def test_running_trials_spread_the_next_batch(basic_dict):
+    """Constant liar: with trials still running, TPE does not ask for the same point again."""
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "tpe", "spec.maxTrialCount": 40,
+                                         "spec.algorithm.algorithmSettings": [{"name": "n_startup_trials", "value": "4"}]})
+    history = finish(suggest(exp, [], 10), score)
+    running = suggest(exp, history, 4)  # left Created: still running
+    nxt = suggest(exp, history + running, 4)
+    assert not {str(t.assignments) for t in nxt} & {str(t.assignments) for t in running}
+
+
+def test_cmaes_keeps_its_state_in_the_history(basic_dict):
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "cmaes", "spec.maxTrialCount": 60})
+    history: list[Trial] = []
+    while len(history) < 40:
+        history += finish(suggest(exp, load_history(dump_history(history)), 4), score)
+    generations = {t.system_attrs.get("cma:generation") for t in history}
+    assert max(g for g in generations if g is not None) >= 3, "CMA-ES must move past its first generation"
+    assert any(k.startswith("cma:optimizer") for t in history for k in t.system_attrs)
+
+
+def test_model_based_search_beats_random(basic_dict):
+    def best_after(algorithm, seed):
+        exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": algorithm, "spec.maxTrialCount": 40,
+                                             "spec.algorithm.algorithmSettings": [{"name": "random_state", "value": str(seed)}]})
+        history: list[Trial] = []
+        while len(history) < 40:
+            history += finish(suggest(exp, history, 4), score)
+        return max(t.objective_value for t in history)
+
+    tpe = statistics.median(best_after("multivariate-tpe", s) for s in range(3))
+    rnd = statistics.median(best_after("random", s) for s in range(3))
+    assert tpe >= rnd
+
+
+def test_grid_runs_every_point_in_order_then_ends(basic_dict):
+    exp = make_experiment(basic_dict, **{
+        "spec.algorithm.algorithmName": "grid",
+        "spec.maxTrialCount": 100,
+        "spec.parallelTrialCount": 3,
+        "spec.parameters.0.feasibleSpace": {"min": "0.01", "max": "0.03", "step": "0.01"},
+        "spec.parameters.1.feasibleSpace": {"min": "1", "max": "2"},
+        "spec.parameters.3.feasibleSpace": {"min": "-1", "max": "1", "step": "1"},
+    })
+    assert grid_size(exp.spec.parameters) == 3 * 2 * 2 * 3
+    history: list[Trial] = []
+    while batch := suggest(exp, history, 5):
+        history += finish(batch, score)
+    assert len(history) == 36
+    assert len({str(t.assignments) for t in history}) == 36
+    assert history[0].assignments == {"lr": "0.01", "n": "1", "opt": "sgd", "x": "-1"}
+    assert history[1].assignments["x"] == "0"
+    assert {t.assignments["lr"] for t in history} == {"0.01", "0.02", "0.03"}
+
+
+def test_normal_distribution_centres_samples(basic_dict):
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "random", "spec.maxTrialCount": 1000})
+    xs = [float(t.assignments["x"]) for t in suggest(exp, [], 600)]
+    assert all(-1 <= x <= 1 for x in xs)
+    inner = sum(abs(x) < 1 / 3 for x in xs) / len(xs)
+    assert 0.6 < inner < 0.76, "about 68% within one sigma (a third of the half-range)"
+
+
+def test_space_round_trip(basic_dict):
+    exp = make_experiment(basic_dict)
+    space = SearchSpace(exp.spec.parameters)
+    for t in suggest(exp, [], 5):
+        again = space.assignments(space.internal(t.assignments))
+        assert again == t.assignments
+
+
+def test_space_rejects_values_outside(basic_dict):
+    space = SearchSpace(make_experiment(basic_dict).spec.parameters)
+    with pytest.raises(ValueError):
+        space.internal({"lr": "5", "n": "1", "opt": "sgd", "x": "0"})
+    with pytest.raises(ValueError):
+        space.internal({"lr": "0.01", "n": "1", "opt": "rmsprop", "x": "0"})
+
+
+def test_history_from_another_spec_is_counted_but_not_replayed(basic_dict):
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "tpe"})
+    stranger = Trial(name="basic-0000", assignments={"lr": "9", "n": "1", "opt": "sgd", "x": "0"},
+                     condition="Succeeded", objective_value=1.0)
+    batch = suggest(exp, [stranger], 3)
+    assert [t.name for t in batch] == ["basic-0001", "basic-0002", "basic-0003"]
+
+
+def test_auto_rule(basic_dict):
+    mixed = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "auto"})
+    assert auto_choice(mixed.spec) == "multivariate-tpe"
+    cont = make_experiment(basic_dict, **{"spec.parameters.2": {"name": "opt", "parameterType": "double",
+                                                                "feasibleSpace": {"min": "0", "max": "1"}}})
+    assert auto_choice(cont.spec) == "bayesianoptimization"
+    discrete = make_experiment(basic_dict, **{
+        "spec.parameters.0": {"name": "lr", "parameterType": "discrete", "feasibleSpace": {"list": ["0.1", "0.01"]}},
+        "spec.parameters.3": {"name": "x", "parameterType": "categorical", "feasibleSpace": {"list": ["a"]}},
+        "spec.maxTrialCount": 20,
+    })
+    assert auto_choice(discrete.spec) == "grid"  # 2 * 5 * 2 * 1 = 20 points fit the budget
+    assert auto_choice(make_experiment(discrete.to_dict(), **{"spec.maxTrialCount": 19}).spec) == "multivariate-tpe"
+
+
+def test_unknown_settings_are_rejected_by_get_algorithm():
+    with pytest.raises(ValueError, match="not a setting of random"):
+        get_algorithm("random", {"n_startup_trials": "3"})
+    assert set(ALGORITHMS) == set(ALL) | {"grid"}
