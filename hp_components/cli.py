@@ -1,0 +1,173 @@
+"""``hp-tune``: run, validate and inspect Katib Experiments.
+
+    hp-tune validate examples/random-digits.yaml
+    hp-tune run examples/random-digits.yaml --output out/
+
+Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 bad input,
+130 interrupted by Ctrl-C (resume with the same command).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hp_components.experiment import Experiment, SpecError, load_experiment
+from hp_components.status import ExperimentStatus
+from hp_components.store import DEFAULT_STORAGE, StoreConflict
+from hp_components.trials import Trial
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter tuning with Katib Experiments, locally and in pipelines.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+_STYLE = {"Succeeded": "green", "Failed": "red", "MetricsUnavailable": "yellow", "Killed": "magenta",
+          "EarlyStopped": "cyan", "Interrupted": "magenta", "Running": "blue", "Created": "blue"}
+
+
+def _bad_input(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(2)
+
+
+def _load(path: Path) -> Experiment:
+    try:
+        return load_experiment(path)
+    except SpecError as e:
+        err.print(f"[bold red]{path}: {len(e.problems)} problem{'s' if len(e.problems) != 1 else ''}[/]")
+        for where, message in e.problems:
+            err.print(f"  {where}: {message}", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="A Katib Experiment YAML")) -> None:
+    """Check a spec and list every problem, with its field path (exit 2 when there are any)."""
+    exp = _load(file)
+    spec = exp.spec
+    out.print(
+        f"{file}: valid. Experiment {exp.name!r}: {len(spec.parameters)} parameters, algorithm "
+        f"{spec.algorithm.algorithm_name}, {spec.objective.type} {spec.objective.objective_metric_name}, "
+        f"{spec.max_trial_count if spec.max_trial_count is not None else 'unlimited'} trials, "
+        f"{spec.parallel_trial_count} at a time",
+        markup=False,
+    )
+
+
+class _Reporter:
+    """The live view of a running experiment: a line per finished trial under a progress bar."""
+
+    def __init__(self, exp: Experiment, quiet: bool):
+        self.exp = exp
+        self.quiet = quiet
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
+                                 disable=quiet)
+        self.task = self.progress.add_task(exp.name, total=exp.spec.max_trial_count)
+
+    def __call__(self, kind: str, payload: Any) -> None:
+        if kind == "finished":
+            self._finished(payload)
+        elif kind == "status":
+            self._status(payload)
+        elif kind == "warning":
+            err.print(f"[yellow]warning:[/] {payload}")
+
+    def _finished(self, t: Trial) -> None:
+        if self.quiet:
+            return
+        params = " ".join(f"{k}={v}" for k, v in t.assignments.items())
+        value = "" if t.objective_value is None else f"{self.exp.spec.objective.objective_metric_name}={t.objective_value:.6g} "
+        note = f" ({t.message})" if t.message and t.condition != "Succeeded" else ""
+        self.progress.console.print(
+            f"[{_STYLE.get(t.condition, 'white')}]{t.condition:<18}[/] {t.name}  {value}[dim]{params}{note}[/]",
+            soft_wrap=True,
+        )
+
+    def _status(self, st: ExperimentStatus) -> None:
+        c = st.counts
+        done = c["trials"] - c["trialsRunning"] - c["trialsPending"]
+        best = ""
+        if st.best is not None:
+            best = f" · best {st.best.objective_value:.6g}"
+        self.progress.update(self.task, completed=done,
+                             description=f"{self.exp.name}: {c['trialsRunning'] + c['trialsPending']} running{best}")
+
+
+def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial]) -> None:
+    params = [p.name for p in exp.spec.parameters]
+    metric = exp.spec.objective.objective_metric_name
+    table = Table(title=f"{exp.name}: {len(history)} trials", title_justify="left")
+    for col in ("trial", "condition", metric, *params):
+        table.add_column(col, overflow="fold")
+    shown = history if len(history) <= 40 else sorted(
+        history, key=lambda t: (t.objective_value is None,
+                                -(t.objective_value or 0) if exp.spec.objective.type == "maximize" else (t.objective_value or 0)))[:40]
+    for t in shown:
+        best = status.best is not None and t.name == status.best.name
+        table.add_row(t.name + (" *" if best else ""), f"[{_STYLE.get(t.condition, 'white')}]{t.condition}[/]",
+                      "" if t.objective_value is None else f"{t.objective_value:.6g}",
+                      *(t.assignments.get(p, "") for p in params))
+    out.print(table)
+    if len(history) > 40:
+        out.print(f"(the best 40 of {len(history)} trials; all of them are in trials.csv with --output)")
+    colour = "green" if status.condition == "Succeeded" else ("red" if status.condition == "Failed" else "yellow")
+    out.print(f"[bold {colour}]{status.condition}[/]: {status.reason}: {status.message}")
+    if status.best is not None:
+        assignments = ", ".join(f"{k}={v}" for k, v in status.best.assignments.items())
+        out.print(f"best trial {status.best.name}: {metric}={status.best.objective_value:.6g} ({assignments})")
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Where the experiment's state lives (SQLAlchemy URL: sqlite:///x.db, postgresql://...)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write status.json and trials.csv here"),
+    workdir: Optional[Path] = typer.Option(None, help="Run trials in this folder (default: the current one)"),
+    run_dir: Path = typer.Option(Path("hp-runs"), help="Trial logs go to RUN_DIR/<experiment>/<trial>/"),
+    fresh: bool = typer.Option(False, "--fresh", help="Forget a stored experiment of this name and start over"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; only the summary"),
+) -> None:
+    """Run an experiment locally, trials as subprocesses; the same command resumes it."""
+    from hp_components.local import RunnerError, run_local
+    from hp_components.report import write_outputs
+
+    exp = _load(file)
+    reporter = _Reporter(exp, quiet)
+    try:
+        with reporter.progress:
+            result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh, on_event=reporter)
+    except (RunnerError, StoreConflict) as e:
+        raise _bad_input(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - storage URL and database errors are user input too
+        if type(e).__module__.startswith(("sqlalchemy", "optuna")):
+            raise _bad_input(f"--storage {storage}: {e}") from None
+        raise
+    if output is not None:
+        write_outputs(output, exp, result.status, result.history)
+    _summary(exp, result.status, result.history)
+    if output is not None:
+        out.print(f"wrote {output / 'status.json'} and {output / 'trials.csv'}")
+    if result.interrupted:
+        err.print("interrupted: run the same command to resume (finished trials are kept)")
+        raise typer.Exit(130)
+    raise typer.Exit(0 if result.status.condition == "Succeeded" else 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``hp-tune``."""
+    try:
+        app(args=argv, prog_name="hp-tune", standalone_mode=True)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

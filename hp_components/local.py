@@ -1,0 +1,412 @@
+"""The local runner: trials as subprocesses, ``parallelTrialCount`` at once, state in the store.
+
+An asyncio scheduler keeps every slot busy: when a trial ends, its result is saved and the next
+suggestion starts at once (no lockstep rounds). A trial's primary container ``command`` +
+``args`` runs without a shell in ``workdir`` (the image is ignored), its output goes to
+``hp-runs/<experiment>/<trial>/output.log`` and through the metrics parser. When the experiment
+is done, trials still running are stopped (SIGTERM to the process group, SIGKILL after
+``kill_grace`` seconds) and recorded ``Killed``; Ctrl-C stops them too and records them
+``Interrupted``, to be run again on resume. ::
+
+    from hp_components import load_experiment
+    from hp_components.local import run_local
+
+    result = run_local(load_experiment("examples/random-digits.yaml"), storage="sqlite:///hp.db")
+    print(result.status.reason, result.status.best.assignments)
+
+Each trial sees ``KATIB_TRIAL_NAME`` (as Katib sets it), ``HP_TRIAL_NAME``,
+``HP_EXPERIMENT_NAME`` and ``HP_TRIAL_DIR``; a trial whose container asks for
+``nvidia.com/gpu: n`` gets ``n`` GPUs of its own in ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hp_components.algorithms import ALGORITHMS, Auto
+from hp_components.experiment import Experiment
+from hp_components.metrics import MetricsParser, objective_value
+from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
+from hp_components.store import DEFAULT_STORAGE, ExperimentStore
+from hp_components.suggest import suggest
+from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
+from hp_components.trials import Trial
+
+__all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
+
+_CHUNK = 1 << 16
+_MAX_LINE = 1 << 16  # longer lines are cut before parsing
+_MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
+_MAX_REPORTS = 10_000  # intermediate values kept per trial
+_HEARTBEAT = 15.0
+
+#: called with ("started" | "finished", trial) and ("status", ExperimentStatus)
+EventHandler = Callable[[str, Any], None]
+
+
+class RunnerError(ValueError):
+    """The experiment cannot run here (for example: a container without a command)."""
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_local` leaves: the final status, every trial, and whether Ctrl-C ended it."""
+
+    status: ExperimentStatus
+    history: list[Trial]
+    interrupted: bool = False
+    run_dir: Path = field(default_factory=Path)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def detect_gpus() -> list[str]:
+    """GPU ids for trials: ``HP_GPUS``, else ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi``, else none."""
+    for var in ("HP_GPUS", "CUDA_VISIBLE_DEVICES"):
+        if var in os.environ:
+            return [g.strip() for g in os.environ[var].split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=20, check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+        return [line.strip() for line in out.splitlines() if line.strip()]
+    return []
+
+
+def _probe_container(experiment: Experiment) -> Container:
+    """The primary container rendered with each parameter at its first value."""
+    probe = Trial(name=f"{experiment.name}-probe", assignments={
+        p.name: (p.feasible_space.values or [p.feasible_space.min or ""])[0] for p in experiment.spec.parameters
+    })
+    try:
+        return primary_container(experiment, render_trial_spec(experiment, probe))
+    except TemplateError as err:
+        raise RunnerError(str(err)) from None
+
+
+def gpus_per_trial(experiment: Experiment) -> int:
+    """The ``nvidia.com/gpu`` limit of the primary container."""
+    return _probe_container(experiment).gpus
+
+
+def check_runnable(experiment: Experiment) -> None:
+    """Raise :class:`RunnerError` when this experiment cannot run locally (before anything runs)."""
+    name = experiment.spec.algorithm.algorithm_name
+    algo = ALGORITHMS[name]
+    if algo is Auto:
+        algo = Auto({}, experiment.spec).inner.__class__
+    problem = algo.runtime_problem()
+    if problem:
+        raise RunnerError(f"spec.algorithm.algorithmName: {problem}")
+    _probe_container(experiment)
+
+
+class _Runner:
+    def __init__(self, experiment: Experiment, store: ExperimentStore, workdir: Path, run_dir: Path,
+                 on_event: EventHandler, kill_grace: float, poll: float):
+        self.exp = experiment
+        self.store = store
+        self.workdir = workdir
+        self.run_dir = run_dir
+        self.on_event = on_event
+        self.kill_grace = kill_grace
+        self.poll = poll
+        self.tasks: dict[asyncio.Task[Trial], Trial] = {}
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.signalled: set[str] = set()
+        self.stop_as: tuple[str, str] | None = None
+        self.free_gpus = detect_gpus()
+        self.total_gpus = len(self.free_gpus)
+        self.gpu_need = gpus_per_trial(experiment)
+        if self.total_gpus and self.gpu_need > self.total_gpus:
+            raise RunnerError(
+                f"each trial asks for nvidia.com/gpu: {self.gpu_need}, but this machine has {self.total_gpus} GPUs"
+            )
+        self.warned_gpu = False
+        self.result: RunResult | None = None
+        spec = experiment.spec
+        self.metric_names = spec.objective.metric_names
+        self.strategy = spec.objective.strategies()[spec.objective.objective_metric_name]
+        mc = spec.metrics_collector_spec
+        self.filters = mc.filters or None
+        self.file_path = mc.file_path
+        self.file_format = mc.file_format
+
+    # ------------------------------------------------------------------ the schedule
+
+    async def run(self) -> RunResult:
+        loop = asyncio.get_running_loop()
+        main = asyncio.current_task()
+        try:
+            loop.add_signal_handler(signal.SIGTERM, main.cancel)  # type: ignore[union-attr]
+        except (NotImplementedError, RuntimeError):
+            pass
+        try:
+            return await self._schedule()
+        except asyncio.CancelledError:
+            await self._stop_all("Interrupted", "RunnerInterrupted")
+            history = self.store.history()
+            self.result = RunResult(experiment_status(self.exp, history), history, True, self.run_dir)
+            raise
+
+    async def _schedule(self) -> RunResult:
+        reruns = self.store.recover()
+        suggestion_done = False
+        last_beat = time.monotonic()
+        while True:
+            history = await asyncio.to_thread(self.store.history)
+            status = experiment_status(self.exp, history, suggestion_done)
+            self.on_event("status", status)
+            if status.done:
+                break
+            want = self.exp.spec.parallel_trial_count - len(self.tasks)
+            left = remaining_slots(self.exp, history)
+            if left is not None:
+                want = min(want, left)
+            gpu_slots = self._gpu_slots()
+            if gpu_slots is not None:
+                want = min(want, gpu_slots)
+            if want > 0:
+                batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
+                reruns = reruns[len(batch):]
+                if len(batch) < want and not suggestion_done:
+                    new = await asyncio.to_thread(suggest, self.exp, history, want - len(batch))
+                    suggestion_done = len(new) < want - len(batch)
+                    batch += new
+                for trial in self.store.create(batch):
+                    task = asyncio.create_task(self._run_trial(trial))
+                    self.tasks[task] = trial
+                    self.on_event("started", trial)
+                if batch:
+                    continue
+            if not self.tasks:
+                if suggestion_done:
+                    continue  # the status now says the suggestions ended
+                await asyncio.sleep(self.poll)  # another runner's trials are still active
+                reruns += self.store.recover()
+                continue
+            done, _ = await asyncio.wait(self.tasks, timeout=_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self._finish(task)
+            if time.monotonic() - last_beat >= _HEARTBEAT:
+                self.store.heartbeat(self.tasks.values())
+                last_beat = time.monotonic()
+        await self._stop_all("Killed", "ExperimentCompleted")
+        history = self.store.history()
+        final = experiment_status(self.exp, history, suggestion_done)
+        return RunResult(final, history, False, self.run_dir)
+
+    def _finish(self, task: asyncio.Task[Trial]) -> None:
+        self.tasks.pop(task)
+        trial = task.result()
+        self.store.save(trial)
+        self.on_event("finished", trial)
+
+    async def _stop_all(self, condition: str, reason: str) -> None:
+        """Stop every running trial: SIGTERM to its process group, SIGKILL after the grace period."""
+        if not self.tasks:
+            return
+        self.stop_as = (condition, reason)
+        for name, proc in list(self.procs.items()):
+            self._signal(name, proc, signal.SIGTERM)
+        done, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
+        for name, proc in list(self.procs.items()):
+            self._signal(name, proc, signal.SIGKILL)
+        if pending:
+            await asyncio.wait(pending)
+        for task in list(self.tasks):
+            self._finish(task)
+
+    def _signal(self, name: str, proc: asyncio.subprocess.Process, sig: int) -> None:
+        self.signalled.add(name)
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    # ------------------------------------------------------------------ one trial
+
+    def _gpu_slots(self) -> int | None:
+        """How many more trials the free GPUs allow (None: no limit from GPUs)."""
+        if self.gpu_need <= 0 or not self.total_gpus:
+            return None
+        return len(self.free_gpus) // self.gpu_need
+
+    def _take_gpus(self, n: int) -> list[str] | None:
+        if n <= 0:
+            return []
+        if not self.total_gpus:
+            if not self.warned_gpu:
+                self.warned_gpu = True
+                self.on_event("warning", f"trials ask for nvidia.com/gpu: {n}, but this machine has no GPU; they run on the CPU")
+            return []
+        if len(self.free_gpus) < n:
+            return None
+        taken, self.free_gpus = self.free_gpus[:n], self.free_gpus[n:]
+        return taken
+
+    async def _run_trial(self, trial: Trial) -> Trial:
+        trial.condition, trial.start_time = "Running", _now()
+        trial_dir = self.run_dir / trial.name
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        container = primary_container(self.exp, render_trial_spec(self.exp, trial))
+        gpus = self._take_gpus(container.gpus)
+        if gpus is None:
+            return self._done(trial, "Failed", "InsufficientGPUs",
+                              f"needs {container.gpus} GPUs; fewer are free on this machine")
+        argv, env = list(container.argv), dict(container.env)
+        metrics_file = None
+        if self.file_path:
+            # each trial writes its own copy of the collector's file, wherever the spec puts it
+            metrics_file = str((trial_dir / Path(self.file_path).name).resolve())
+            argv = [a.replace(self.file_path, metrics_file) for a in argv]
+            env = {k: v.replace(self.file_path, metrics_file) for k, v in env.items()}
+            if not any(metrics_file in a for a in argv + list(env.values())):
+                metrics_file = self.file_path  # the trial writes the path itself: read it there
+            with_file = Path(metrics_file)
+            if with_file.exists() and metrics_file != self.file_path:
+                with_file.unlink()
+        full_env = {
+            **os.environ,
+            **env,
+            "KATIB_TRIAL_NAME": trial.name,
+            "HP_TRIAL_NAME": trial.name,
+            "HP_EXPERIMENT_NAME": self.exp.name,
+            "HP_TRIAL_DIR": str(trial_dir.resolve()),
+        }
+        if container.gpus > 0:
+            full_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        parser = MetricsParser(self.metric_names, self.filters, "TEXT")
+        self.store.save(trial)
+        log = open(trial_dir / "output.log", "wb")
+        try:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT, env=full_env, cwd=str(self.workdir), start_new_session=True,
+                )
+            except OSError as err:
+                log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
+                return self._done(trial, "Failed", "TrialFailed", f"cannot start {argv[0]!r}: {err.strerror or err}")
+            self.procs[trial.name] = proc
+            timed_out = False
+            try:
+                await asyncio.wait_for(self._pump(proc, parser, log, trial, stdout=not self.file_path), container.timeout)
+            except asyncio.TimeoutError:
+                timed_out = True
+                self._signal(trial.name, proc, signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(proc.wait(), self.kill_grace)
+                except asyncio.TimeoutError:
+                    self._signal(trial.name, proc, signal.SIGKILL)
+            rc = await proc.wait()
+            self.procs.pop(trial.name, None)
+        finally:
+            log.close()
+            if gpus:
+                self.free_gpus += gpus
+        if metrics_file:
+            parser = MetricsParser(self.metric_names, self.filters if self.file_format == "TEXT" else None, self.file_format)
+            try:
+                with open(metrics_file, "rb") as fh:
+                    for line in fh:
+                        parser.feed(line[:_MAX_LINE])
+            except OSError:
+                pass
+        trial.observation = parser.observation()
+        trial.objective_value = objective_value(trial.observation, self.metric_names[0], self.strategy)
+        if trial.name in self.signalled and self.stop_as and not timed_out:
+            return self._done(trial, *self.stop_as, "stopped because the experiment ended" if self.stop_as[0] == "Killed" else "stopped by the user; runs again on resume")
+        if timed_out:
+            return self._done(trial, "Failed", "DeadlineExceeded", f"ran longer than activeDeadlineSeconds ({container.timeout:g} s)")
+        if rc != 0:
+            how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
+            return self._done(trial, "Failed", "TrialFailed", f"the training process ended with {how}")
+        if trial.objective_value is None:
+            return self._done(trial, "MetricsUnavailable", "MetricsUnavailable",
+                              f"the objective metric {self.metric_names[0]!r} was not reported")
+        return self._done(trial, "Succeeded", "TrialSucceeded", "")
+
+    def _done(self, trial: Trial, condition: str, reason: str, message: str) -> Trial:
+        trial.condition, trial.reason, trial.message = condition, reason, message
+        trial.completion_time = _now()
+        return trial
+
+    async def _pump(self, proc: asyncio.subprocess.Process, parser: MetricsParser, log: Any, trial: Trial,
+                    stdout: bool) -> None:
+        """Copy the trial's output to its log and feed each line to the metrics parser."""
+        assert proc.stdout is not None
+        written = 0
+        pending = b""
+        objective = self.metric_names[0]
+        reports = 0
+        while True:
+            chunk = await proc.stdout.read(_CHUNK)
+            if not chunk:
+                break
+            if written < _MAX_LOG:
+                log.write(chunk[: _MAX_LOG - written])
+                written += len(chunk)
+                if written >= _MAX_LOG:
+                    log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
+            if not stdout:
+                continue
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > _MAX_LINE:
+                pending = pending[:_MAX_LINE]
+            for line in lines:
+                for name, value in parser.feed(line[:_MAX_LINE]):
+                    if name == objective and reports < _MAX_REPORTS:
+                        self.store.report(trial, reports, value)
+                        trial.intermediate_values.append((reports, value))
+                        reports += 1
+        if stdout and pending:
+            parser.feed(pending)
+
+
+def run_local(
+    experiment: Experiment,
+    *,
+    storage: str = DEFAULT_STORAGE,
+    workdir: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] = "hp-runs",
+    fresh: bool = False,
+    on_event: EventHandler | None = None,
+    kill_grace: float = 5.0,
+    poll: float = 1.0,
+) -> RunResult:
+    """Run (or resume) an experiment on this machine until it Succeeds or Fails.
+
+    ``storage`` is an SQLAlchemy URL; an experiment already in it resumes (finished trials
+    are kept, interrupted ones run again). ``fresh`` forgets a stored experiment first.
+    Raises :class:`RunnerError` when the experiment cannot run locally, and
+    :class:`~hp_components.store.StoreConflict` when the storage holds another spec by that name.
+    """
+    check_runnable(experiment)
+    store = ExperimentStore(storage, experiment, fresh=fresh)
+    out_dir = Path(run_dir) / experiment.name
+    runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
+                     on_event or (lambda kind, payload: None), kill_grace, poll)
+    try:
+        return asyncio.run(runner.run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        if runner.result is None:
+            history = store.history()
+            runner.result = RunResult(experiment_status(experiment, history), history, True, out_dir)
+        return runner.result

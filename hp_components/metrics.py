@@ -1,0 +1,847 @@
+"""Katib-compatible metrics collection and a trial wrapper, in one standard-library-only file.
+
+This module is shipped as a single file into training images (only ``python3`` is needed)
+and run there as the trial's entry point. It parses metrics the way Katib v1beta1's
+metrics collectors do:
+
+* **StdOut / File collector, TEXT format** - every line that contains one of the metric
+  names is matched with the filters (default :data:`DEFAULT_FILTER`, i.e. ``name=value``);
+  group 1 is the metric name, group 2 its value. A line may start with an RFC 3339
+  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``).
+* **File collector, JSON format** - every line is a JSON object; keys named like the
+  metrics hold the values (numbers or numeric strings); an optional ``timestamp`` key
+  holds an RFC 3339 string or Unix seconds.
+
+Values that are not finite numbers are ignored. Per metric the minimum, maximum and
+latest value are kept, and Katib's observation is built from them
+(``{"metrics": [{"name": ..., "min": ..., "max": ..., "latest": ...}]}``). As in Katib,
+"latest" is the value with the newest timestamp (a value without one counts as
+``0001-01-01T00:00:00Z``; on ties the later line wins).
+
+Library use::
+
+    from hp_components.metrics import MetricsParser, objective_value
+
+    parser = MetricsParser(["accuracy", "loss"])
+    parser.feed_text("epoch 1: accuracy=0.81 loss=0.52\\nepoch 2: accuracy=0.87 loss=0.41\\n")
+    obs = parser.observation()
+    objective_value(obs, "accuracy", "max")  # -> 0.87
+
+As a trial wrapper (the command runs without a shell; its output is passed through)::
+
+    python3 metrics.py --objective accuracy --metric loss --strategy accuracy=max \\
+        --timeout 3600 --output /tmp/observation.json -- python3 train.py --lr 0.01
+
+The wrapper exits 0 whenever the trial ran (the outcome is in the output JSON, even for a
+failed training process) and 2 for invalid wrapper arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __name__ == "__main__" and sys.path:  # pragma: no cover - only when run as a script
+    # Files next to this script (e.g. a user's ``json.py``) must not shadow the standard library.
+    _here = os.path.dirname(os.path.abspath(__file__))
+    if os.path.abspath(sys.path[0] or os.curdir) == _here:
+        del sys.path[0]
+
+import argparse
+import json
+import math
+import re
+import signal
+import subprocess
+import tempfile
+import threading
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+__all__ = ["DEFAULT_FILTER", "MetricsParser", "objective_value", "run_trial", "main"]
+
+#: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
+DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
+#: JSON key holding a line's timestamp (Katib's ``TimeStampJsonKey``).
+TIMESTAMP_KEY = "timestamp"
+STRATEGIES = ("min", "max", "latest")
+FILE_FORMATS = ("TEXT", "JSON")
+#: Longer lines are cut to this many characters (bytes for ``bytes`` input) before matching.
+MAX_LINE = 64 * 1024
+
+_READ_CHUNK = 64 * 1024
+_KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a trial is stopped
+_DRAIN_GRACE = 2.0  # seconds to wait for leftover processes holding the output pipe
+_ZERO_TIME_KEY = (-62135596800, 0)  # Go's zero time 0001-01-01T00:00:00Z, used by Katib when no timestamp
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+_DEFAULT_RE = re.compile(DEFAULT_FILTER, re.ASCII)
+# Same filter, but only starting at the beginning of a run of name characters: keeps the
+# search linear on long runs such as base64 blobs (see _default_matches).
+_DEFAULT_AT_RUN_START_RE = re.compile(r"(?<![\w|-])" + DEFAULT_FILTER, re.ASCII)
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_RFC3339_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|([+-])(\d{2}):(\d{2}))", re.ASCII
+)
+
+Matcher = Callable[[str], Iterator[Tuple[Optional[str], Optional[str]]]]
+TimeKey = Tuple[int, int]  # (Unix seconds, nanoseconds)
+
+
+# --------------------------------------------------------------------------- values & times
+
+
+def _finite(value: float) -> Optional[float]:
+    """``value`` if it is a finite float, else None."""
+    return value if math.isfinite(value) else None
+
+
+def _parse_number(text: str) -> Optional[float]:
+    """A decimal number (``1``, ``-.5``, ``2e-3``) as a finite float; None for anything else."""
+    text = text.strip()
+    if not _NUMBER_RE.fullmatch(text):
+        return None
+    try:
+        return _finite(float(text))
+    except (ValueError, OverflowError):
+        return None
+
+
+def _to_float(value: Any) -> Optional[float]:
+    """A JSON value (number or numeric string) as a finite float; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            return _finite(float(value))
+        except OverflowError:
+            return None
+    if isinstance(value, str):
+        return _parse_number(value)
+    return None
+
+
+def _parse_rfc3339(text: str) -> Optional[TimeKey]:
+    """The (seconds, nanoseconds) of an RFC 3339 timestamp, or None if ``text`` is not one."""
+    m = _RFC3339_RE.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in m.group(1, 2, 3, 4, 5, 6))
+    nanos = int((m.group(7) or "0")[:9].ljust(9, "0"))
+    offset = timedelta(0)
+    if m.group(8) != "Z":
+        if int(m.group(10)) > 23 or int(m.group(11)) > 59:
+            return None
+        offset = timedelta(hours=int(m.group(10)), minutes=int(m.group(11)))
+        offset = -offset if m.group(9) == "-" else offset
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+        delta = moment - _EPOCH
+    except (ValueError, OverflowError):
+        return None
+    return delta.days * 86400 + delta.seconds, nanos
+
+
+def _format_utc(key: TimeKey) -> Optional[str]:
+    """RFC 3339 (nanosecond precision, trailing zeros trimmed) for a (seconds, nanoseconds) key."""
+    try:
+        moment = _EPOCH + timedelta(seconds=key[0])
+    except OverflowError:
+        return None
+    if not 1 <= moment.year <= 9999:
+        return None
+    text = f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
+    if key[1]:
+        text += "." + f"{key[1]:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _json_timestamp(value: Any) -> Tuple[Optional[str], Optional[TimeKey]]:
+    """A JSON ``timestamp`` (RFC 3339 string or Unix seconds) as (text, key); (None, None) if invalid."""
+    if isinstance(value, str):
+        key = _parse_rfc3339(value)
+        return (value, key) if key is not None else (None, None)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None, None
+    try:
+        exact = Decimal(repr(float(value)))
+        seconds = int(exact.to_integral_value(rounding="ROUND_FLOOR"))
+        key = (seconds, int((exact - seconds) * 1_000_000_000))
+    except (InvalidOperation, OverflowError, ValueError):
+        return None, None
+    text = _format_utc(key)
+    return (text, key) if text is not None else (None, None)
+
+
+def _line_timestamp(line: str) -> Tuple[Optional[str], Optional[TimeKey]]:
+    """The RFC 3339 timestamp a TEXT line starts with (followed by a space), if any."""
+    head, sep, _ = line.partition(" ")
+    if not sep:
+        return None, None
+    key = _parse_rfc3339(head)
+    return (head, key) if key is not None else (None, None)
+
+
+def _format_value(value: float) -> str:
+    """The shortest string that round-trips to ``value`` (Python's repr)."""
+    return repr(float(value))
+
+
+def _decode_line(line: Union[str, bytes, bytearray, memoryview]) -> Optional[str]:
+    """One line as text: capped at MAX_LINE, invalid UTF-8 replaced, trailing newline dropped."""
+    if isinstance(line, (bytes, bytearray, memoryview)):
+        text = bytes(line[:MAX_LINE]).decode("utf-8", errors="replace")
+    elif isinstance(line, str):
+        text = line[:MAX_LINE]
+    else:
+        return None
+    if text.endswith("\n"):
+        text = text[:-1]
+    return text[:-1] if text.endswith("\r") else text
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _default_matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+    """All matches of DEFAULT_FILTER in ``line`` (findall semantics) in linear time.
+
+    A match of the default filter can only start where the previous match ended or at the
+    start of a run of name characters, so the search tries the anchored position first and
+    then only run starts; a plain ``finditer`` is quadratic on long runs of word characters.
+    """
+    pos = 0
+    while pos < len(line):
+        m = _DEFAULT_RE.match(line, pos) or _DEFAULT_AT_RUN_START_RE.search(line, pos)
+        if m is None:
+            return
+        yield m.group(1), m.group(2)
+        pos = m.end()
+
+
+def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
+    """A matcher yielding (group 1, group 2) of every match of a custom filter."""
+
+    def matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+        for m in regex.finditer(line):
+            yield m.group(1), m.group(2)
+
+    return matches
+
+
+def _compile_filter(pattern: str) -> Matcher:
+    """A matcher for one filter; ValueError naming the filter if it is unusable."""
+    if not isinstance(pattern, str):
+        raise ValueError(f"metrics filter {pattern!r} must be a string")
+    if pattern == DEFAULT_FILTER:
+        return _default_matches
+    try:
+        regex = re.compile(pattern, re.ASCII)  # RE2 (Katib's engine): \w, \d, \s are ASCII-only
+    except (re.error, ValueError, OverflowError) as err:
+        raise ValueError(f"invalid metrics filter {pattern!r}: {err}") from None
+    if regex.groups < 2:
+        raise ValueError(
+            f"invalid metrics filter {pattern!r}: it needs two groups (metric name, metric value), it has {regex.groups}"
+        )
+    return _regex_matcher(regex)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+class _Series:
+    """The values reported for one metric, with running min / max / latest."""
+
+    __slots__ = ("values", "stamps", "minimum", "maximum", "latest", "latest_key")
+
+    def __init__(self) -> None:
+        self.values: List[float] = []
+        self.stamps: List[Optional[str]] = []
+        self.minimum = math.inf
+        self.maximum = -math.inf
+        self.latest = math.nan
+        self.latest_key: Optional[TimeKey] = None
+
+    def add(self, value: float, stamp: Optional[str], key: Optional[TimeKey]) -> None:
+        self.values.append(value)
+        self.stamps.append(stamp)
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        key = key if key is not None else _ZERO_TIME_KEY
+        if self.latest_key is None or key >= self.latest_key:  # Katib: newest timestamp, later line on ties
+            self.latest, self.latest_key = value, key
+
+
+class MetricsParser:
+    """Collects metric values from training output lines (TEXT) or JSON lines (JSON).
+
+    >>> p = MetricsParser(["accuracy"])
+    >>> p.feed("epoch 3: accuracy=0.9")
+    [('accuracy', 0.9)]
+    """
+
+    def __init__(self, metric_names: Sequence[str], filters: Optional[Sequence[str]] = None,
+                 file_format: str = "TEXT") -> None:
+        self.metric_names = _check_names(metric_names)
+        self._names = frozenset(self.metric_names)
+        self.file_format = _check_format(file_format)
+        if self.file_format == "JSON" and filters:
+            raise ValueError("metrics filters cannot be used with the JSON format (Katib rejects them too)")
+        self._matchers = [_compile_filter(f) for f in (filters or [DEFAULT_FILTER])]
+        self._series: Dict[str, _Series] = {}
+        #: non-empty JSON lines that were not a JSON object (not counted for TEXT)
+        self.skipped_lines = 0
+        #: metric values found but not recorded (not a finite number)
+        self.ignored_values = 0
+
+    def feed(self, line: Union[str, bytes]) -> List[Tuple[str, float]]:
+        """Parse one line and record its values; returns the (name, value) pairs found. Never raises."""
+        try:
+            text = _decode_line(line)
+            if text is None:
+                return []
+            return self._feed_json(text) if self.file_format == "JSON" else self._feed_text(text)
+        except (RecursionError, MemoryError, ValueError, TypeError):  # pragma: no cover - defensive
+            self.skipped_lines += 1
+            return []
+
+    def feed_text(self, text: Union[str, bytes]) -> None:
+        """Parse many newline-separated lines."""
+        newline = b"\n" if isinstance(text, (bytes, bytearray)) else "\n"
+        for line in text.split(newline):  # type: ignore[arg-type]
+            self.feed(line)
+
+    def values(self, name: str) -> List[float]:
+        """The values recorded for ``name``, in the order they were found."""
+        series = self._series.get(name)
+        return list(series.values) if series else []
+
+    def timestamps(self, name: str) -> List[Optional[str]]:
+        """The timestamps (RFC 3339 text, or None) of the values of ``name``, in order."""
+        series = self._series.get(name)
+        return list(series.stamps) if series else []
+
+    def summary(self) -> Dict[str, Dict[str, float]]:
+        """``{name: {"min", "max", "latest"}}`` for every metric reported at least once."""
+        return {
+            name: {"min": s.minimum, "max": s.maximum, "latest": s.latest}
+            for name, s in ((n, self._series.get(n)) for n in self.metric_names)
+            if s is not None
+        }
+
+    def observation(self) -> Dict[str, List[Dict[str, str]]]:
+        """Katib's observation: ``{"metrics": [{"name", "min", "max", "latest"}, ...]}`` (values as strings)."""
+        metrics = [
+            {"name": name, **{k: _format_value(v) for k, v in values.items()}}
+            for name, values in self.summary().items()
+        ]
+        return {"metrics": metrics}
+
+    def _record(self, name: str, value: Optional[float], stamp: Optional[str], key: Optional[TimeKey],
+                found: List[Tuple[str, float]]) -> None:
+        if value is None:
+            self.ignored_values += 1
+            return
+        self._series.setdefault(name, _Series()).add(value, stamp, key)
+        found.append((name, value))
+
+    def _feed_text(self, line: str) -> List[Tuple[str, float]]:
+        if not any(name in line for name in self.metric_names):
+            return []
+        stamp, key = _line_timestamp(line)
+        found: List[Tuple[str, float]] = []
+        for matcher in self._matchers:
+            for raw_name, raw_value in matcher(line):
+                name = (raw_name or "").strip()
+                if name in self._names:
+                    self._record(name, _parse_number(raw_value or ""), stamp, key, found)
+        return found
+
+    def _feed_json(self, line: str) -> List[Tuple[str, float]]:
+        if not line.strip():
+            return []
+        try:
+            obj = json.loads(line, parse_int=float)
+        except (ValueError, RecursionError):
+            obj = None
+        if not isinstance(obj, dict):
+            self.skipped_lines += 1
+            return []
+        stamp, key = _json_timestamp(obj.get(TIMESTAMP_KEY))
+        found: List[Tuple[str, float]] = []
+        for name in self.metric_names:
+            if name in obj:
+                self._record(name, _to_float(obj[name]), stamp, key, found)
+        return found
+
+
+def _check_names(names: Sequence[str]) -> List[str]:
+    """Metric names, duplicates dropped; ValueError if there are none or one is blank."""
+    if isinstance(names, str) or not names:
+        raise ValueError("metric_names must be a non-empty list of metric names")
+    result: List[str] = []
+    for name in names:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"invalid metric name {name!r}: it must be a non-empty string")
+        if name not in result:
+            result.append(name)
+    return result
+
+
+def _check_format(file_format: str) -> str:
+    """``TEXT`` or ``JSON`` (any case); ValueError otherwise."""
+    fmt = file_format.upper() if isinstance(file_format, str) else ""
+    if fmt not in FILE_FORMATS:
+        raise ValueError(f"invalid metrics format {file_format!r}: use TEXT or JSON")
+    return fmt
+
+
+def objective_value(observation: Dict[str, Any], name: str, strategy: str) -> Optional[float]:
+    """The value of metric ``name`` under ``strategy`` (min, max, latest) in a Katib observation.
+
+    None when the metric is absent or its value is not a finite number (e.g. Katib's
+    ``"unavailable"``).
+    """
+    strategy = _check_strategy(strategy)
+    metrics = observation.get("metrics") if isinstance(observation, dict) else None
+    for metric in metrics if isinstance(metrics, list) else []:
+        if isinstance(metric, dict) and metric.get("name") == name:
+            return _to_float(metric.get(strategy))
+    return None
+
+
+def _check_strategy(strategy: str) -> str:
+    """A metric strategy in lower case; ValueError if it is not min, max or latest."""
+    value = strategy.lower() if isinstance(strategy, str) else ""
+    if value not in STRATEGIES:
+        raise ValueError(f"invalid metric strategy {strategy!r}: use min, max or latest")
+    return value
+
+
+# --------------------------------------------------------------------------- trial wrapper
+
+
+class _Sink:
+    """Where the trial's output goes: our stdout, the log file and (StdOut collector) the parser.
+
+    Thread-safe; after :meth:`close` everything is dropped, so an abandoned reader thread
+    cannot touch the results.
+    """
+
+    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[MetricsParser]) -> None:
+        self._stdout = stdout
+        self._log = log
+        self._parser = parser
+        self._pending = b""
+        self._lock = threading.Lock()
+        self._open = True
+
+    def write(self, chunk: bytes) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            self._echo(chunk)
+            self._parse(chunk)
+
+    def close(self) -> None:
+        """Parse the unterminated last line, then drop all further output."""
+        with self._lock:
+            if self._open and self._parser is not None and self._pending:
+                self._parser.feed(self._pending)
+            self._open = False
+
+    def _echo(self, chunk: bytes) -> None:
+        if self._stdout is not None:
+            try:
+                _write_binary(self._stdout, chunk)
+            except (OSError, ValueError):  # closed or broken stdout: keep running, stop echoing
+                self._stdout = None
+        if self._log is not None:
+            try:
+                self._log.write(chunk)
+                self._log.flush()
+            except (OSError, ValueError):
+                self._log = None
+
+    def _parse(self, chunk: bytes) -> None:
+        if self._parser is None:
+            return
+        *lines, pending = (self._pending + chunk).split(b"\n")
+        self._pending = pending[:MAX_LINE]
+        for line in lines:
+            self._parser.feed(line[:MAX_LINE])
+
+
+def _write_binary(stream: IO[Any], chunk: bytes) -> None:
+    """Write raw bytes to a text stream's buffer (or decoded, if it has none) and flush."""
+    buffer = getattr(stream, "buffer", None)
+    if buffer is not None:
+        stream.flush()
+        buffer.write(chunk)
+        buffer.flush()
+    else:
+        stream.write(chunk.decode("utf-8", errors="replace"))
+        stream.flush()
+
+
+def _pump(fd: int, sink: _Sink) -> None:
+    """Copy the child's output (fd) to the sink until end of file."""
+    while True:
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except OSError:
+            return
+        if not chunk:
+            return
+        sink.write(chunk)
+
+
+def _check_command(command: Sequence[Any]) -> List[str]:
+    """The argv list (path-likes converted); ValueError for a string or an empty command."""
+    if isinstance(command, (str, bytes)):
+        raise ValueError("command must be a list of arguments (it runs without a shell), not a string")
+    argv = [os.fspath(a) if isinstance(a, os.PathLike) else a for a in command]
+    if not argv:
+        raise ValueError("command is empty: give the training command after '--'")
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise ValueError(f"command argument {arg!r} is not a string")
+    return argv
+
+
+def _check_timeout(timeout: Optional[float]) -> Optional[float]:
+    """Seconds, or None for no limit (None or 0, as in Katib); ValueError if negative or not a number."""
+    if timeout is None:
+        return None
+    try:
+        seconds = float(timeout)
+    except (TypeError, ValueError):
+        raise ValueError(f"invalid timeout {timeout!r}: give seconds") from None
+    if math.isnan(seconds) or seconds < 0:
+        raise ValueError(f"invalid timeout {timeout!r}: it must be >= 0 seconds (0 = no limit)")
+    return seconds if 0 < seconds < math.inf else None
+
+
+def _resolve_strategies(names: List[str], strategies: Optional[Dict[str, str]]) -> Dict[str, str]:
+    """A strategy per metric: the given ones (validated), ``latest`` for the rest."""
+    given = dict(strategies or {})
+    for name in given:
+        if name not in names:
+            raise ValueError(f"strategy given for {name!r}, which is not one of the metrics {names}")
+    return {name: _check_strategy(given.get(name, "latest")) for name in names}
+
+
+def _launch(argv: List[str]) -> Tuple[Optional[subprocess.Popen[bytes]], str]:
+    """Start the command (no shell, own process group); (process, "") or (None, failure reason)."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")  # a Python child's metrics reach us before a timeout kill
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, start_new_session=os.name == "posix",
+        )
+    except FileNotFoundError as err:
+        return None, f"CommandNotFound: {argv[0]!r}: {err.strerror or err}"
+    except PermissionError as err:
+        return None, f"CommandNotExecutable: {argv[0]!r}: {err.strerror or err}"
+    except (OSError, ValueError) as err:
+        return None, f"CommandNotStarted: {argv[0]!r}: {err}"
+    return proc, ""
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Send ``sig`` to the child's process group (POSIX) or the child itself."""
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, sig)
+        elif sig == getattr(signal, "SIGKILL", None):  # pragma: no cover - Windows
+            proc.kill()
+        else:  # pragma: no cover - Windows
+            proc.terminate()
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the process group, SIGKILL it if still alive after ``grace`` seconds, reap it."""
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    _signal_group(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
+    proc.wait()
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float]) -> bool:
+    """Wait for the child; on timeout stop its process group. True if the deadline was exceeded."""
+    try:
+        proc.wait(timeout=timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        _stop(proc, _KILL_GRACE)
+        return True
+
+
+def _drain(reader: threading.Thread, proc: subprocess.Popen[bytes]) -> None:
+    """Let the reader reach end of output; kill leftover processes still holding the pipe."""
+    reader.join(_DRAIN_GRACE)
+    if reader.is_alive():
+        _signal_group(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
+        reader.join(_DRAIN_GRACE)
+
+
+class _ForwardSignals:
+    """While active, SIGTERM / SIGINT / SIGHUP sent to us are passed on to the child's process group."""
+
+    _SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self._saved: Dict[int, Any] = {}
+
+    def __enter__(self) -> "_ForwardSignals":
+        if threading.current_thread() is threading.main_thread():
+            for name in self._SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._saved[sig] = signal.signal(sig, self._forward)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        _signal_group(self._proc, signum)
+
+
+def _run_process(argv: List[str], timeout: Optional[float], sink: _Sink) -> Tuple[Optional[int], bool, str]:
+    """Run the command, streaming its output into ``sink``: (return code, timed out, launch failure)."""
+    proc, failure = _launch(argv)
+    if proc is None:
+        return None, False, failure
+    assert proc.stdout is not None
+    reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), sink), name="trial-output", daemon=True)
+    reader.start()
+    with _ForwardSignals(proc):
+        timed_out = _wait(proc, timeout)
+        _drain(reader, proc)
+    sink.close()
+    if not reader.is_alive():
+        proc.stdout.close()
+    return proc.returncode, timed_out, ""
+
+
+def _parse_file(parser: MetricsParser, path: str) -> str:
+    """Feed a metrics file to the parser line by line; returns a problem description or ""."""
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                parser.feed(line[:MAX_LINE])
+    except FileNotFoundError:
+        return f"metrics file {path!r} does not exist"
+    except OSError as err:
+        return f"metrics file {path!r} cannot be read: {err.strerror or err}"
+    return ""
+
+
+def _exit_code(returncode: int) -> int:
+    """A container-style exit code: 128 + N for a process killed by signal N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _classify(returncode: Optional[int], timed_out: bool, failure: str, objective: str,
+              value: Optional[float], note: str) -> Tuple[str, str]:
+    """(condition, reason) of a finished trial."""
+    if failure:
+        return "Failed", failure
+    if timed_out:
+        return "Failed", "DeadlineExceeded"
+    assert returncode is not None
+    if returncode < 0:
+        return "Failed", f"TrialFailed: killed by {_signal_name(-returncode)}"
+    if returncode != 0:
+        return "Failed", f"TrialFailed: exit code {returncode}"
+    if value is None:
+        detail = f"objective metric {objective!r} was not reported"
+        return "MetricsUnavailable", f"MetricsUnavailable: {detail}" + (f" ({note})" if note else "")
+    return "Succeeded", "TrialSucceeded"
+
+
+def _open_log(log_path: Optional[str]) -> Optional[IO[bytes]]:
+    """The log file opened for writing (parent directories created), or None."""
+    if not log_path:
+        return None
+    parent = os.path.dirname(os.path.abspath(log_path))
+    os.makedirs(parent, exist_ok=True)
+    return open(log_path, "wb")
+
+
+def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str], filters: Optional[Sequence[str]] = None,
+              file_path: Optional[str] = None, file_format: str = "TEXT", timeout: Optional[float] = None,
+              strategies: Optional[Dict[str, str]] = None, log_path: Optional[str] = None) -> Dict[str, Any]:
+    """Run one trial's training command and collect its metrics like Katib.
+
+    The command runs without a shell in its own process group; its stdout and stderr are
+    passed through to our stdout (and ``log_path``). Metrics come from that output
+    (StdOut collector) or, with ``file_path``, from that file once the process ended
+    (File collector). Returns ``{"condition", "reason", "exitCode", "metrics",
+    "objectiveValue"}``; a failing training process is a result, not an exception.
+    ValueError / OSError are raised only for invalid arguments (or an unwritable log).
+    """
+    if isinstance(metrics, str):
+        raise ValueError("metrics must be a list of metric names, not a string")
+    names = _check_names([objective, *metrics])
+    chosen = _resolve_strategies(names, strategies)
+    parser = MetricsParser(names, filters, file_format)
+    argv = _check_command(command)
+    limit = _check_timeout(timeout)
+    log = _open_log(log_path)
+    try:
+        sink = _Sink(sys.stdout, log, None if file_path else parser)
+        returncode, timed_out, failure = _run_process(argv, limit, sink)
+    finally:
+        if log is not None:
+            log.close()
+    note = _parse_file(parser, file_path) if file_path and not failure else ""
+    observation = parser.observation()
+    value = objective_value(observation, objective, chosen[objective])
+    if parser.ignored_values and not note:
+        note = f"{parser.ignored_values} value(s) that are not finite numbers were ignored"
+    condition, reason = _classify(returncode, timed_out, failure, objective, value, note)
+    return {
+        "condition": condition,
+        "reason": reason,
+        "exitCode": None if returncode is None else _exit_code(returncode),
+        "metrics": observation["metrics"],
+        "objectiveValue": value,
+    }
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _UsageError(Exception):
+    """Invalid wrapper arguments."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # no usage dump + sys.exit: main() reports it
+        raise _UsageError(message)
+
+
+def _cli_parser() -> _ArgumentParser:
+    p = _ArgumentParser(
+        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "metrics.py",
+        usage="%(prog)s --objective NAME [options] -- COMMAND [ARGS...]",
+        description="Run a training command as a Katib trial and collect its metrics.",
+    )
+    p.add_argument("--objective", required=True, help="objective metric name")
+    p.add_argument("--metric", action="extend", nargs="+", default=[], metavar="NAME", help="additional metric names")
+    p.add_argument("--filter", action="extend", nargs="+", default=[], metavar="REGEX",
+                   help="metrics filter(s), group 1 = name, group 2 = value (TEXT only)")
+    p.add_argument("--file", help="metrics file written by the training (File collector); default: parse the output")
+    p.add_argument("--format", default="TEXT", help="metrics format: TEXT (default) or JSON")
+    p.add_argument("--strategy", action="extend", nargs="+", default=[], metavar="NAME=min|max|latest",
+                   help="metric strategy (default latest)")
+    p.add_argument("--timeout", type=float, help="seconds before the trial is killed (DeadlineExceeded)")
+    p.add_argument("--output", help="write the result JSON here (default: print it to stdout)")
+    p.add_argument("--log", help="also write the training output to this file")
+    return p
+
+
+def _parse_strategies(items: List[str]) -> Dict[str, str]:
+    result: Dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.rpartition("=")
+        if not sep or not name:
+            raise _UsageError(f"invalid --strategy {item!r}: use NAME=min|max|latest")
+        result[name] = value
+    return result
+
+
+def _parse_cli(argv: List[str]) -> Tuple[argparse.Namespace, List[str]]:
+    """Wrapper options and the training command (everything after the first ``--``)."""
+    if "--" not in argv:
+        if "-h" in argv or "--help" in argv:
+            _cli_parser().parse_args(argv)  # prints help, raises SystemExit(0)
+        raise _UsageError("missing '--' followed by the training command")
+    split = argv.index("--")
+    options = _cli_parser().parse_args(argv[:split])
+    command = argv[split + 1:]
+    if not command:
+        raise _UsageError("no training command after '--'")
+    options.strategies = _parse_strategies(options.strategy)
+    return options, command
+
+
+def _write_json_atomic(path: str, data: Dict[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and os.replace."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _summary_line(result: Dict[str, Any], objective: str, strategy: str) -> str:
+    value = result["objectiveValue"]
+    shown = "unavailable" if value is None else _format_value(value)
+    return (f"trial {result['condition']} ({result['reason']}), exit code {result['exitCode']}, "
+            f"{objective} ({strategy}) = {shown}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Command-line entry point; see the module docstring. Returns the process exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = _cli_parser().prog
+    try:
+        options, command = _parse_cli(args)
+        result = run_trial(
+            command, objective=options.objective, metrics=options.metric, filters=options.filter or None,
+            file_path=options.file, file_format=options.format, timeout=options.timeout,
+            strategies=options.strategies, log_path=options.log,
+        )
+    except SystemExit as stop:  # --help
+        return stop.code if isinstance(stop.code, int) else 0
+    except (_UsageError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    strategy = options.strategies.get(options.objective, "latest").lower()
+    try:
+        if options.output:
+            _write_json_atomic(options.output, result)
+        else:
+            print(json.dumps(result), flush=True)
+    except OSError as err:
+        print(f"{prog}: error: cannot write {options.output!r}: {err}", file=sys.stderr)
+        return 1
+    print(f"{prog}: {_summary_line(result, options.objective, strategy)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

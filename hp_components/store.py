@@ -1,0 +1,251 @@
+"""Persistent experiment state in Optuna's RDB storage (SQLite by default, PostgreSQL/MySQL by URL).
+
+One Optuna study per experiment (same name), one Optuna trial per Katib trial, so
+``optuna-dashboard sqlite:///hp-runs/hp-tune.db`` shows a running experiment. The Katib side of
+a trial (condition, observation, assignments, who runs it) lives in the trial's user attributes::
+
+    from hp_components.store import ExperimentStore
+    store = ExperimentStore("sqlite:///hp-runs/hp-tune.db", exp)
+    history = store.history()                  # list[Trial], in creation order
+    [t] = store.create(suggest(exp, history, 1))
+    t.condition, t.objective_value = "Succeeded", 0.93
+    store.save(t)
+
+What survives a crash: every state change is one committed transaction. A trial is created
+(RUNNING, with its owner's host and pid) before its process starts; when its process ends, its
+result is written in one transaction. A runner that finds RUNNING trials whose owner is dead
+(same host: the pid is gone; other hosts: no heartbeat for ``STALE_AFTER`` seconds) marks them
+``Interrupted`` and runs their parameters again under a new trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState, create_trial
+
+from hp_components.experiment import Experiment
+from hp_components.space import SearchSpace
+from hp_components.trials import Trial, trial_name
+
+__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER"]
+
+DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
+#: seconds without a heartbeat after which another host's running trial counts as interrupted
+STALE_AFTER = 120.0
+_SPEC_KEY = "hp_components:experiment"
+# the parts of a spec that may change between runs of one experiment (as Katib allows)
+_EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount")
+
+
+class StoreConflict(ValueError):
+    """The storage holds an experiment of this name with an incompatible spec."""
+
+
+_STATE = {
+    "Created": TrialState.RUNNING,
+    "Running": TrialState.RUNNING,
+    "Succeeded": TrialState.COMPLETE,
+    "EarlyStopped": TrialState.PRUNED,
+    "Failed": TrialState.FAIL,
+    "MetricsUnavailable": TrialState.FAIL,
+    "Killed": TrialState.FAIL,
+    "Interrupted": TrialState.FAIL,
+}
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The runner that runs a trial."""
+
+    host: str
+    pid: int
+    token: str
+
+    @classmethod
+    def me(cls) -> "Owner":
+        return cls(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:12])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "token": self.token}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _comparable(spec: dict[str, Any]) -> str:
+    inner = {k: v for k, v in spec.get("spec", {}).items() if k not in _EDITABLE}
+    return json.dumps(inner, sort_keys=True)
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for ``url``; creates the folder of a SQLite file."""
+    kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        kwargs = {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+class ExperimentStore:
+    """One experiment's trials in an Optuna RDB storage; created on first use."""
+
+    def __init__(self, url: str, experiment: Experiment, owner: Owner | None = None, fresh: bool = False):
+        self.url = url
+        self.experiment = experiment
+        self.owner = owner or Owner.me()
+        self.space = SearchSpace(experiment.spec.parameters)
+        self.storage = make_storage(url)
+        if fresh:
+            try:
+                self.storage.delete_study(self.storage.get_study_id_from_name(experiment.name))
+            except KeyError:
+                pass  # nothing stored yet
+        direction = (
+            optuna.study.StudyDirection.MAXIMIZE
+            if experiment.spec.objective.type == "maximize"
+            else optuna.study.StudyDirection.MINIMIZE
+        )
+        spec = experiment.to_dict()
+        try:
+            self.study_id = self.storage.create_new_study([direction], experiment.name)
+            self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
+        except optuna.exceptions.DuplicatedStudyError:
+            self.study_id = self.storage.get_study_id_from_name(experiment.name)
+            stored = self.storage.get_study_user_attrs(self.study_id).get(_SPEC_KEY)
+            if stored is None:
+                raise StoreConflict(
+                    f"the storage {url} has an Optuna study named {experiment.name!r} that hp-components did not "
+                    "create; rename the experiment (metadata.name) or use another --storage"
+                ) from None
+            if _comparable(stored) != _comparable(spec):
+                raise StoreConflict(
+                    f"experiment {experiment.name!r} already exists in {url} with a different spec; only "
+                    f"{', '.join('spec.' + k for k in _EDITABLE)} may change when it resumes. Rename it "
+                    "(metadata.name), use another --storage, or start over with --fresh"
+                ) from None
+            if stored != spec:
+                self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
+
+    # ------------------------------------------------------------------ reading
+
+    def _record(self, ft: optuna.trial.FrozenTrial) -> Trial:
+        ua = ft.user_attrs
+        condition = ua.get("condition") or ("Interrupted" if ft.state != TrialState.RUNNING else "Running")
+        return Trial(
+            name=trial_name(self.experiment.name, ft.number),
+            assignments=dict(ua.get("assignments", {})),
+            condition=condition,
+            reason=ua.get("reason", ""),
+            message=ua.get("message", ""),
+            observation=ua.get("observation") or {"metrics": []},
+            objective_value=ft.value if ft.state == TrialState.COMPLETE else ua.get("objectiveValue"),
+            intermediate_values=sorted(ft.intermediate_values.items()),
+            system_attrs=dict(ft.system_attrs),
+            start_time=ua.get("startTime"),
+            completion_time=ua.get("completionTime"),
+        )
+
+    def history(self) -> list[Trial]:
+        """Every trial of the experiment, in creation order."""
+        return [self._record(ft) for ft in self.storage.get_all_trials(self.study_id, deepcopy=False)]
+
+    def _trial_id(self, trial: Trial) -> int:
+        number = int(trial.name.rsplit("-", 1)[1])
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    # ------------------------------------------------------------------ writing
+
+    def create(self, trials: Iterable[Trial]) -> list[Trial]:
+        """Create trials as RUNNING, owned by this runner; returns them named by their store number."""
+        out = []
+        for t in trials:
+            internal = self.space.internal(t.assignments)
+            template = create_trial(
+                state=TrialState.RUNNING,
+                params=internal,
+                distributions=self.space.distributions,
+                system_attrs=t.system_attrs,
+                user_attrs={
+                    "assignments": t.assignments,
+                    "condition": "Created",
+                    "owner": self.owner.to_dict(),
+                    "heartbeat": time.time(),
+                },
+            )
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+            number = self.storage.get_trial_number_from_id(trial_id)
+            out.append(Trial(name=trial_name(self.experiment.name, number), assignments=dict(t.assignments),
+                             system_attrs=dict(t.system_attrs)))
+        return out
+
+    def save(self, trial: Trial) -> None:
+        """Write a trial's condition, observation and (when it finished) its final state."""
+        trial_id = self._trial_id(trial)
+        attrs = {
+            "condition": trial.condition,
+            "reason": trial.reason,
+            "message": trial.message,
+            "observation": trial.observation,
+            "objectiveValue": trial.objective_value,
+            "startTime": trial.start_time,
+            "completionTime": trial.completion_time,
+        }
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
+        state = _STATE[trial.condition]
+        if state != TrialState.RUNNING:
+            value = trial.objective_value if state == TrialState.COMPLETE else None
+            self.storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
+
+    def report(self, trial: Trial, step: int, value: float) -> None:
+        """Record an intermediate objective value (for early stopping and the dashboard)."""
+        self.storage.set_trial_intermediate_value(self._trial_id(trial), step, value)
+
+    def heartbeat(self, trials: Iterable[Trial]) -> None:
+        now = time.time()
+        for t in trials:
+            self.storage.set_trial_user_attr(self._trial_id(t), "heartbeat", now)
+
+    def recover(self) -> list[Trial]:
+        """Mark RUNNING trials whose runner is gone ``Interrupted``; return them, to be run again."""
+        me = socket.gethostname()
+        now = time.time()
+        claimed = []
+        for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = ft.user_attrs.get("owner") or {}
+            if owner.get("host") == me:
+                dead = owner.get("pid") != os.getpid() and not _pid_alive(int(owner.get("pid", 0)))
+                dead = dead or (owner.get("pid") == os.getpid() and owner.get("token") != self.owner.token)
+            else:
+                dead = now - float(ft.user_attrs.get("heartbeat", 0)) > STALE_AFTER
+            if not dead:
+                continue
+            trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ft.number)
+            try:
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                continue  # another runner claimed it first
+            self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
+            self.storage.set_trial_user_attr(trial_id, "reason", "RunnerLost")
+            claimed.append(self._record(ft))
+        return claimed

@@ -1,0 +1,258 @@
+"""The local runner, with real subprocess trials and a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hp_components.experiment import parse_experiment
+from hp_components.local import RunnerError, run_local
+from hp_components.store import ExperimentStore, StoreConflict
+from tests.conftest import script_experiment
+
+QUADRATIC = """
+import argparse
+p = argparse.ArgumentParser(); p.add_argument("--x", type=float); a = p.parse_args()
+for i in range(3):
+    print(f"epoch {i}: loss={(a.x - 0.5) ** 2 + 1 / (i + 1):.4f}", flush=True)
+"""
+
+
+def run(tmp_path: Path, spec: dict, **kw):
+    exp = parse_experiment(spec)
+    kw.setdefault("storage", f"sqlite:///{tmp_path}/hp.db")
+    kw.setdefault("run_dir", tmp_path / "runs")
+    kw.setdefault("kill_grace", 2.0)
+    return exp, run_local(exp, **kw)
+
+
+def test_runs_to_max_trials_with_logs_and_sqlite(tmp_path):
+    exp, result = run(tmp_path, script_experiment("quad", QUADRATIC, maxTrialCount=6, parallelTrialCount=3))
+    st = result.status
+    assert (st.condition, st.reason) == ("Succeeded", "ExperimentMaxTrialsReached")
+    assert st.counts["trials"] == st.counts["trialsSucceeded"] == 6
+    best = st.best
+    assert best.objective_value == min(t.objective_value for t in result.history)
+    # min strategy over the three epochs: the last epoch's value is the smallest
+    x = float(best.assignments["x"])
+    assert best.objective_value == pytest.approx((x - 0.5) ** 2 + 1 / 3, abs=1e-4)
+    assert [v for _, v in best.intermediate_values][-1] == best.objective_value
+    assert (tmp_path / "hp.db").stat().st_size > 0
+    log = (tmp_path / "runs" / "quad" / best.name / "output.log").read_text()
+    assert "epoch 2: loss=" in log
+    # the store holds the same history (what a resume or optuna-dashboard sees)
+    again = ExperimentStore(f"sqlite:///{tmp_path}/hp.db", exp).history()
+    assert [(t.name, t.objective_value) for t in again] == [(t.name, t.objective_value) for t in result.history]
+
+
+def test_slots_are_refilled_as_soon_as_a_trial_ends(tmp_path):
+    """One slow trial must not hold the others back (no lockstep rounds)."""
+    script = """
+import sys, time, os
+x = float(sys.argv[1].split("=")[1])
+start = time.time()
+time.sleep(1.5 if os.environ["HP_TRIAL_NAME"].endswith("0000") else 0.1)
+print(f"loss={x}", flush=True)
+with open(os.environ["LOG"], "a") as f:
+    f.write(f"{os.environ['HP_TRIAL_NAME']} {start} {time.time()}\\n")
+"""
+    log = tmp_path / "times.log"
+    os.environ["LOG"] = str(log)
+    try:
+        _, result = run(tmp_path, script_experiment("refill", script, maxTrialCount=8, parallelTrialCount=2))
+    finally:
+        del os.environ["LOG"]
+    assert result.status.counts["trialsSucceeded"] == 8
+    times = {name: (float(a), float(b)) for name, a, b in (line.split() for line in log.read_text().splitlines())}
+    slow_start, slow_end = times["refill-0000"]
+    during = [n for n, (a, b) in times.items() if n != "refill-0000" and a >= slow_start and b <= slow_end]
+    assert len(during) >= 4, f"only {during} ran while the slow trial did"
+
+
+def test_values_reach_the_trial_as_single_arguments(tmp_path):
+    marker = tmp_path / "pwned"
+    nasty = ["a b", "it's \"quoted\"", f"; touch {marker}", f"$(touch {marker})", "line\nbreak", "`id`"]
+    script = """
+import json, os, sys
+with open(os.path.join(os.environ["HP_TRIAL_DIR"], "argv.json"), "w") as f:
+    json.dump({"argv": sys.argv[1:], "katib": os.environ["KATIB_TRIAL_NAME"]}, f)
+print("loss=1")
+"""
+    params = [{"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": nasty}}]
+    spec = script_experiment("args", script, params=params, args=["${trialParameters.v}", "--v=${trialParameters.v}"],
+                             maxTrialCount=6, parallelTrialCount=2, algorithm={"algorithmName": "grid"})
+    _, result = run(tmp_path, spec)
+    assert result.status.reason == "ExperimentMaxTrialsReached"
+    seen = []
+    for t in result.history:
+        data = json.loads((tmp_path / "runs" / "args" / t.name / "argv.json").read_text())
+        assert data["argv"] == [t.assignments["v"], "--v=" + t.assignments["v"]]
+        assert data["katib"] == t.name
+        seen.append(data["argv"][0])
+    assert sorted(seen) == sorted(nasty)
+    assert not marker.exists()
+
+
+def test_deadline_failures_and_max_failed(tmp_path):
+    script = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+if x < -1: time.sleep(60)
+elif x < 0: sys.exit(3)
+elif x < 1: print("no metric here")
+else: print(f"loss={x}")
+"""
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["-1.5", "-0.5", "0.5", "1.5"]}}]
+    spec = script_experiment("fails", script, params=params, maxTrialCount=4, parallelTrialCount=4, maxFailedTrialCount=4,
+                             algorithm={"algorithmName": "grid"})
+    spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 1
+    t0 = time.monotonic()
+    _, result = run(tmp_path, spec)
+    assert time.monotonic() - t0 < 20
+    by_x = {t.assignments["x"]: t for t in result.history}
+    assert (by_x["-1.5"].condition, by_x["-1.5"].reason) == ("Failed", "DeadlineExceeded")
+    assert (by_x["-0.5"].condition, by_x["-0.5"].message) == ("Failed", "the training process ended with exit code 3")
+    assert by_x["0.5"].condition == "MetricsUnavailable"
+    assert by_x["1.5"].condition == "Succeeded"
+    # 3 failures (Failed + MetricsUnavailable) < 4: the experiment still succeeds on max trials
+    assert result.status.reason == "ExperimentMaxTrialsReached"
+    assert result.status.counts["trialsFailed"] == 2 and result.status.counts["trialMetricsUnavailable"] == 1
+
+
+def test_max_failed_trial_count_fails_the_experiment(tmp_path):
+    spec = script_experiment("allfail", "import sys; sys.exit(1)", maxTrialCount=10, parallelTrialCount=2,
+                             maxFailedTrialCount=3)
+    _, result = run(tmp_path, spec)
+    assert (result.status.condition, result.status.reason) == ("Failed", "ExperimentFailed")
+    assert result.status.counts["trialsFailed"] >= 3
+    assert len(result.history) < 10
+
+
+def test_goal_stops_running_trials(tmp_path):
+    script = """
+import os, sys, time
+x = float(sys.argv[1].split("=")[1])
+open(os.path.join(os.environ["HP_TRIAL_DIR"], "pid"), "w").write(str(os.getpid()))
+if x > 0:
+    time.sleep(120)
+print(f"loss={x}", flush=True)
+"""
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "-1"]}}]
+    spec = script_experiment("goal", script, params=params, maxTrialCount=3, parallelTrialCount=3,
+                             algorithm={"algorithmName": "grid"},
+                             objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 0})
+    t0 = time.monotonic()
+    _, result = run(tmp_path, spec)
+    assert time.monotonic() - t0 < 30
+    assert result.status.reason == "ExperimentGoalReached"
+    killed = [t for t in result.history if t.condition == "Killed"]
+    assert len(killed) == 2
+    for t in killed:
+        pid = int((tmp_path / "runs" / "goal" / t.name / "pid").read_text())
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_gpus_are_shared_out_without_overlap(tmp_path, monkeypatch):
+    monkeypatch.setenv("HP_GPUS", "0,1,2,3,4")
+    script = """
+import os, time
+open(os.path.join(os.environ["HP_TRIAL_DIR"], "gpus"), "w").write(f"{os.environ['CUDA_VISIBLE_DEVICES']} {time.time()}")
+time.sleep(0.3)
+open(os.path.join(os.environ["HP_TRIAL_DIR"], "end"), "w").write(str(time.time()))
+print("loss=1")
+"""
+    spec = script_experiment("gpu", script, args=[], maxTrialCount=6, parallelTrialCount=3)
+    container = spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    container["resources"] = {"limits": {"nvidia.com/gpu": 2}}
+    spec["spec"]["trialTemplate"]["trialParameters"] = []
+    _, result = run(tmp_path, spec)
+    assert result.status.counts["trialsSucceeded"] == 6
+    spans = []
+    for t in result.history:
+        d = tmp_path / "runs" / "gpu" / t.name
+        gpus, start = (d / "gpus").read_text().split()
+        spans.append((set(gpus.split(",")), float(start), float((d / "end").read_text())))
+    for gpus, _, _ in spans:
+        assert len(gpus) == 2 and gpus <= {"0", "1", "2", "3", "4"}
+    for i, (g1, a1, b1) in enumerate(spans):
+        for g2, a2, b2 in spans[i + 1:]:
+            if a1 < b2 and a2 < b1:  # ran at the same time
+                assert not g1 & g2
+    # 5 GPUs, 2 each: never more than 2 trials at once although parallelTrialCount is 3
+    assert max(sum(a <= t < b for _, a, b in spans) for _, t, _ in spans) <= 2
+
+
+def test_file_collector_gets_a_file_per_trial(tmp_path):
+    script = """
+import sys, time
+path, x = sys.argv[1], float(sys.argv[2].split("=")[1])
+with open(path, "w") as f:
+    f.write(f"2026-01-01T00:00:00Z loss={x * x}\\n")
+print("loss=999")  # stdout is not the collector's source here
+"""
+    spec = script_experiment("filecol", script, args=["/tmp/katib/metrics.log", "--x=${trialParameters.x}"],
+                             maxTrialCount=4, parallelTrialCount=2,
+                             metricsCollectorSpec={"collector": {"kind": "File"},
+                                                   "source": {"fileSystemPath": {"path": "/tmp/katib/metrics.log", "kind": "File"}}})
+    _, result = run(tmp_path, spec)
+    for t in result.history:
+        assert t.objective_value == pytest.approx(float(t.assignments["x"]) ** 2, rel=1e-6)
+        assert (tmp_path / "runs" / "filecol" / t.name / "metrics.log").exists()
+
+
+def test_grid_exhaustion_ends_the_experiment(tmp_path):
+    params = [{"name": "x", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}}]
+    spec = script_experiment("gridend", "import sys; print('loss=' + sys.argv[1].split('=')[1])", params=params,
+                             maxTrialCount=10, parallelTrialCount=2, algorithm={"algorithmName": "grid"})
+    _, result = run(tmp_path, spec)
+    assert result.status.reason == "ExperimentSuggestionEndReached"
+    assert sorted(t.assignments["x"] for t in result.history) == ["1", "2", "3"]
+
+
+def test_resume_keeps_finished_trials_and_changed_spec_conflicts(tmp_path):
+    spec = script_experiment("resume", QUADRATIC, maxTrialCount=3, parallelTrialCount=3)
+    _, first = run(tmp_path, spec)
+    spec["spec"]["maxTrialCount"] = 6
+    _, second = run(tmp_path, spec)
+    assert [t.to_dict() for t in second.history[:3]] == [t.to_dict() for t in first.history]
+    assert len(second.history) == 6 and second.status.reason == "ExperimentMaxTrialsReached"
+    _, third = run(tmp_path, spec)  # already done: nothing more runs
+    assert len(third.history) == 6
+    spec["spec"]["parameters"][0]["feasibleSpace"]["max"] = "3"
+    with pytest.raises(StoreConflict, match="different spec"):
+        run(tmp_path, spec)
+    _, fresh = run(tmp_path, spec, fresh=True)
+    assert len(fresh.history) == 6 and fresh.status.reason == "ExperimentMaxTrialsReached"
+
+
+def test_container_without_command_is_refused_before_running(tmp_path):
+    spec = script_experiment("nocmd", "print(1)", args=[])
+    container = spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    del container["command"]
+    container["args"] = []
+    spec["spec"]["trialTemplate"]["trialParameters"] = []
+    with pytest.raises(RunnerError, match="no command"):
+        run(tmp_path, spec)
+    assert not (tmp_path / "runs" / "nocmd").exists()
+
+
+def test_missing_program_is_a_failed_trial(tmp_path):
+    spec = script_experiment("noprog", "", maxTrialCount=2, parallelTrialCount=1, maxFailedTrialCount=2)
+    spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "/nonexistent/python", "--x=${trialParameters.x}"]
+    _, result = run(tmp_path, spec)
+    assert result.status.reason == "ExperimentFailed"
+    assert all(t.condition == "Failed" and "cannot start" in t.message for t in result.history)
+
+
+def test_output_flood_is_survived(tmp_path):
+    script = "import sys\nsys.stdout.write('x' * 5_000_000 + '\\n' + 'junk\\x00\\xff' * 1000 + '\\nloss=0.5\\n')"
+    spec = script_experiment("flood", script, args=[], maxTrialCount=1, parallelTrialCount=1)
+    spec["spec"]["trialTemplate"]["trialParameters"] = []
+    _, result = run(tmp_path, spec)
+    assert result.history[0].objective_value == 0.5
