@@ -22,11 +22,13 @@ Each trial sees ``KATIB_TRIAL_NAME`` (as Katib sets it), ``HP_TRIAL_NAME``,
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import datetime as _dt
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,25 @@ class RunResult:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_runner() -> None:
+    """In the trial process, before exec: die when the runner dies, even by kill -9 (Linux)."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def detect_gpus() -> list[str]:
@@ -299,6 +320,7 @@ class _Runner:
                 proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.STDOUT, env=full_env, cwd=str(self.workdir), start_new_session=True,
+                    preexec_fn=_die_with_runner if _PRCTL is not None else None,
                 )
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())

@@ -198,8 +198,19 @@ class ExperimentStore:
                              system_attrs=dict(t.system_attrs)))
         return out
 
-    def save(self, trial: Trial) -> None:
-        """Write a trial's condition, observation and (when it finished) its final state."""
+    def save(self, trial: Trial) -> bool:
+        """Write a trial's condition, observation and (when it finished) its final state.
+
+        Returns False when the trial was already finished in the store (another runner took it
+        over as interrupted); the store keeps what it has.
+        """
+        try:
+            self._save(trial)
+        except UpdateFinishedTrialError:
+            return False
+        return True
+
+    def _save(self, trial: Trial) -> None:
         trial_id = self._trial_id(trial)
         attrs = {
             "condition": trial.condition,
@@ -241,11 +252,11 @@ class ExperimentStore:
             if not dead:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ft.number)
-            try:
+            try:  # attributes first: a finished trial's cannot change
+                self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
+                self.storage.set_trial_user_attr(trial_id, "reason", "RunnerLost")
                 self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another runner claimed it first
-            self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
-            self.storage.set_trial_user_attr(trial_id, "reason", "RunnerLost")
             claimed.append(self._record(ft))
         return claimed
