@@ -9,6 +9,7 @@ Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 ba
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -158,6 +159,107 @@ def run(
         err.print("interrupted: run the same command to resume (finished trials are kept)")
         raise typer.Exit(130)
     raise typer.Exit(0 if result.status.condition == "Succeeded" else 1)
+
+
+step_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                       help="The pipeline steps KFP and Argo run (JSON in, JSON out; see hp_components.steps).")
+app.add_typer(step_app, name="step")
+
+
+def _json_arg(value: str, what: str) -> Any:
+    """A JSON value given inline (starts with '{' or '['), as a file path, or empty (None)."""
+    text = value.strip()
+    if not text:
+        return None
+    if not text.startswith(("{", "[")):
+        try:
+            text = Path(value).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise _bad_input(f"--{what}: cannot read {value}: {e.strerror or e}") from None
+        if not text:
+            return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _bad_input(f"--{what}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+
+
+def _experiment_arg(value: str) -> Experiment:
+    data = _json_arg(value, "experiment") if value.strip().startswith("{") else None
+    try:
+        return load_experiment(data if data is not None else Path(value))
+    except SpecError as e:
+        raise _bad_input("--experiment: " + "; ".join(f"{p}: {m}" for p, m in e.problems)) from None
+
+
+def _history_arg(value: str) -> list[Trial]:
+    from hp_components.trials import load_history
+
+    data = _json_arg(value, "history")
+    try:
+        return load_history(data if data is not None else [])
+    except (ValueError, TypeError, KeyError) as e:
+        raise _bad_input(f"--history: {e}") from None
+
+
+def _write(path: Optional[Path], value: Any) -> None:
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if path is None:
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+@step_app.command("suggest")
+def step_suggest(
+    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
+    history: str = typer.Option("", help="History JSON (a file or inline); empty for a new experiment"),
+    count: Optional[int] = typer.Option(None, help="How many trials (default: parallelTrialCount)"),
+    trials_out: Optional[Path] = typer.Option(None, help="Write the batch here (default: stdout)"),
+) -> None:
+    """Suggest the next batch: [{name, parameterAssignments, parameters}], [] when nothing is left."""
+    from hp_components.steps import suggest_step
+
+    exp = _experiment_arg(experiment)
+    _write(trials_out, suggest_step(exp, _history_arg(history), count))
+
+
+@step_app.command("collect")
+def step_collect(
+    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
+    history: str = typer.Option("", help="History JSON before this batch (a file or inline)"),
+    trials: str = typer.Option("[]", help="The batch the suggest step returned (a file or inline JSON)"),
+    observations: str = typer.Option("[]", help="The wrappers' outputs: a JSON list in batch order, a JSON "
+                                               "object by trial name, or a folder of *.json files"),
+    history_out: Optional[Path] = typer.Option(None, help="Write the new history here"),
+    status_out: Optional[Path] = typer.Option(None, help="Write Katib's Experiment.status here"),
+    done_out: Optional[Path] = typer.Option(None, help="Write 'true' or 'false' here"),
+    best_out: Optional[Path] = typer.Option(None, help="Write {name, parameters, objective} of the best trial here"),
+) -> None:
+    """Record a batch's observations; report status, done and the best trial."""
+    from hp_components.steps import collect_step
+
+    exp = _experiment_arg(experiment)
+    batch = _json_arg(trials, "trials") or []
+    folder = Path(observations)
+    if observations.strip() and not observations.strip().startswith(("[", "{")) and folder.is_dir():
+        obs: Any = {}
+        for f in sorted(folder.glob("*.json")):
+            item = _json_arg(str(f), "observations")
+            if isinstance(item, dict):
+                obs[str(item.get("name") or f.stem)] = item
+    else:
+        obs = _json_arg(observations, "observations") or []
+    if not isinstance(batch, list) or not isinstance(obs, (list, dict)):
+        raise _bad_input("--trials must be a JSON list and --observations a JSON list or object")
+    result = collect_step(exp, _history_arg(history), batch, obs)
+    _write(history_out, result["history"]) if history_out else None
+    _write(status_out, result["status"]) if status_out else None
+    _write(done_out, "true" if result["done"] else "false") if done_out else None
+    _write(best_out, result["best"]) if best_out else None
+    if not any((history_out, status_out, done_out, best_out)):
+        _write(None, result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
 from hp_components.trials import Trial
 
-__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "Container", "TemplateError"]
+__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "deadline", "Container", "TemplateError"]
 
 _K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -93,7 +93,8 @@ def _expand_k8s_vars(text: str, env: dict[str, str]) -> str:
     return _K8S_VAR.sub(lambda m: "$" if m.group(0) == "$$" else env.get(m.group(1), m.group(0)), text)
 
 
-def _deadline(rendered: dict[str, Any]) -> float | None:
+def deadline(rendered: dict[str, Any]) -> float | None:
+    """The smallest positive ``activeDeadlineSeconds`` anywhere in a trialSpec (the trial's time limit)."""
     found: list[float] = []
 
     def walk(obj: Any) -> None:
@@ -135,4 +136,4 @@ def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Conta
         gpus = int(str(limits.get("nvidia.com/gpu", 0)))
     except ValueError:
         raise TemplateError(f"container {name!r}: nvidia.com/gpu limit {limits['nvidia.com/gpu']!r} is not a whole number") from None
-    return Container(argv=argv, env=env, timeout=_deadline(rendered), gpus=gpus)
+    return Container(argv=argv, env=env, timeout=deadline(rendered), gpus=gpus)

@@ -1,0 +1,131 @@
+"""The pipeline steps every engine runs: suggest, trial (the metrics wrapper) and collect.
+
+The same JSON flows between them on KFP, on Argo and in tests (see DESIGN.md):
+
+* **suggest** ``(experiment, history) -> trials``: a list of
+  ``{"name", "parameterAssignments": [{"name", "value"}], "parameters": {trialParameterName: value}}``,
+  empty when nothing is left to run.
+* **trial**: ``python3 metrics.py <wrapper_args(experiment)> --output obs.json -- <command>``
+  runs the user's command and writes an observation ``{"condition", "metrics", ...}``; a failed
+  training process is a recorded failure, not a failed task.
+* **collect** ``(experiment, history, trials, observations) -> {history, status, done, best}``.
+
+::
+
+    from hp_components.steps import suggest_step, collect_step
+    batch = suggest_step(exp, history=[])
+    observations = [run_the_trial(t) for t in batch]        # engine-specific
+    out = collect_step(exp, [], batch, observations)
+    out["done"], out["best"]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from hp_components.experiment import Experiment
+from hp_components.metrics import objective_value
+from hp_components.status import experiment_status
+from hp_components.suggest import suggest
+from hp_components.template import deadline, trial_parameters
+from hp_components.trials import FINISHED, Trial
+
+__all__ = ["suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
+
+
+def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | None = None) -> list[dict[str, Any]]:
+    """The next batch (``parallelTrialCount`` by default) in the step contract's JSON shape."""
+    batch = suggest(experiment, history, experiment.spec.parallel_trial_count if count is None else count)
+    out = []
+    for t in batch:
+        item = t.to_dict()
+        out.append({
+            "name": t.name,
+            "parameterAssignments": item["parameterAssignments"],
+            "parameters": trial_parameters(experiment, t),
+            **({"systemAttrs": t.system_attrs} if t.system_attrs else {}),
+        })
+    return out
+
+
+def trial_from_observation(experiment: Experiment, item: dict[str, Any], observation: dict[str, Any] | None) -> Trial:
+    """A finished trial record from a suggested item and what its wrapper wrote (None: nothing)."""
+    trial = Trial(
+        name=str(item["name"]),
+        assignments={a["name"]: str(a["value"]) for a in item.get("parameterAssignments", [])},
+        system_attrs=dict(item.get("systemAttrs", {})),
+    )
+    if not observation:
+        trial.condition, trial.reason = "Failed", "NoObservation"
+        trial.message = "the trial step left no observation (an infrastructure fault, not the training code)"
+        return trial
+    condition = observation.get("condition", "Failed")
+    trial.condition = condition if condition in FINISHED else "Failed"
+    reason = str(observation.get("reason", ""))
+    trial.reason, _, trial.message = reason.partition(": ")  # the wrapper says "TrialFailed: exit code 3"
+    trial.message = str(observation.get("message", trial.message))
+    trial.observation = {"metrics": list(observation.get("metrics", []))}
+    obj = experiment.spec.objective
+    trial.objective_value = objective_value(trial.observation, obj.objective_metric_name,
+                                            obj.strategies()[obj.objective_metric_name])
+    if trial.condition == "Succeeded" and trial.objective_value is None:
+        trial.condition, trial.reason = "MetricsUnavailable", "MetricsUnavailable"
+    return trial
+
+
+def collect_step(
+    experiment: Experiment,
+    history: Sequence[Trial],
+    trials: Sequence[dict[str, Any]],
+    observations: Sequence[dict[str, Any] | None] | dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Record a batch: the new history, Katib's status, whether the experiment is done, the best trial.
+
+    ``observations`` is either a list in the batch's order or a mapping from trial name to
+    observation (an observation's own ``name``, when it has one, wins). A trial without an
+    observation is recorded Failed (``NoObservation``).
+    """
+    if isinstance(observations, dict):
+        by_name = dict(observations)
+    else:
+        by_name = {}
+        for item, obs in zip(trials, observations):
+            if obs is not None:
+                by_name[str(obs.get("name") or item["name"])] = obs
+    new = [trial_from_observation(experiment, item, by_name.get(str(item["name"]))) for item in trials]
+    known = {t.name for t in history}
+    full = list(history) + [t for t in new if t.name not in known]
+    status = experiment_status(experiment, full, suggestion_done=not trials)
+    best = status.best
+    return {
+        "history": [t.to_dict() for t in full],
+        "status": status.to_dict(),
+        "done": status.done,
+        "condition": status.condition,
+        "best": {
+            "name": best.name if best else "",
+            "parameters": dict(best.assignments) if best else {},
+            "objective": best.objective_value if best else None,
+        },
+    }
+
+
+def wrapper_args(experiment: Experiment) -> list[str]:
+    """The metrics wrapper's options for this experiment (everything but --output and the command)."""
+    spec = experiment.spec
+    obj = spec.objective
+    args = ["--objective", obj.objective_metric_name]
+    for name in obj.additional_metric_names:
+        args += ["--metric", name]
+    for name, strategy in obj.strategies().items():
+        args += ["--strategy", f"{name}={strategy}"]
+    mc = spec.metrics_collector_spec
+    if mc.file_path:
+        args += ["--file", mc.file_path, "--format", mc.file_format]
+    if mc.filters and mc.file_format == "TEXT":
+        for f in mc.filters:
+            args += ["--filter", f]
+    limit = deadline(spec.trial_template.trial_spec or {})
+    if limit:
+        args += ["--timeout", f"{limit:g}"]
+    return args
