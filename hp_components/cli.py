@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -33,7 +34,7 @@ _STYLE = {"Succeeded": "green", "Failed": "red", "MetricsUnavailable": "yellow",
 
 
 def _bad_input(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
 
 
@@ -159,6 +160,81 @@ def run(
         err.print("interrupted: run the same command to resume (finished trials are kept)")
         raise typer.Exit(130)
     raise typer.Exit(0 if result.status.condition == "Succeeded" else 1)
+
+
+_TARGETS = ("kfp", "argo")
+
+
+def _driver(target: str) -> Any:
+    """The engine driver module (``hp_components.kfp`` or ``hp_components.argo``), imported on demand."""
+    import importlib
+
+    if target not in _TARGETS:
+        raise _bad_input(f"--target must be one of {', '.join(_TARGETS)}, not {target!r}")
+    try:
+        return importlib.import_module(f"hp_components.{target}")
+    except ImportError as e:
+        if (e.name or "").startswith("hp_components"):
+            raise
+        raise _bad_input(f"--target {target} needs extra packages ({e.name}): pip install 'hp-components[{target}]'") from None
+
+
+@app.command("compile")
+def compile_(
+    file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
+    target: str = typer.Option(..., "--target", "-t", help="kfp (a KFP v2 pipeline) or argo (Argo Workflows)"),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the compiled YAML"),
+    kind: str = typer.Option("workflowtemplate", help="argo: workflowtemplate or workflow"),
+    image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
+    storage: Optional[str] = typer.Option(None, help="argo: keep the history in this experiment store (SQLAlchemy URL)"),
+) -> None:
+    """Compile an experiment into a pipeline for an engine (KFP v2 IR YAML, or Argo YAML)."""
+    exp = _load(file)
+    driver = _driver(target)
+    try:
+        driver.compile_experiment(exp, output, kind=kind, image=image, storage=storage)
+    except ValueError as e:  # CompileError and friends: the spec cannot run on that engine
+        raise _bad_input(str(e)) from None
+    out.print(f"wrote {output}", markup=False)
+
+
+@app.command()
+def submit(
+    file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
+    target: str = typer.Option(..., "--target", "-t", help="kfp or argo"),
+    host: Optional[str] = typer.Option(None, help="kfp: the KFP API endpoint"),
+    argo_server: Optional[str] = typer.Option(None, help="argo: submit through this Argo Server instead of the Kubernetes API"),
+    token: Optional[str] = typer.Option(None, help="argo: bearer token for the Argo Server"),
+    namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace (default: the experiment's, else your context's)"),
+    image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
+    storage: Optional[str] = typer.Option(None, help="argo: keep the history in this experiment store (SQLAlchemy URL)"),
+) -> None:
+    """Compile and submit an experiment to a KFP or Argo installation; prints the run's name."""
+    exp = _load(file)
+    driver = _driver(target)
+    try:
+        name = driver.submit(exp, host=host, argo_server=argo_server, token=token, namespace=namespace,
+                             image=image, storage=storage)
+    except ValueError as e:
+        raise _bad_input(str(e)) from None
+    out.print(str(name), markup=False)
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="The run (Argo Workflow) name that submit printed"),
+    target: str = typer.Option("argo", "--target", "-t", help="argo"),
+    argo_server: Optional[str] = typer.Option(None, help="Read through this Argo Server instead of the Kubernetes API"),
+    token: Optional[str] = typer.Option(None, help="Bearer token for the Argo Server"),
+    namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace"),
+) -> None:
+    """Progress, trials and the best result of a submitted run, as JSON."""
+    driver = _driver(target)
+    try:
+        result = driver.read_status(name, argo_server=argo_server, token=token, namespace=namespace)
+    except ValueError as e:
+        raise _bad_input(str(e)) from None
+    out.print(json.dumps(result, indent=2), markup=False, highlight=False, soft_wrap=True)
 
 
 step_app = typer.Typer(add_completion=False, no_args_is_help=True,

@@ -30,7 +30,10 @@ from hp_components.suggest import suggest
 from hp_components.template import deadline, trial_parameters
 from hp_components.trials import FINISHED, Trial
 
-__all__ = ["suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
+#: the image the suggest and collect steps run in (built from the repository's Dockerfile)
+DEFAULT_IMAGE = "ghcr.io/hp-components/hp-components:0.1.0"
+
+__all__ = ["DEFAULT_IMAGE", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
 
 
 def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | None = None) -> list[dict[str, Any]]:
