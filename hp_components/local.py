@@ -195,7 +195,9 @@ class _Runner:
             self.on_event("status", status)
             if status.done:
                 break
-            want = self.exp.spec.parallel_trial_count - len(self.tasks)
+            # parallelTrialCount holds for the experiment: other runners' active trials count too
+            active = sum(t.active for t in history)
+            want = self.exp.spec.parallel_trial_count - max(active, len(self.tasks))
             left = remaining_slots(self.exp, history)
             if left is not None:
                 want = min(want, left)

@@ -150,7 +150,13 @@ class ExperimentStore:
 
     def _record(self, ft: optuna.trial.FrozenTrial) -> Trial:
         ua = ft.user_attrs
-        condition = ua.get("condition") or ("Interrupted" if ft.state != TrialState.RUNNING else "Running")
+        condition = ua.get("condition") or "Running"
+        if ft.state == TrialState.RUNNING and condition not in ("Created", "Running"):
+            # the result's attributes were written but the runner died before the final state
+            # (written last, in one transaction): not finished, so it reruns
+            condition = "Running"
+        elif ft.state != TrialState.RUNNING and condition in ("Created", "Running"):
+            condition = "Interrupted"
         return Trial(
             name=trial_name(self.experiment.name, ft.number),
             assignments=dict(ua.get("assignments", {})),
@@ -176,7 +182,28 @@ class ExperimentStore:
     # ------------------------------------------------------------------ writing
 
     def create(self, trials: Iterable[Trial]) -> list[Trial]:
-        """Create trials as RUNNING, owned by this runner; returns them named by their store number."""
+        """Create trials as RUNNING, owned by this runner; returns them named by their store number.
+
+        With ``maxTrialCount``, a trial whose number falls beyond the budget (another runner of the
+        same experiment took the last slots at the same moment) is recorded ``Interrupted``
+        (reason ``OverBudget``) and left out of the result: it never runs.
+        """
+        out = self._create(trials)
+        limit = self.experiment.spec.max_trial_count
+        if limit is None or not out:
+            return out
+        counted = [t.name for t in self.history() if t.condition != "Interrupted"]
+        allowed = set(counted[:limit])
+        for t in out:
+            if t.name not in allowed:
+                trial_id = self._trial_id(t)
+                self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
+                self.storage.set_trial_user_attr(trial_id, "reason", "OverBudget")
+                self.storage.set_trial_user_attr(trial_id, "message", "another runner took the last trial slots first")
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        return [t for t in out if t.name in allowed]
+
+    def _create(self, trials: Iterable[Trial]) -> list[Trial]:
         out = []
         for t in trials:
             internal = self.space.internal(t.assignments)

@@ -1,0 +1,69 @@
+"""kill -9 at random moments, 20+ times, then resume: every finished trial kept exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import time
+
+import yaml
+
+from hp_components.experiment import parse_experiment
+from hp_components.store import ExperimentStore
+from tests.conftest import ROOT, script_experiment
+from tests.test_cli import HP_TUNE
+
+TRIAL = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+time.sleep(0.3)
+print(f"loss={x * x}", flush=True)
+"""
+
+
+def test_random_kill_9_loop_then_resume(tmp_path):
+    spec = script_experiment("chaos", TRIAL, maxTrialCount=60, parallelTrialCount=3,
+                             algorithm={"algorithmName": "tpe",
+                                        "algorithmSettings": [{"name": "n_startup_trials", "value": "4"}]})
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    db = f"sqlite:///{tmp_path}/s.db"
+    exp = parse_experiment(spec)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rng = random.Random(7)
+    kept: dict[str, float] = {}
+    kills = 0
+    for attempt in range(40):
+        proc = subprocess.Popen([*HP_TUNE, "run", str(path), "-q", "--storage", db], cwd=tmp_path, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        time.sleep(rng.uniform(0.2, 2.5))  # start-up, suggestion, trials running, results being written
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read().decode()
+            break
+        if rng.random() < 0.5:
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its trials at once
+        else:
+            os.kill(proc.pid, signal.SIGKILL)  # the runner alone: its trials must die with it
+        proc.wait()
+        kills += 1
+        history = ExperimentStore(db, exp).history()
+        names = [t.name for t in history]
+        assert len(names) == len(set(names)), "duplicate trial names"
+        done = {t.name: t.objective_value for t in history if t.condition == "Succeeded"}
+        for name, value in kept.items():
+            assert done.get(name) == value, f"finished trial {name} changed or vanished after kill #{kills}"
+        kept = done
+        assert len(done) <= 60
+    assert kills >= 20, f"only {kills} kills before it finished: make the trials slower"
+    final = subprocess.run([*HP_TUNE, "run", str(path), "-q", "--storage", db], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    history = ExperimentStore(db, exp).history()
+    done = {t.name: t.objective_value for t in history if t.condition == "Succeeded"}
+    assert len(done) == 60
+    for name, value in kept.items():
+        assert done[name] == value
+    assert all(t.condition in ("Succeeded", "Interrupted") for t in history)
+    assert len({t.name for t in history}) == len(history)
