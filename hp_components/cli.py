@@ -28,6 +28,8 @@ from hp_components.trials import Trial
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter tuning with Katib Experiments, locally and in pipelines.")
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
+if not out.is_terminal:  # a log or a pipe: no need to squeeze tables into 80 columns
+    out.width = 160
 
 _STYLE = {"Succeeded": "green", "Failed": "red", "MetricsUnavailable": "yellow", "Killed": "magenta",
           "EarlyStopped": "cyan", "Interrupted": "magenta", "Running": "blue", "Created": "blue"}
@@ -58,7 +60,7 @@ def validate(file: Path = typer.Argument(..., help="A Katib Experiment YAML")) -
         f"{spec.algorithm.algorithm_name}, {spec.objective.type} {spec.objective.objective_metric_name}, "
         f"{spec.max_trial_count if spec.max_trial_count is not None else 'unlimited'} trials, "
         f"{spec.parallel_trial_count} at a time",
-        markup=False,
+        markup=False, soft_wrap=True,
     )
 
 
