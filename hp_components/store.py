@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import socket
 import time
 import uuid
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 import optuna
+import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
 
@@ -103,7 +105,15 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs = {"connect_args": {"timeout": 60}}
     else:
         kwargs = {"pool_pre_ping": True}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except sqlalchemy.exc.DBAPIError:
+            # two runners creating the schema at once: one wins, the other finds it on a retry
+            if attempt == 5:
+                raise
+            time.sleep(0.2 + random.random() * 0.5)
+    raise AssertionError("unreachable")
 
 
 class ExperimentStore:
@@ -132,6 +142,11 @@ class ExperimentStore:
         except optuna.exceptions.DuplicatedStudyError:
             self.study_id = self.storage.get_study_id_from_name(experiment.name)
             stored = self.storage.get_study_user_attrs(self.study_id).get(_SPEC_KEY)
+            for _ in range(20):  # another runner may have created the study a moment ago
+                if stored is not None:
+                    break
+                time.sleep(0.1)
+                stored = self.storage.get_study_user_attrs(self.study_id).get(_SPEC_KEY)
             if stored is None:
                 raise StoreConflict(
                     f"the storage {url} has an Optuna study named {experiment.name!r} that hp-components did not "

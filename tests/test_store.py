@@ -1,0 +1,125 @@
+"""The experiment store on SQLite and a real PostgreSQL server: concurrent runners lose and duplicate nothing.
+
+PostgreSQL comes from ``HP_TEST_POSTGRES_URL`` (``.ci/run`` installs and starts a server on
+loopback and sets it); each test gets a database of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hp_components.experiment import parse_experiment
+from hp_components.store import ExperimentStore
+from hp_components.suggest import suggest
+from tests.conftest import ROOT, script_experiment
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/hp.db"
+        return
+    base = os.environ.get("HP_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("HP_REQUIRE_POSTGRES"):
+            pytest.fail("HP_TEST_POSTGRES_URL is not set but HP_REQUIRE_POSTGRES is")
+        pytest.skip("no PostgreSQL server: set HP_TEST_POSTGRES_URL (.ci/run does)")
+    import sqlalchemy as sa
+
+    name = f"hp_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = base.rsplit("/", 1)[0] + "/" + name
+    yield url
+    with admin.connect() as c:
+        c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+TRIAL = """
+import os, sys, time
+x = float(sys.argv[1].split("=")[1])
+start = time.time()
+time.sleep(0.2)
+marker = os.path.join(os.environ["MARKERS"], os.environ["HP_TRIAL_NAME"])
+with open(marker, "a") as f:
+    f.write(f"{start} {time.time()}\\n")
+print(f"loss={x * x}", flush=True)
+"""
+
+
+def _runner(path: Path, url: str, markers: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MARKERS": str(markers)}
+    return subprocess.Popen([sys.executable, "-m", "hp_components.cli", "run", str(path), "-q", "--storage", url,
+                             "--run-dir", str(cwd / "runs")], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_store_round_trip(storage_url, basic_dict):
+    exp = parse_experiment(basic_dict)
+    store = ExperimentStore(storage_url, exp)
+    created = store.create(suggest(exp, store.history(), 3))
+    assert [t.name for t in created] == ["basic-0000", "basic-0001", "basic-0002"]
+    t = created[1]
+    t.condition, t.objective_value = "Succeeded", 0.5
+    t.observation = {"metrics": [{"name": "acc", "min": "0.1", "max": "0.5", "latest": "0.5"}]}
+    store.report(t, 0, 0.1)
+    assert store.save(t)
+    again = ExperimentStore(storage_url, exp).history()
+    assert [x.condition for x in again] == ["Created", "Succeeded", "Created"]
+    assert again[1].objective_value == 0.5 and again[1].intermediate_values == [(0, 0.1)]
+    assert again[1].assignments == created[1].assignments
+
+
+def test_two_runners_on_one_experiment(storage_url, tmp_path):
+    spec = script_experiment("shared", TRIAL, maxTrialCount=16, parallelTrialCount=2)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    procs = [_runner(path, storage_url, markers, tmp_path) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    history = ExperimentStore(storage_url, parse_experiment(spec)).history()
+    names = [t.name for t in history]
+    assert len(names) == len(set(names))
+    succeeded = [t for t in history if t.condition == "Succeeded"]
+    assert len(succeeded) == 16
+    assert all(t.condition in ("Succeeded", "Interrupted") for t in history)
+    ran = {m.name: m.read_text().splitlines() for m in markers.iterdir()}
+    assert sorted(ran) == sorted(t.name for t in succeeded), "exactly the recorded trials ran"
+    assert all(len(lines) == 1 for lines in ran.values()), "no trial ran twice"
+    spans = [tuple(map(float, lines[0].split())) for lines in ran.values()]
+    at_once = max(sum(a <= s < b for a, b in spans) for s, _ in spans)
+    assert at_once <= 4, "parallelTrialCount holds across runners (up to a start-up overshoot)"
+
+
+def test_two_experiments_at_once(storage_url, tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    procs = []
+    specs = []
+    for name in ("alpha", "beta"):
+        spec = script_experiment(name, TRIAL, maxTrialCount=8, parallelTrialCount=2)
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(spec))
+        specs.append(spec)
+        procs.append(_runner(path, storage_url, markers, tmp_path))
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    for spec in specs:
+        history = ExperimentStore(storage_url, parse_experiment(spec)).history()
+        assert [t.condition for t in history] == ["Succeeded"] * 8
+        assert all(t.name.startswith(spec["metadata"]["name"] + "-") for t in history)
+    assert len(list(markers.iterdir())) == 16
