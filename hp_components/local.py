@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hp_components.algorithms import ALGORITHMS, Auto
-from hp_components.experiment import Experiment
+from hp_components.experiment import Experiment, parse_experiment
 from hp_components.metrics import MetricsParser, objective_value
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.store import DEFAULT_STORAGE, ExperimentStore
@@ -404,6 +404,25 @@ class _Runner:
             parser.feed(pending)
 
 
+def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
+    """Katib's rule for a finished experiment whose limits were raised: only a Succeeded one
+    (``ExperimentMaxTrialsReached``) with ``resumePolicy`` LongRunning or FromVolume restarts."""
+    previous = store.previous_spec
+    if previous is None or previous == experiment.to_dict():
+        return
+    history = store.history()
+    before = experiment_status(parse_experiment(previous), history)
+    if not before.done:
+        return
+    if before.reason == "ExperimentMaxTrialsReached" and experiment.spec.resume_policy in ("LongRunning", "FromVolume"):
+        return
+    raise RunnerError(
+        f"spec: experiment {experiment.name!r} already finished ({before.reason}); Katib restarts a finished "
+        "experiment only when it reached maxTrialCount and spec.resumePolicy is LongRunning or FromVolume "
+        f"(it is {experiment.spec.resume_policy}). Set resumePolicy: LongRunning, or start over with --fresh"
+    )
+
+
 def run_local(
     experiment: Experiment,
     *,
@@ -424,6 +443,8 @@ def run_local(
     """
     check_runnable(experiment)
     store = ExperimentStore(storage, experiment, fresh=fresh)
+    _check_restart(experiment, store)
+    store.adopt_spec()
     out_dir = Path(run_dir) / experiment.name
     runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
                      on_event or (lambda kind, payload: None), kill_grace, poll)

@@ -45,7 +45,7 @@ DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 STALE_AFTER = 120.0
 _SPEC_KEY = "hp_components:experiment"
 # the parts of a spec that may change between runs of one experiment (as Katib allows)
-_EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount")
+_EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount", "resumePolicy")
 
 
 class StoreConflict(ValueError):
@@ -136,6 +136,8 @@ class ExperimentStore:
             else optuna.study.StudyDirection.MINIMIZE
         )
         spec = experiment.to_dict()
+        #: the spec stored by the previous run of this experiment (None for a new one)
+        self.previous_spec: dict[str, Any] | None = None
         try:
             self.study_id = self.storage.create_new_study([direction], experiment.name)
             self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
@@ -158,8 +160,14 @@ class ExperimentStore:
                     f"{', '.join('spec.' + k for k in _EDITABLE)} may change when it resumes. Rename it "
                     "(metadata.name), use another --storage, or start over with --fresh"
                 ) from None
-            if stored != spec:
-                self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
+            self.previous_spec = stored
+
+    def adopt_spec(self) -> None:
+        """Store the current spec as the experiment's (after its changes were accepted)."""
+        spec = self.experiment.to_dict()
+        if self.previous_spec is not None and self.previous_spec != spec:
+            self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
+            self.previous_spec = spec
 
     # ------------------------------------------------------------------ reading
 

@@ -218,6 +218,9 @@ def test_resume_keeps_finished_trials_and_changed_spec_conflicts(tmp_path):
     spec = script_experiment("resume", QUADRATIC, maxTrialCount=3, parallelTrialCount=3)
     _, first = run(tmp_path, spec)
     spec["spec"]["maxTrialCount"] = 6
+    with pytest.raises(RunnerError, match="resumePolicy is LongRunning"):
+        run(tmp_path, spec)  # Katib's default resumePolicy (Never) does not restart a finished experiment
+    spec["spec"]["resumePolicy"] = "LongRunning"
     _, second = run(tmp_path, spec)
     assert [t.to_dict() for t in second.history[:3]] == [t.to_dict() for t in first.history]
     assert len(second.history) == 6 and second.status.reason == "ExperimentMaxTrialsReached"
