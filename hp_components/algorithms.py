@@ -46,12 +46,10 @@ if TYPE_CHECKING:
 __all__ = [
     "Algorithm",
     "ALGORITHMS",
-    "EARLY_STOPPING",
     "auto_choice",
     "derive_seed",
     "get_algorithm",
     "validate",
-    "validate_early_stopping",
 ]
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -355,12 +353,6 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Auto)
 }
 
-#: early stopping algorithms and their settings (Katib names)
-EARLY_STOPPING: dict[str, dict[str, Setting]] = {
-    "medianstop": {"min_trials_required": _int_setting(1), "start_step": _int_setting(1)},
-}
-
-
 def _read_settings(table: dict[str, Setting], raw: dict[str, str], path: str,
                    algorithm: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     values: dict[str, Any] = {}
@@ -390,13 +382,6 @@ def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None",
         except Exception:  # noqa: BLE001 - a parameter problem, reported with its own path
             pass
     return problems
-
-
-def validate_early_stopping(name: str, settings: dict[str, str], path: str = "spec.earlyStopping") -> list[tuple[str, str]]:
-    table = EARLY_STOPPING.get(name)
-    if table is None:
-        return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(EARLY_STOPPING)}")]
-    return _read_settings(table, settings, path, name)[1]
 
 
 def get_algorithm(name: str, settings: dict[str, str], spec: "ExperimentSpec | None" = None) -> Algorithm:

@@ -435,6 +435,7 @@ def _num(value: str | None) -> float | None:
 
 def _check(exp: Experiment) -> list[tuple[str, str]]:
     from hp_components import algorithms  # local import: algorithms imports this module
+    from hp_components.earlystop import validate_early_stopping
 
     problems: list[tuple[str, str]] = []
     add = lambda path, msg: problems.append((path, msg))  # noqa: E731
@@ -468,7 +469,7 @@ def _check(exp: Experiment) -> list[tuple[str, str]]:
     problems.extend(algorithms.validate(spec.algorithm.algorithm_name, spec.algorithm.settings(), spec, "spec.algorithm"))
     if spec.early_stopping is not None:
         problems.extend(
-            algorithms.validate_early_stopping(spec.early_stopping.algorithm_name, spec.early_stopping.settings(), "spec.earlyStopping")
+            validate_early_stopping(spec.early_stopping.algorithm_name, spec.early_stopping.settings(), "spec.earlyStopping")
         )
     if not spec.parameters:
         if spec.nas_config is None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hp_components.algorithms import ALGORITHMS, Auto
+from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment
 from hp_components.metrics import MetricsParser, objective_value
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
@@ -160,7 +161,11 @@ class _Runner:
             )
         self.warned_gpu = False
         self.result: RunResult | None = None
+        self.history: list[Trial] = []
+        self.stopped_early: set[str] = set()
         spec = experiment.spec
+        es = spec.early_stopping
+        self.stopper = get_early_stopping(es.algorithm_name, es.settings(), spec.objective.type) if es else None
         self.metric_names = spec.objective.metric_names
         self.strategy = spec.objective.strategies()[spec.objective.objective_metric_name]
         mc = spec.metrics_collector_spec
@@ -191,6 +196,7 @@ class _Runner:
         last_beat = time.monotonic()
         while True:
             history = await asyncio.to_thread(self.store.history)
+            self.history = history
             status = experiment_status(self.exp, history, suggestion_done)
             self.on_event("status", status)
             if status.done:
@@ -354,6 +360,9 @@ class _Runner:
                 pass
         trial.observation = parser.observation()
         trial.objective_value = objective_value(trial.observation, self.metric_names[0], self.strategy)
+        if trial.name in self.stopped_early:
+            return self._done(trial, "EarlyStopped", "TrialEarlyStopped",
+                              f"stopped by {self.exp.spec.early_stopping.algorithm_name} at step {len(trial.intermediate_values)}")  # type: ignore[union-attr]
         if trial.name in self.signalled and self.stop_as and not timed_out:
             return self._done(trial, *self.stop_as, "stopped because the experiment ended" if self.stop_as[0] == "Killed" else "stopped by the user; runs again on resume")
         if timed_out:
@@ -400,6 +409,10 @@ class _Runner:
                         self.store.report(trial, reports, value)
                         trial.intermediate_values.append((reports, value))
                         reports += 1
+                        if self.stopper and trial.name not in self.stopped_early and \
+                                self.stopper.should_stop(self.history, trial.intermediate_values):
+                            self.stopped_early.add(trial.name)
+                            self._signal(trial.name, proc, signal.SIGTERM)
         if stdout and pending:
             parser.feed(pending)
 

@@ -1,0 +1,165 @@
+"""Early stopping: decide from a running trial's intermediate values whether to stop it.
+
+``medianstop`` is Katib's rule computed as a true median (Katib's service takes the mean):
+once ``min_trials_required`` trials succeeded, a trial that has reported at least
+``start_step`` objective values is stopped when its best value so far is worse than the median,
+over the succeeded trials, of the mean of their first ``k`` values (``k``: the steps the running
+trial has reported). Katib checks once, at ``start_step``; here every later step is checked too,
+against the same horizon. ``hyperband`` and ``successive-halving`` are Optuna's pruners, fed
+with the same intermediate values::
+
+    from hp_components.earlystop import get_early_stopping
+    stopper = get_early_stopping("medianstop", {"min_trials_required": "3", "start_step": "4"}, "maximize")
+    if stopper.should_stop(history, [(0, 0.61), (1, 0.64), (2, 0.66), (3, 0.67)]):
+        ...  # stop the trial, record it EarlyStopped
+
+On KFP and Argo a round's trials cannot be stopped from outside, so there early stopping does
+not apply: each trial runs to its end (or its ``activeDeadlineSeconds``).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from typing import Any, Sequence
+
+import optuna
+from optuna.trial import TrialState
+
+from hp_components.trials import Trial
+
+__all__ = ["EarlyStopping", "MedianStop", "OptunaPruner", "get_early_stopping", "validate_early_stopping", "SETTINGS"]
+
+Values = Sequence[tuple[int, float]]
+
+
+def _positive_int(low: int):
+    def parse(raw: str) -> int:
+        value = int(raw, 10)
+        if value < low:
+            raise ValueError
+        return value
+
+    return parse, f"a whole number >= {low}"
+
+
+#: per algorithm: setting name -> (parser, rule for the error message, default)
+SETTINGS: dict[str, dict[str, tuple[Any, str, Any]]] = {
+    "medianstop": {
+        "min_trials_required": (*_positive_int(1), 3),
+        "start_step": (*_positive_int(1), 4),
+    },
+    "hyperband": {
+        "min_resource": (*_positive_int(1), 1),
+        "max_resource": (*_positive_int(1), 100),
+        "reduction_factor": (*_positive_int(2), 3),
+    },
+    "successive-halving": {
+        "min_resource": (*_positive_int(1), 1),
+        "reduction_factor": (*_positive_int(2), 4),
+        "min_early_stopping_rate": (*_positive_int(0), 0),
+    },
+}
+
+
+def _read(name: str, raw: dict[str, str], path: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    table = SETTINGS[name]
+    values = {key: default for key, (_, _, default) in table.items()}
+    problems = []
+    for i, (key, text) in enumerate(raw.items()):
+        where = f"{path}.algorithmSettings[{i}]"
+        if key not in table:
+            problems.append((f"{where}.name", f"{key!r} is not a setting of {name} (known: {', '.join(table)})"))
+            continue
+        parse, rule, _ = table[key]
+        try:
+            values[key] = parse(text)
+        except (ValueError, TypeError):
+            problems.append((f"{where}.value", f"{key} must be {rule}, not {text!r}"))
+    return values, problems
+
+
+def validate_early_stopping(name: str, settings: dict[str, str], path: str = "spec.earlyStopping") -> list[tuple[str, str]]:
+    """Problems with an early stopping algorithm name and its settings, each with its field path."""
+    if name not in SETTINGS:
+        return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(SETTINGS)}")]
+    return _read(name, settings, path)[1]
+
+
+class EarlyStopping:
+    """Decides whether a running trial with these intermediate values should stop."""
+
+    def __init__(self, settings: dict[str, Any], direction: str):
+        self.settings = settings
+        self.direction = direction
+
+    def should_stop(self, history: Sequence[Trial], values: Values) -> bool:
+        raise NotImplementedError
+
+
+class MedianStop(EarlyStopping):
+    """Katib's median stopping rule, with a true median (see the module docstring)."""
+
+    def should_stop(self, history, values):
+        k = len(values)
+        if k < self.settings["start_step"]:
+            return False
+        done = [t for t in history if t.condition == "Succeeded" and t.intermediate_values]
+        if len(done) < self.settings["min_trials_required"]:
+            return False
+        reference = statistics.median(
+            statistics.fmean(v for _, v in t.intermediate_values[:k]) for t in done
+        )
+        own = [v for _, v in values]
+        best = max(own) if self.direction == "maximize" else min(own)
+        return best < reference if self.direction == "maximize" else best > reference
+
+
+class OptunaPruner(EarlyStopping):
+    """An Optuna pruner asked about the running trial in a study replayed from the history."""
+
+    def pruner(self) -> optuna.pruners.BasePruner:
+        s = self.settings
+        if "max_resource" in s:
+            return optuna.pruners.HyperbandPruner(min_resource=s["min_resource"], max_resource=s["max_resource"],
+                                                  reduction_factor=s["reduction_factor"])
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=s["min_resource"],
+                                                      reduction_factor=s["reduction_factor"],
+                                                      min_early_stopping_rate=s["min_early_stopping_rate"])
+
+    def should_stop(self, history, values):
+        if not values:
+            return False
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(direction=self.direction, pruner=self.pruner())
+            # replay each finished trial through report/should_prune, so the pruner keeps the
+            # per-rung records it would have written had it watched them run
+            for t in history:
+                if t.condition not in ("Succeeded", "EarlyStopped") or not t.intermediate_values:
+                    continue
+                past = study.ask()
+                for step, value in t.intermediate_values:
+                    if math.isfinite(value):
+                        past.report(value, step)
+                        past.should_prune()
+                if t.condition == "Succeeded" and t.objective_value is not None:
+                    study.tell(past, t.objective_value)
+                else:
+                    study.tell(past, state=TrialState.PRUNED)
+            trial = study.ask()
+            for step, value in values:
+                trial.report(value, step)
+            return trial.should_prune()
+
+
+_CLASSES = {"medianstop": MedianStop, "hyperband": OptunaPruner, "successive-halving": OptunaPruner}
+
+
+def get_early_stopping(name: str, settings: dict[str, str], direction: str) -> EarlyStopping:
+    """The early stopping algorithm ``name`` with its settings parsed; ValueError when invalid."""
+    problems = validate_early_stopping(name, settings)
+    if problems:
+        raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
+    return _CLASSES[name](_read(name, settings, "")[0], direction)
