@@ -43,8 +43,12 @@ import sys
 
 if __name__ == "__main__" and sys.path:  # pragma: no cover - only when run as a script
     # Files next to this script (e.g. a user's ``json.py``) must not shadow the standard library.
-    _here = os.path.dirname(os.path.abspath(__file__))
-    if os.path.abspath(sys.path[0] or os.curdir) == _here:
+    # Run as ``python3 -c "<this source>"`` there is no ``__file__`` and sys.path[0] is "" (the
+    # working directory, where the user's training code lives): drop that entry as well.
+    _file = globals().get("__file__")
+    _here = os.path.dirname(os.path.abspath(_file)) if _file else None
+    if (_here is None and sys.path[0] == "") or (
+            _here is not None and os.path.abspath(sys.path[0] or os.curdir) == _here):
         del sys.path[0]
 
 import argparse

@@ -1,0 +1,149 @@
+"""What the suggest, collect and report steps do inside their containers (no KFP import).
+
+The KFP components in :mod:`hp_components.kfp._components` are thin shells around these
+functions, so the logic is plain Python that tests call directly::
+
+    from hp_components.kfp._runtime import suggest_items, collect_round
+    items, done = suggest_items(exp_json, [], config)
+    observations = [{"condition": "Succeeded", "metrics": [...]}, 0.93, None]   # per item, in order
+    out = collect_round(exp_json, [], items, observations, config)
+    out["done"], out["next_trials"]
+
+A loop item is flat so that KFP can select its fields (``item.<key>``)::
+
+    {"hp_trial": "seed-bayesopt-0003", "hp_item": {<the suggest step's trial>}, "<key>": value, ...}
+
+``config["fields"]`` says what each ``<key>`` holds: ``{"trialParameter": name}`` (the value
+``${trialParameters.name}`` takes) or ``{"parameter": name}`` (a search parameter's value),
+converted to ``config["fields"][key]["type"]`` (``str``, ``float``, ``int`` or ``bool``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+from hp_components.experiment import Experiment, load_experiment
+from hp_components.steps import collect_step, suggest_step
+from hp_components.trials import load_history
+
+__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of"]
+
+TRIAL_KEY = "hp_trial"
+ITEM_KEY = "hp_item"
+
+
+def experiment_from(experiment: str | dict[str, Any] | Experiment) -> Experiment:
+    """The Experiment from its JSON text (a pipeline parameter), a dict, or itself."""
+    if isinstance(experiment, Experiment):
+        return experiment
+    if isinstance(experiment, str):
+        experiment = json.loads(experiment)
+    return load_experiment(experiment)
+
+
+def _convert(value: str, kind: str) -> Any:
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(float(value))
+    if kind == "bool":
+        return str(value).strip().lower() in ("true", "1", "yes")
+    return str(value)
+
+
+def _flat(item: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A suggested trial as a flat loop item (see the module docstring)."""
+    assignments = {a["name"]: str(a["value"]) for a in item["parameterAssignments"]}
+    out: dict[str, Any] = {TRIAL_KEY: item["name"], ITEM_KEY: item}
+    for key, field in (config.get("fields") or {}).items():
+        if "parameter" in field:
+            raw = assignments[field["parameter"]]
+        else:
+            raw = item["parameters"].get(field["trialParameter"], "")
+        out[key] = _convert(raw, field.get("type", "str"))
+    return out
+
+
+def suggest_items(experiment: Any, history: Sequence[dict[str, Any]], config: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The first (or next) batch as flat loop items, and whether there is nothing to run."""
+    exp = experiment_from(experiment)
+    batch = suggest_step(exp, load_history(list(history or [])))
+    return [_flat(item, config) for item in batch], not batch
+
+
+def observation_of(value: Any, objective: str) -> dict[str, Any] | None:
+    """One trial's output as a wrapper observation.
+
+    Accepts what the trial wrapper writes (a dict or its JSON text), a bare objective value
+    (a lightweight component's float output; NaN/inf/None mean "no objective reported"), or
+    metrics (a ``Metrics`` artifact's metadata ``{name: value}``).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {"condition": "Succeeded", "metrics": []}  # -> MetricsUnavailable
+        try:
+            value = float(text)  # a str objective output: "0.93", "nan", "none"
+        except ValueError:
+            pass
+        else:
+            return observation_of(value, objective)
+        if text.lower() in ("none", "null"):
+            return {"condition": "Succeeded", "metrics": []}
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            return {"condition": "Failed", "reason": "BadObservation: not JSON", "metrics": []}
+    if isinstance(value, bool):
+        value = None
+    if isinstance(value, (int, float)) or value is None:
+        number = None if value is None else float(value)
+        if number is None or not math.isfinite(number):
+            return {"condition": "Succeeded", "metrics": []}  # -> MetricsUnavailable
+        v = repr(number)
+        return {"condition": "Succeeded", "metrics": [{"name": objective, "min": v, "max": v, "latest": v}]}
+    if isinstance(value, dict) and "condition" not in value and "metrics" not in value:
+        metrics = []  # a Metrics artifact's metadata: {name: number}
+        for name, raw in value.items():
+            try:
+                number = float(raw)
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(number):
+                v = repr(number)
+                metrics.append({"name": str(name), "min": v, "max": v, "latest": v})
+        return {"condition": "Succeeded", "metrics": metrics}
+    return value if isinstance(value, dict) else None
+
+
+def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
+                  observations: Sequence[Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Record a batch, decide, and suggest the next batch when the experiment goes on.
+
+    ``observations`` are in the batch's order (KFP's ``dsl.Collected`` keeps the loop's order).
+    Returns ``{history, status, done, condition, best, next_trials}``; ``done`` is also true when
+    the algorithm has nothing left to suggest (``ExperimentSuggestionEndReached``), so the next
+    round never loops over an empty list.
+    """
+    exp = experiment_from(experiment)
+    objective = exp.spec.objective.objective_metric_name
+    trials = [item.get(ITEM_KEY) or {"name": item[TRIAL_KEY], "parameterAssignments": []} for item in items]
+    obs = [observation_of(o, objective) for o in observations]
+    if len(obs) < len(trials):
+        obs += [None] * (len(trials) - len(obs))
+    out = collect_step(exp, load_history(list(history or [])), trials, obs[: len(trials)])
+    out["next_trials"] = []
+    if not out["done"]:
+        full = load_history(out["history"])
+        batch = suggest_step(exp, full)
+        if batch:
+            out["next_trials"] = [_flat(item, config) for item in batch]
+        else:
+            ended = collect_step(exp, full, [], [])
+            ended["next_trials"] = []
+            return ended
+    return out

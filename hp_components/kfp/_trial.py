@@ -1,0 +1,242 @@
+"""The trial step of a compiled Katib Experiment: the user's container under the metrics wrapper.
+
+The trial runs in the trialSpec's image with its command, as::
+
+    python3 -c "<source of hp_components/metrics.py>" <wrapper_args(exp)> --output <observation> -- <command>
+
+so the image needs nothing but ``python3``. ``${trialParameters.x}`` in the command becomes the
+loop item's field ``x`` (an input of the component), ``${trialSpec.Name}`` the trial's name.
+The container's resources, env, node selector, tolerations and volumes go on the task::
+
+    comp = trial_component(exp)                       # a KFP component (loadable YAML inside)
+    task = comp(hp_trial=item.hp_trial, **{k: getattr(item, k) for k in trial_fields(exp)})
+    configure_trial_task(task, exp)
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hp_components import metrics as _metrics
+from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.steps import wrapper_args
+
+from hp_components.kfp._errors import UnsupportedExperiment
+from hp_components.kfp._runtime import TRIAL_KEY
+
+__all__ = ["WRAPPER_SOURCE", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
+           "check_experiment"]
+
+#: the metrics wrapper as it ships into the training image (run with ``python3 -c``)
+WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
+_TT = "spec.trialTemplate.trialSpec"
+
+
+def check_experiment(exp: Experiment) -> None:
+    """Raise :class:`UnsupportedExperiment` for what this driver cannot compile."""
+    spec = exp.spec
+    if spec.max_trial_count is None:
+        raise UnsupportedExperiment("spec.maxTrialCount", "is required on KFP: rounds are unrolled at compile time "
+                                    "(ceil(maxTrialCount / parallelTrialCount) of them); set it")
+    ts = spec.trial_template.trial_spec or {}
+    if ts.get("apiVersion") != "batch/v1" or ts.get("kind") != "Job":
+        raise UnsupportedExperiment(f"{_TT}.kind", f"{ts.get('apiVersion')}/{ts.get('kind')} trials are not supported "
+                                    "on KFP yet; use a batch/v1 Job (distributed kinds are planned)")
+
+
+def _container(exp: Experiment) -> dict[str, Any]:
+    name = exp.spec.trial_template.primary_container_name
+    found = find_containers(exp.spec.trial_template.trial_spec or {}, name)
+    if not found:
+        raise UnsupportedExperiment("spec.trialTemplate.primaryContainerName", f"no container named {name!r}")
+    return found[0]
+
+
+def _pod_spec(exp: Experiment) -> dict[str, Any]:
+    ts = exp.spec.trial_template.trial_spec or {}
+    return (((ts.get("spec") or {}).get("template") or {}).get("spec") or {})
+
+
+def _key(name: str) -> str:
+    key = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    return key if key[:1].isalpha() else f"p_{key}"
+
+
+def trial_fields(exp: Experiment) -> dict[str, dict[str, str]]:
+    """Loop item key -> ``{"trialParameter": name, "type": "str"}`` for every trialParameter."""
+    out: dict[str, dict[str, str]] = {}
+    for tp in exp.spec.trial_template.trial_parameters or []:
+        key = _key(tp.name)
+        while key in out or key == TRIAL_KEY:
+            key += "_"
+        out[key] = {"trialParameter": tp.name, "type": "str"}
+    return out
+
+
+def _meta(exp: Experiment, key: str) -> str | None:
+    """Static trial metadata (``${trialSpec.Namespace}`` ...); None for the name (an input)."""
+    if key == "Name":
+        return None
+    from hp_components.template import _meta_value  # the same values the local runner uses
+
+    return _meta_value(exp, "", key)
+
+
+def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> Any:
+    """One command argument: a literal, or a v1 ``concat`` of literals and input values."""
+    parts: list[Any] = []
+    pos = 0
+    pattern = re.compile(f"{TRIAL_PARAM_RE.pattern}|{TRIAL_META_RE.pattern}")
+    for m in pattern.finditer(text):
+        if m.start() > pos:
+            parts.append(text[pos:m.start()])
+        if m.group(1) is not None:
+            parts.append({"inputValue": keys[m.group(1)]})
+        else:
+            value = _meta(exp, m.group(2))
+            parts.append({"inputValue": TRIAL_KEY} if value is None else value)
+        pos = m.end()
+    if pos < len(text):
+        parts.append(text[pos:])
+    if all(isinstance(p, str) for p in parts):
+        return "".join(parts)
+    return parts[0] if len(parts) == 1 else {"concat": parts}
+
+
+def trial_component_text(exp: Experiment) -> str:
+    """The trial component as KFP component YAML (loads with ``load_component_from_text``)."""
+    check_experiment(exp)
+    c = _container(exp)
+    command = [str(x) for x in (c.get("command") or [])] + [str(x) for x in (c.get("args") or [])]
+    if not c.get("command"):
+        raise UnsupportedExperiment(f"{_TT}: container {c.get('name')!r} command",
+                                    "is required on KFP: the metrics wrapper runs the command, so the image's "
+                                    "entrypoint cannot be used; give the container a command")
+    fields = trial_fields(exp)
+    keys = {f["trialParameter"]: k for k, f in fields.items()}
+    argv = [_arg(a, exp, keys) for a in command]
+    spec = {
+        "name": f"{exp.name}-trial",
+        "description": f"One trial of Katib Experiment {exp.name}: the training command under the metrics wrapper.",
+        "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"}]
+        + [{"name": k, "type": "String", "description": f"${{trialParameters.{f['trialParameter']}}}"}
+           for k, f in fields.items()],
+        "outputs": [{"name": "observation", "type": "String",
+                     "description": "the wrapper's result: {condition, reason, exitCode, metrics, objectiveValue}"}],
+        "implementation": {"container": {
+            "image": str(c.get("image") or "python:3.11-slim"),
+            "command": ["python3", "-c", WRAPPER_SOURCE, *wrapper_args(exp), "--output", {"outputPath": "observation"},
+                        "--", *argv],
+        }},
+    }
+    return yaml.safe_dump(spec, sort_keys=False, width=120)
+
+
+def trial_component(exp: Experiment) -> Any:
+    """The trial as a KFP component."""
+    from kfp import components
+
+    return components.load_component_from_text(trial_component_text(exp))
+
+
+def _quantity(value: Any) -> str:
+    return str(value)
+
+
+def configure_trial_task(task: Any, exp: Experiment) -> Any:
+    """Carry the container's resources, env, node selector, tolerations and volumes onto ``task``."""
+    from kfp import kubernetes
+
+    c = _container(exp)
+    pod = _pod_spec(exp)
+    where = f"{_TT} container {c.get('name')!r}"
+    resources = c.get("resources") or {}
+    requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
+    if "cpu" in requests:
+        task.set_cpu_request(_quantity(requests["cpu"]))
+    if "memory" in requests:
+        task.set_memory_request(_quantity(requests["memory"]))
+    if "cpu" in limits:
+        task.set_cpu_limit(_quantity(limits["cpu"]))
+    if "memory" in limits:
+        task.set_memory_limit(_quantity(limits["memory"]))
+    accelerators = {k: v for k, v in {**requests, **limits}.items() if k not in ("cpu", "memory", "ephemeral-storage")}
+    if len(accelerators) > 1:
+        raise UnsupportedExperiment(f"{where} resources", f"KFP sets one accelerator per task, not {sorted(accelerators)}")
+    for kind, count in accelerators.items():
+        try:
+            n = int(str(count))
+        except ValueError:
+            raise UnsupportedExperiment(f"{where} resources.limits.{kind}", f"{count!r} is not a whole number") from None
+        task.set_accelerator_type(kind).set_accelerator_limit(n)
+    for i, env in enumerate(c.get("env") or []):
+        name = env.get("name")
+        if "value" in env:
+            value = str(env["value"])
+            if TRIAL_PARAM_RE.search(value) or TRIAL_META_RE.search(value):
+                raise UnsupportedExperiment(f"{where} env[{i}].value", "KFP cannot substitute trial parameters into "
+                                            "env values; pass them as command arguments")
+            task.set_env_variable(name, value)
+            continue
+        source = env.get("valueFrom") or {}
+        if "fieldRef" in source:
+            kubernetes.use_field_path_as_env(task, name, source["fieldRef"]["fieldPath"])
+        elif "secretKeyRef" in source:
+            ref = source["secretKeyRef"]
+            kubernetes.use_secret_as_env(task, ref["name"], {ref["key"]: name}, optional=bool(ref.get("optional")))
+        elif "configMapKeyRef" in source:
+            ref = source["configMapKeyRef"]
+            kubernetes.use_config_map_as_env(task, ref["name"], {ref["key"]: name}, optional=bool(ref.get("optional")))
+        else:
+            raise UnsupportedExperiment(f"{where} env[{i}].valueFrom", f"{sorted(source)} is not supported on KFP")
+    for key, value in (pod.get("nodeSelector") or {}).items():
+        kubernetes.add_node_selector(task, key, str(value))
+    for tol in pod.get("tolerations") or []:
+        kubernetes.add_toleration(task, key=tol.get("key"), operator=tol.get("operator"), value=tol.get("value"),
+                                  effect=tol.get("effect"), toleration_seconds=tol.get("tolerationSeconds"))
+    affinity = (pod.get("affinity") or {}).get("nodeAffinity")
+    if affinity:
+        kubernetes.add_node_affinity_json(task, affinity)
+    secrets = [s["name"] for s in pod.get("imagePullSecrets") or [] if s.get("name")]
+    if secrets:
+        kubernetes.set_image_pull_secrets(task, secrets)
+    if c.get("imagePullPolicy"):
+        kubernetes.set_image_pull_policy(task, c["imagePullPolicy"])
+    _volumes(task, pod, c, where)
+    ignored = sorted(k for k in ("serviceAccountName", "securityContext", "hostNetwork", "initContainers",
+                                 "sidecars", "priorityClassName") if pod.get(k))
+    if len(find_containers(exp.spec.trial_template.trial_spec or {}, c.get("name"))) > 1 or \
+            len(pod.get("containers") or []) > 1:
+        ignored.append("containers other than the primary one")
+    if ignored:
+        warnings.warn(f"{_TT}: not carried over to KFP: {', '.join(ignored)}", stacklevel=3)
+    return task
+
+
+def _volumes(task: Any, pod: dict[str, Any], c: dict[str, Any], where: str) -> None:
+    from kfp import kubernetes
+
+    volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+    for i, mount in enumerate(c.get("volumeMounts") or []):
+        vol = volumes.get(mount.get("name"))
+        path = mount.get("mountPath")
+        field = f"{where} volumeMounts[{i}]"
+        if vol is None:
+            raise UnsupportedExperiment(field, f"no volume named {mount.get('name')!r} in the pod spec")
+        if "persistentVolumeClaim" in vol:
+            kubernetes.mount_pvc(task, vol["persistentVolumeClaim"]["claimName"], path)
+        elif "secret" in vol:
+            kubernetes.use_secret_as_volume(task, vol["secret"]["secretName"], path)
+        elif "configMap" in vol:
+            kubernetes.use_config_map_as_volume(task, vol["configMap"]["name"], path)
+        elif "emptyDir" in vol:
+            ed = vol["emptyDir"] or {}
+            kubernetes.empty_dir_mount(task, vol["name"], path, medium=ed.get("medium"), size_limit=ed.get("sizeLimit"))
+        else:
+            raise UnsupportedExperiment(field, f"volume {vol.get('name')!r} of this type is not supported on KFP "
+                                        "(persistentVolumeClaim, secret, configMap and emptyDir are)")
