@@ -287,6 +287,10 @@ class Experiment(_Model):
         """The spec as Katib YAML would hold it (camelCase, defaults filled in, no status)."""
         return self.model_dump(by_alias=True, exclude_none=True, exclude={"status"}, mode="json")
 
+    def to_yaml(self) -> str:
+        """The spec as Katib YAML, ready for ``kubectl apply`` or ``hp-tune run``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
