@@ -37,7 +37,7 @@ from hp_components.experiment import Experiment, SpecError, load_experiment
 from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
-from hp_components.kfp._trial import check_experiment, configure_trial_task, trial_component, trial_fields
+from hp_components.kfp._trial import WRAPPER_SOURCE, check_experiment, configure_trial_task, trial_component, trial_fields
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
 
@@ -53,13 +53,13 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
     comp = trial_component(exp)
     fields = trial_fields(exp)
 
-    def trial(item: Any) -> Any:
-        task = comp(hp_trial=item.hp_trial, **{k: getattr(item, k) for k in fields})
+    def trial(item: Any, wrapper: Any) -> Any:
+        task = comp(hp_trial=item.hp_trial, hp_wrapper=wrapper, **{k: getattr(item, k) for k in fields})
         configure_trial_task(task, exp)
         task.set_display_name("trial")
         return task, task.outputs["observation"]
 
-    return tuning_graph(exp, {"fields": fields}, trial, image=image)
+    return tuning_graph(exp, {"fields": fields}, trial, image=image, wrapper=WRAPPER_SOURCE)
 
 
 def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None = None, image: str | None = None,
@@ -193,7 +193,7 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
             raise KfpError(f"{train.name}: name its objective output with objective_output= (a float output) "
                            f"or metrics_output= (a Metrics artifact); its outputs: {', '.join(spec_outputs) or 'none'}")
 
-    def trial(item: Any) -> Any:
+    def trial(item: Any, wrapper: Any) -> Any:
         task = train(**{k: getattr(item, k) for k in fields}, **fixed)
         if configure is not None:
             configure(task)

@@ -39,8 +39,8 @@ class Outputs(NamedTuple):
 
 OUTPUT_NAMES = Outputs._fields
 
-#: (loop item, round number) -> (the trial task, the output that holds its observation)
-TrialFactory = Callable[[Any], Tuple[Any, Any]]
+#: (loop item, the ``trial_wrapper`` input) -> (the trial task, the output that holds its observation)
+TrialFactory = Callable[[Any, Any], Tuple[Any, Any]]
 
 
 def rounds(exp: Experiment) -> int:
@@ -68,11 +68,13 @@ def _no_cache(task: Any) -> Any:
 
 
 def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *, image: Optional[str] = None,
-                 metrics_artifacts: bool = False, name: Optional[str] = None) -> Any:
+                 metrics_artifacts: bool = False, name: Optional[str] = None, wrapper: str = "") -> Any:
     """The whole tuning loop as one KFP graph component (a pipeline you can compile or call).
 
     Its inputs are ``experiment`` (Katib JSON, defaulting to ``exp``), ``config`` (the loop item
-    fields, see :mod:`hp_components.kfp._runtime`) and ``history`` (trials to start from, default none).
+    fields, see :mod:`hp_components.kfp._runtime`), ``history`` (trials to start from, default none)
+    and ``trial_wrapper`` (``wrapper``: the metrics wrapper's source, handed to every trial; kept
+    once as a pipeline input instead of once per round, which keeps the compiled YAML small).
     """
     from kfp import dsl
 
@@ -83,9 +85,9 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
     total = rounds(exp)
 
     def make_round(r: int, next_round: Any) -> Any:
-        def round_(experiment: str, config: dict, history: list, trials: list) -> Outputs:
+        def round_(experiment: str, config: dict, history: list, trials: list, trial_wrapper: str = "") -> Outputs:
             with dsl.ParallelFor(trials, parallelism=parallelism, name=f"trials-{r}") as item:
-                task, observation = trial(item)
+                task, observation = trial(item, trial_wrapper)
                 _no_cache(task)
             c = _no_cache(collect(experiment=experiment, config=config, history=history, trials=trials,
                                   observations=dsl.Collected(observation)))
@@ -95,7 +97,7 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
                 return Outputs(*(rep.outputs[k] for k in OUTPUT_NAMES))
             with dsl.If(c.outputs["done"] == False, name=f"continue-{r}"):  # noqa: E712 - a KFP condition
                 nxt = _no_cache(next_round(experiment=experiment, config=config, history=c.outputs["history"],
-                                           trials=c.outputs["next_trials"]))
+                                           trials=c.outputs["next_trials"], trial_wrapper=trial_wrapper))
                 nxt.set_display_name(f"round-{r + 1}")
             with dsl.Else(name=f"finished-{r}"):
                 rep = _no_cache(report(experiment, c))
@@ -113,10 +115,11 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
             nxt = make_round(r, nxt)
         first_round = nxt
 
-        def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = []) -> Outputs:  # noqa: B006
+        def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = [],  # noqa: B006
+                   trial_wrapper: str = wrapper) -> Outputs:
             s = _no_cache(steps.suggest(experiment=experiment, config=config, history=history))
             r1 = _no_cache(first_round(experiment=experiment, config=config, history=s.outputs["history"],
-                                       trials=s.outputs["trials"]))
+                                       trials=s.outputs["trials"], trial_wrapper=trial_wrapper))
             r1.set_display_name("round-1")
             return Outputs(*(r1.outputs[k] for k in OUTPUT_NAMES))
 

@@ -4,12 +4,13 @@ The trial runs in the trialSpec's image with its command, as::
 
     python3 -c "<source of hp_components/metrics.py>" <wrapper_args(exp)> --output <observation> -- <command>
 
-so the image needs nothing but ``python3``. ``${trialParameters.x}`` in the command becomes the
+so the image needs nothing but ``python3``. The source arrives as the component's ``hp_wrapper``
+input (the pipeline's ``trial_wrapper`` parameter, stored once in the compiled YAML). ``${trialParameters.x}`` in the command becomes the
 loop item's field ``x`` (an input of the component), ``${trialSpec.Name}`` the trial's name.
 The container's resources, env, node selector, tolerations and volumes go on the task::
 
     comp = trial_component(exp)                       # a KFP component (loadable YAML inside)
-    task = comp(hp_trial=item.hp_trial, **{k: getattr(item, k) for k in trial_fields(exp)})
+    task = comp(hp_trial=item.hp_trial, hp_wrapper=WRAPPER_SOURCE, **{k: getattr(item, k) for k in trial_fields(exp)})
     configure_trial_task(task, exp)
 """
 
@@ -72,7 +73,7 @@ def trial_fields(exp: Experiment) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for tp in exp.spec.trial_template.trial_parameters or []:
         key = _key(tp.name)
-        while key in out or key == TRIAL_KEY:
+        while key in out or key in (TRIAL_KEY, "hp_wrapper"):
             key += "_"
         out[key] = {"trialParameter": tp.name, "type": "str"}
     return out
@@ -123,14 +124,15 @@ def trial_component_text(exp: Experiment) -> str:
     spec = {
         "name": f"{exp.name}-trial",
         "description": f"One trial of Katib Experiment {exp.name}: the training command under the metrics wrapper.",
-        "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"}]
+        "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"},
+                   {"name": "hp_wrapper", "type": "String", "description": "the source of hp_components/metrics.py"}]
         + [{"name": k, "type": "String", "description": f"${{trialParameters.{f['trialParameter']}}}"}
            for k, f in fields.items()],
         "outputs": [{"name": "observation", "type": "String",
                      "description": "the wrapper's result: {condition, reason, exitCode, metrics, objectiveValue}"}],
         "implementation": {"container": {
             "image": str(c.get("image") or "python:3.11-slim"),
-            "command": ["python3", "-c", WRAPPER_SOURCE, *wrapper_args(exp), "--output", {"outputPath": "observation"},
+            "command": ["python3", "-c", {"inputValue": "hp_wrapper"}, *wrapper_args(exp), "--output", {"outputPath": "observation"},
                         "--", *argv],
         }},
     }
