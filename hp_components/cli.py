@@ -164,6 +164,61 @@ def run(
     raise typer.Exit(0 if result.status.condition == "Succeeded" else 1)
 
 
+@app.command()
+def report(
+    file: Path = typer.Argument(..., help="The Katib Experiment YAML that was run"),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="Where the experiment's state lives"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (default: stdout for markdown, <name>-report.html for html)"),
+    format: str = typer.Option("html", "--format", "-f", help="html (self-contained, with charts) or markdown"),
+) -> None:
+    """Write a report of a stored experiment: charts, the best trial and every trial."""
+    from hp_components.report import html_report, markdown_report
+    from hp_components.status import experiment_status
+    from hp_components.store import ExperimentStore
+
+    if format not in ("html", "markdown"):
+        raise _bad_input(f"--format must be html or markdown, not {format!r}")
+    exp = _load(file)
+    try:
+        history = ExperimentStore(storage, exp).history()
+    except StoreConflict as e:
+        raise _bad_input(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - a storage URL is user input
+        if type(e).__module__.startswith(("sqlalchemy", "optuna")):
+            raise _bad_input(f"--storage {storage}: {e}") from None
+        raise
+    status_now = experiment_status(exp, history)
+    text = (html_report if format == "html" else markdown_report)(exp, status_now, history)
+    if output is None and format == "markdown":
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    path = output or Path(f"{exp.name}-report.html")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    out.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+def dashboard(
+    storage: str = typer.Option(DEFAULT_STORAGE, help="The experiment store to show"),
+    host: str = typer.Option("127.0.0.1", help="Listen on this address"),
+    port: int = typer.Option(8080, help="Listen on this port"),
+) -> None:
+    """Start optuna-dashboard on the experiment store (each experiment is a study)."""
+    try:
+        from optuna_dashboard import run_server
+    except ImportError:
+        raise _bad_input("the dashboard needs optuna-dashboard: pip install 'hp-components[dashboard]'") from None
+    from hp_components.store import make_storage
+
+    try:
+        rdb = make_storage(storage)
+    except Exception as e:  # noqa: BLE001 - a storage URL is user input
+        raise _bad_input(f"--storage {storage}: {e}") from None
+    err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    run_server(rdb, host=host, port=port)
+
+
 _TARGETS = ("kfp", "argo")
 
 
