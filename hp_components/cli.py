@@ -136,6 +136,7 @@ def run(
     workdir: Optional[Path] = typer.Option(None, help="Run trials in this folder (default: the current one)"),
     run_dir: Path = typer.Option(Path("hp-runs"), help="Trial logs go to RUN_DIR/<experiment>/<trial>/"),
     fresh: bool = typer.Option(False, "--fresh", help="Forget a stored experiment of this name and start over"),
+    warm_start: Optional[str] = typer.Option(None, "--warm-start", help="Seed the search with the finished trials of this experiment (same --storage)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; only the summary"),
 ) -> None:
     """Run an experiment locally, trials as subprocesses; the same command resumes it."""
@@ -146,7 +147,8 @@ def run(
     reporter = _Reporter(exp, quiet)
     try:
         with reporter.progress:
-            result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh, on_event=reporter)
+            result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh,
+                               warm_start=warm_start, on_event=reporter)
     except (RunnerError, StoreConflict) as e:
         raise _bad_input(str(e)) from None
     except Exception as e:  # noqa: BLE001 - storage URL and database errors are user input too

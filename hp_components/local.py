@@ -39,7 +39,8 @@ from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment
 from hp_components.metrics import MetricsParser, objective_value
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
-from hp_components.store import DEFAULT_STORAGE, ExperimentStore
+from hp_components.space import SearchSpace
+from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
 from hp_components.suggest import suggest
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial
@@ -140,8 +141,9 @@ def check_runnable(experiment: Experiment) -> None:
 
 class _Runner:
     def __init__(self, experiment: Experiment, store: ExperimentStore, workdir: Path, run_dir: Path,
-                 on_event: EventHandler, kill_grace: float, poll: float):
+                 on_event: EventHandler, kill_grace: float, poll: float, prior: list[Trial]):
         self.exp = experiment
+        self.prior = prior
         self.store = store
         self.workdir = workdir
         self.run_dir = run_dir
@@ -214,7 +216,7 @@ class _Runner:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
-                    new = await asyncio.to_thread(suggest, self.exp, history, want - len(batch))
+                    new = await asyncio.to_thread(suggest, self.exp, history, want - len(batch), self.prior)
                     suggestion_done = len(new) < want - len(batch)
                     batch += new
                 for trial in self.store.create(batch):
@@ -436,6 +438,34 @@ def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
     )
 
 
+def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | None) -> list[Trial]:
+    """The finished trials of the warm-start experiment (remembered in the store for resumes)."""
+    source = source or store.warm_start_source()
+    if not source:
+        return []
+    if source == experiment.name:
+        raise RunnerError("--warm-start: an experiment cannot warm-start from itself")
+    spec, trials = load_finished(store.url, source)
+    mine, theirs = experiment.spec.objective, spec.get("spec", {}).get("objective", {})
+    if (theirs.get("objectiveMetricName"), theirs.get("type")) != (mine.objective_metric_name, mine.type):
+        raise RunnerError(f"--warm-start: {source!r} {theirs.get('type')}s {theirs.get('objectiveMetricName')!r}; "
+                          f"{experiment.name!r} {mine.type}s {mine.objective_metric_name!r}: the objectives must match")
+    space = SearchSpace(experiment.spec.parameters)
+    fitting = []
+    for t in trials:
+        try:
+            space.internal(t.assignments)
+        except (ValueError, TypeError):
+            continue
+        fitting.append(Trial(name=t.name, assignments=t.assignments, condition=t.condition,
+                             objective_value=t.objective_value, intermediate_values=t.intermediate_values))
+    if not fitting:
+        raise RunnerError(f"--warm-start: none of the {len(trials)} finished trials of {source!r} fits the "
+                          f"search space of {experiment.name!r}")
+    store.remember_warm_start(source)
+    return fitting
+
+
 def run_local(
     experiment: Experiment,
     *,
@@ -443,6 +473,7 @@ def run_local(
     workdir: str | os.PathLike[str] | None = None,
     run_dir: str | os.PathLike[str] = "hp-runs",
     fresh: bool = False,
+    warm_start: str | None = None,
     on_event: EventHandler | None = None,
     kill_grace: float = 5.0,
     poll: float = 1.0,
@@ -451,16 +482,20 @@ def run_local(
 
     ``storage`` is an SQLAlchemy URL; an experiment already in it resumes (finished trials
     are kept, interrupted ones run again). ``fresh`` forgets a stored experiment first.
+    ``warm_start`` names a finished experiment in the same storage whose trials seed the sampler
+    (same objective; trials outside this experiment's space are ignored); a resumed experiment
+    keeps the warm start it began with.
     Raises :class:`RunnerError` when the experiment cannot run locally, and
     :class:`~hp_components.store.StoreConflict` when the storage holds another spec by that name.
     """
     check_runnable(experiment)
     store = ExperimentStore(storage, experiment, fresh=fresh)
     _check_restart(experiment, store)
+    prior = _warm_start(experiment, store, warm_start)
     store.adopt_spec()
     out_dir = Path(run_dir) / experiment.name
     runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
-                     on_event or (lambda kind, payload: None), kill_grace, poll)
+                     on_event or (lambda kind, payload: None), kill_grace, poll, prior)
     try:
         return asyncio.run(runner.run())
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -44,6 +44,7 @@ DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
 STALE_AFTER = 120.0
 _SPEC_KEY = "hp_components:experiment"
+_WARM_KEY = "hp_components:warm_start"
 # the parts of a spec that may change between runs of one experiment (as Katib allows)
 _EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount", "resumePolicy")
 
@@ -116,6 +117,48 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
+def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
+    """A stored Optuna trial as a trial record."""
+    ua = ft.user_attrs
+    condition = ua.get("condition") or "Running"
+    if ft.state == TrialState.RUNNING and condition not in ("Created", "Running"):
+        # the result's attributes were written but the runner died before the final state
+        # (written last, in one transaction): not finished, so it reruns
+        condition = "Running"
+    elif ft.state != TrialState.RUNNING and condition in ("Created", "Running"):
+        condition = "Interrupted"
+    return Trial(
+        name=trial_name(experiment_name, ft.number),
+        assignments=dict(ua.get("assignments", {})),
+        condition=condition,
+        reason=ua.get("reason", ""),
+        message=ua.get("message", ""),
+        observation=ua.get("observation") or {"metrics": []},
+        objective_value=ft.value if ft.state == TrialState.COMPLETE else ua.get("objectiveValue"),
+        intermediate_values=sorted(ft.intermediate_values.items()),
+        system_attrs=dict(ft.system_attrs),
+        start_time=ua.get("startTime"),
+        completion_time=ua.get("completionTime"),
+    )
+
+
+def load_finished(url: str, name: str) -> tuple[dict[str, Any], list[Trial]]:
+    """The stored spec and the finished trials of experiment ``name`` (for a warm start).
+
+    Raises StoreConflict when the storage has no experiment of that name.
+    """
+    storage = make_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(name)
+    except KeyError:
+        raise StoreConflict(f"--warm-start: no experiment named {name!r} in {url}") from None
+    spec = storage.get_study_user_attrs(study_id).get(_SPEC_KEY)
+    if spec is None:
+        raise StoreConflict(f"--warm-start: the study {name!r} in {url} was not made by hp-components")
+    trials = [_to_trial(ft, name) for ft in storage.get_all_trials(study_id, deepcopy=False)]
+    return spec, [t for t in trials if t.condition in ("Succeeded", "EarlyStopped")]
+
+
 class ExperimentStore:
     """One experiment's trials in an Optuna RDB storage; created on first use."""
 
@@ -162,6 +205,13 @@ class ExperimentStore:
                 ) from None
             self.previous_spec = stored
 
+    def warm_start_source(self) -> str | None:
+        """The experiment this one was warm-started from, if any."""
+        return self.storage.get_study_user_attrs(self.study_id).get(_WARM_KEY)
+
+    def remember_warm_start(self, source: str) -> None:
+        self.storage.set_study_user_attr(self.study_id, _WARM_KEY, source)
+
     def adopt_spec(self) -> None:
         """Store the current spec as the experiment's (after its changes were accepted)."""
         spec = self.experiment.to_dict()
@@ -172,27 +222,7 @@ class ExperimentStore:
     # ------------------------------------------------------------------ reading
 
     def _record(self, ft: optuna.trial.FrozenTrial) -> Trial:
-        ua = ft.user_attrs
-        condition = ua.get("condition") or "Running"
-        if ft.state == TrialState.RUNNING and condition not in ("Created", "Running"):
-            # the result's attributes were written but the runner died before the final state
-            # (written last, in one transaction): not finished, so it reruns
-            condition = "Running"
-        elif ft.state != TrialState.RUNNING and condition in ("Created", "Running"):
-            condition = "Interrupted"
-        return Trial(
-            name=trial_name(self.experiment.name, ft.number),
-            assignments=dict(ua.get("assignments", {})),
-            condition=condition,
-            reason=ua.get("reason", ""),
-            message=ua.get("message", ""),
-            observation=ua.get("observation") or {"metrics": []},
-            objective_value=ft.value if ft.state == TrialState.COMPLETE else ua.get("objectiveValue"),
-            intermediate_values=sorted(ft.intermediate_values.items()),
-            system_attrs=dict(ft.system_attrs),
-            start_time=ua.get("startTime"),
-            completion_time=ua.get("completionTime"),
-        )
+        return _to_trial(ft, self.experiment.name)
 
     def history(self) -> list[Trial]:
         """Every trial of the experiment, in creation order."""

@@ -36,8 +36,12 @@ def random_state(experiment: Experiment) -> int:
     return int.from_bytes(hashlib.sha256(experiment.name.encode()).digest()[:4], "big")
 
 
-def suggest(experiment: Experiment, history: Sequence[Trial], count: int) -> list[Trial]:
-    """Up to ``count`` new trials (condition ``Created``), named after their place in the history."""
+def suggest(experiment: Experiment, history: Sequence[Trial], count: int, prior: Sequence[Trial] = ()) -> list[Trial]:
+    """Up to ``count`` new trials (condition ``Created``), named after their place in the history.
+
+    ``prior`` (warm start): finished trials of another experiment that the sampler learns from
+    as if they were this one's; they count toward nothing. Those outside today's space are ignored.
+    """
     spec = experiment.spec
     left = remaining_slots(experiment, history)
     if left is not None:
@@ -48,7 +52,7 @@ def suggest(experiment: Experiment, history: Sequence[Trial], count: int) -> lis
     algo = get_algorithm(spec.algorithm.algorithm_name, spec.algorithm.settings(), spec)
     direction = spec.objective.type
     seed = derive_seed(random_state(experiment), len(history))
-    batch = algo.suggest(space, list(history), count, direction=direction, seed=seed)
+    batch = algo.suggest(space, [*prior, *history], count, direction=direction, seed=seed)
     return [
         Trial(
             name=trial_name(experiment.name, len(history) + i),

@@ -259,3 +259,37 @@ def test_output_flood_is_survived(tmp_path):
     spec["spec"]["trialTemplate"]["trialParameters"] = []
     _, result = run(tmp_path, spec)
     assert result.history[0].objective_value == 0.5
+
+
+def test_warm_start_seeds_the_sampler(tmp_path):
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}}]
+    first = script_experiment("warm-from", QUADRATIC, params=params, maxTrialCount=12, parallelTrialCount=3,
+                              algorithm={"algorithmName": "random"})
+    run(tmp_path, first)
+    # the new experiment's TPE would sample at random for its first 10 trials; with 12 warm trials it models at once
+    second = script_experiment("warm-to", QUADRATIC, params=params, maxTrialCount=4, parallelTrialCount=1,
+                               algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "1"}]})
+    cold_exp, cold = run(tmp_path, second, run_dir=tmp_path / "cold", storage=f"sqlite:///{tmp_path}/cold.db")
+    _, warm = run(tmp_path, second, warm_start="warm-from")
+    assert [t.name for t in warm.history] == [f"warm-to-{i:04d}" for i in range(4)], "warm trials count toward nothing"
+    assert [t.assignments for t in warm.history] != [t.assignments for t in cold.history]
+    warm_dist = [abs(float(t.assignments["x"]) - 0.5) for t in warm.history]
+    cold_dist = [abs(float(t.assignments["x"]) - 0.5) for t in cold.history]
+    # TPE fed with the first experiment samples near its optimum (x = 0.5) from its first trial on
+    assert max(warm_dist) < 0.3 and sum(warm_dist) < sum(cold_dist) / 4
+    # a resume keeps the warm start without the flag
+    second["spec"]["maxTrialCount"] = 5
+    second["spec"]["resumePolicy"] = "LongRunning"
+    _, resumed = run(tmp_path, second)
+    assert len(resumed.history) == 5
+
+
+def test_warm_start_errors(tmp_path):
+    spec = script_experiment("lonely", QUADRATIC, maxTrialCount=1, parallelTrialCount=1)
+    with pytest.raises(StoreConflict, match="no experiment named 'ghost'"):
+        run(tmp_path, spec, warm_start="ghost")
+    other = script_experiment("maxer", QUADRATIC, maxTrialCount=1, parallelTrialCount=1,
+                              objective={"type": "maximize", "objectiveMetricName": "loss"})
+    run(tmp_path, other)
+    with pytest.raises(RunnerError, match="objectives must match"):
+        run(tmp_path, script_experiment("lonely2", QUADRATIC, maxTrialCount=1, parallelTrialCount=1), warm_start="maxer")
