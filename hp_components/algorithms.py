@@ -28,8 +28,11 @@ batch out instead of asking the same point eight times.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import math
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
@@ -48,6 +51,8 @@ __all__ = [
     "ALGORITHMS",
     "auto_choice",
     "derive_seed",
+    "find_algorithm",
+    "Setting",
     "get_algorithm",
     "validate",
 ]
@@ -370,11 +375,57 @@ def _read_settings(table: dict[str, Setting], raw: dict[str, str], path: str,
     return values, problems
 
 
+ENTRY_POINT_GROUP = "hp_components.algorithms"
+
+
+class PluginError(ValueError):
+    """A user algorithm that cannot be loaded."""
+
+
+def find_algorithm(name: str) -> type[Algorithm]:
+    """The algorithm class for ``algorithmName``: a built-in, an installed plugin, or a dotted path.
+
+    Plugins register under the entry point group ``hp_components.algorithms`` (name -> class);
+    a dotted path (``package.module:Class`` or ``package.module.Class``) is imported, with the
+    current folder on the import path as ``python -m`` would have it. Raises :class:`PluginError`.
+    """
+    if name in ALGORITHMS:
+        return ALGORITHMS[name]
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            try:
+                return _check_plugin(ep.load(), name)
+            except Exception as e:  # noqa: BLE001 - any failure of user code is reported, not raised
+                raise PluginError(f"the plugin {name!r} ({ep.value}) failed to load: {e}") from None
+    if "." not in name and ":" not in name:
+        raise PluginError(f"{name!r} is not supported; use one of {', '.join(ALGORITHMS)}, an installed plugin "
+                          f"(entry point group {ENTRY_POINT_GROUP}) or a dotted path like my_package.module:MyAlgorithm")
+    module_name, _, attr = name.partition(":") if ":" in name else name.rpartition(".")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001
+        raise PluginError(f"cannot import {module_name!r} for algorithm {name!r}: {e}") from None
+    if not hasattr(module, attr):
+        raise PluginError(f"module {module_name!r} has no {attr!r} (algorithm {name!r})")
+    return _check_plugin(getattr(module, attr), name)
+
+
+def _check_plugin(obj: Any, name: str) -> type[Algorithm]:
+    if not (isinstance(obj, type) and issubclass(obj, Algorithm)):
+        raise PluginError(f"{name!r} is not a subclass of hp_components.algorithms.Algorithm")
+    if obj.suggest is Algorithm.suggest:
+        raise PluginError(f"{name!r} does not implement suggest()")
+    return obj
+
+
 def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None", path: str = "spec.algorithm") -> list[tuple[str, str]]:
     """Problems with an algorithm name and its settings, each with its field path."""
-    algo = ALGORITHMS.get(name)
-    if algo is None:
-        return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(ALGORITHMS)}")]
+    try:
+        algo = find_algorithm(name)
+    except PluginError as e:
+        return [(f"{path}.algorithmName", str(e))]
     _, problems = _read_settings(algo.settings, settings, path, name)
     if spec is not None and spec.parameters:
         try:
@@ -389,7 +440,7 @@ def get_algorithm(name: str, settings: dict[str, str], spec: "ExperimentSpec | N
     problems = validate(name, settings, None)
     if problems:
         raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
-    algo = ALGORITHMS[name]
+    algo = find_algorithm(name)
     values, _ = _read_settings(algo.settings, settings, "", name)
     if algo is Auto:
         return Auto(values, spec)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hp_components.algorithms import ALGORITHMS, Auto
+from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment
 from hp_components.metrics import MetricsParser, objective_value
@@ -130,7 +130,7 @@ def gpus_per_trial(experiment: Experiment) -> int:
 def check_runnable(experiment: Experiment) -> None:
     """Raise :class:`RunnerError` when this experiment cannot run locally (before anything runs)."""
     name = experiment.spec.algorithm.algorithm_name
-    algo = ALGORITHMS[name]
+    algo = find_algorithm(name)
     if algo is Auto:
         algo = Auto({}, experiment.spec).inner.__class__
     problem = algo.runtime_problem()
