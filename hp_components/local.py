@@ -27,6 +27,7 @@ import datetime as _dt
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -42,7 +43,7 @@ from hp_components.status import ExperimentStatus, experiment_status, remaining_
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
 from hp_components.suggest import suggest
-from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
+from hp_components.template import Container, TemplateError, primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
 __all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
@@ -92,6 +93,13 @@ def _die_with_runner() -> None:
     """In the trial process, before exec: die when the runner dies, even by kill -9 (Linux)."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _free_port() -> int:
+    """A TCP port free on loopback right now (for a PyTorchJob's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def detect_gpus() -> list[str]:
@@ -295,7 +303,9 @@ class _Runner:
         trial.condition, trial.start_time = "Running", _now()
         trial_dir = self.run_dir / trial.name
         trial_dir.mkdir(parents=True, exist_ok=True)
-        container = primary_container(self.exp, render_trial_spec(self.exp, trial))
+        rendered = render_trial_spec(self.exp, trial)
+        container = primary_container(self.exp, rendered)
+        workers = pytorch_workers(self.exp, rendered)
         gpus = self._take_gpus(container.gpus)
         if gpus is None:
             return self._done(trial, "Failed", "InsufficientGPUs",
@@ -322,10 +332,14 @@ class _Runner:
         }
         if container.gpus > 0:
             full_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        if workers:
+            full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(len(workers) + 1), RANK="0")
         parser = MetricsParser(self.metric_names, self.filters, "TEXT")
         self.store.save(trial)
         log = open(trial_dir / "output.log", "wb")
+        worker_procs: list[asyncio.subprocess.Process] = []
         try:
+            worker_procs = await self._start_workers(trial, trial_dir, workers, full_env)
             try:
                 proc = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -349,6 +363,7 @@ class _Runner:
             rc = await proc.wait()
             self.procs.pop(trial.name, None)
         finally:
+            worker_rcs = await self._finish_workers(trial, worker_procs)
             log.close()
             if gpus:
                 self.free_gpus += gpus
@@ -372,10 +387,44 @@ class _Runner:
         if rc != 0:
             how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
             return self._done(trial, "Failed", "TrialFailed", f"the training process ended with {how}")
+        for rank, wrc in enumerate(worker_rcs, start=1):
+            if wrc != 0:
+                how = f"killed by signal {-wrc}" if wrc < 0 else f"exit code {wrc}"
+                return self._done(trial, "Failed", "TrialFailed", f"PyTorchJob worker (rank {rank}) ended with {how}")
         if trial.objective_value is None:
             return self._done(trial, "MetricsUnavailable", "MetricsUnavailable",
                               f"the objective metric {self.metric_names[0]!r} was not reported")
         return self._done(trial, "Succeeded", "TrialSucceeded", "")
+
+    async def _start_workers(self, trial: Trial, trial_dir: Path, workers: list[Container],
+                             env: dict[str, str]) -> list[asyncio.subprocess.Process]:
+        """Start a PyTorchJob's worker processes (ranks 1..n), each logging to worker-<rank>.log."""
+        procs = []
+        for rank, worker in enumerate(workers, start=1):
+            with open(trial_dir / f"worker-{rank}.log", "wb") as log:
+                proc = await asyncio.create_subprocess_exec(
+                    *worker.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                    env={**env, **worker.env, "RANK": str(rank)}, cwd=str(self.workdir), start_new_session=True,
+                    preexec_fn=_die_with_runner if _PRCTL is not None else None,
+                )
+            self.procs[f"{trial.name}/rank-{rank}"] = proc
+            procs.append(proc)
+        return procs
+
+    async def _finish_workers(self, trial: Trial, procs: list[asyncio.subprocess.Process]) -> list[int]:
+        """Wait for the workers once the master ended (killing them after the grace period)."""
+        if not procs:
+            return []
+        try:
+            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), self.kill_grace)
+        except asyncio.TimeoutError:
+            for rank, p in enumerate(procs, start=1):
+                if p.returncode is None:
+                    self._signal(f"{trial.name}/rank-{rank}", p, signal.SIGKILL)
+        codes = [await p.wait() for p in procs]
+        for rank in range(1, len(procs) + 1):
+            self.procs.pop(f"{trial.name}/rank-{rank}", None)
+        return codes
 
     def _done(self, trial: Trial, condition: str, reason: str, message: str) -> Trial:
         trial.condition, trial.reason, trial.message = condition, reason, message

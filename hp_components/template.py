@@ -20,7 +20,7 @@ from typing import Any
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
 from hp_components.trials import Trial
 
-__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "deadline", "Container", "TemplateError"]
+__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "pytorch_workers", "deadline", "Container", "TemplateError"]
 
 _K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -118,7 +118,10 @@ def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Conta
     containers = find_containers(rendered, name)
     if not containers:
         raise TemplateError(f"spec.trialTemplate.primaryContainerName: no container named {name!r}")
-    c = containers[0]
+    return _container(containers[0], name, deadline(rendered))
+
+
+def _container(c: dict[str, Any], name: str, timeout: float | None) -> Container:
     env: dict[str, str] = {}
     for item in c.get("env") or []:
         if isinstance(item, dict) and "name" in item and "value" in item:
@@ -136,4 +139,29 @@ def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Conta
         gpus = int(str(limits.get("nvidia.com/gpu", 0)))
     except ValueError:
         raise TemplateError(f"container {name!r}: nvidia.com/gpu limit {limits['nvidia.com/gpu']!r} is not a whole number") from None
-    return Container(argv=argv, env=env, timeout=deadline(rendered), gpus=gpus)
+    return Container(argv=argv, env=env, timeout=timeout, gpus=gpus)
+
+
+def pytorch_workers(experiment: Experiment, rendered: dict[str, Any]) -> list[Container]:
+    """A PyTorchJob's processes besides its master (rank 0), in rank order; [] for other kinds.
+
+    Locally each replica is a process on this machine; the runner gives them the rendezvous
+    environment torch.distributed expects (``MASTER_ADDR``, ``MASTER_PORT``, ``WORLD_SIZE``,
+    ``RANK``). Other Kubeflow job kinds (TFJob, MPIJob, XGBoostJob) run their primary replica only.
+    """
+    if rendered.get("kind") != "PyTorchJob":
+        return []
+    specs = ((rendered.get("spec") or {}).get("pytorchReplicaSpecs") or {})
+    name = experiment.spec.trial_template.primary_container_name
+    workers: list[Container] = []
+    for role, replica in specs.items():
+        if role.lower() == "master" or not isinstance(replica, dict):
+            continue
+        containers = find_containers(replica, name)
+        if not containers:
+            raise TemplateError(f"PyTorchJob replica {role!r} has no container named {name!r}")
+        count = replica.get("replicas", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise TemplateError(f"PyTorchJob replica {role!r}: replicas must be a whole number >= 0, not {count!r}")
+        workers += [_container(containers[0], name, deadline(rendered))] * count
+    return workers
