@@ -37,7 +37,7 @@ from hp_components.experiment import Experiment, SpecError, load_experiment
 from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
-from hp_components.kfp._trial import WRAPPER_SOURCE, check_experiment, configure_trial_task, trial_component, trial_fields
+from hp_components.kfp._trial import WRAPPER_PROGRAM, check_experiment, configure_trial_task, trial_component, trial_fields
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
 
@@ -59,7 +59,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
         task.set_display_name("trial")
         return task, task.outputs["observation"]
 
-    return tuning_graph(exp, {"fields": fields}, trial, image=image, wrapper=WRAPPER_SOURCE)
+    return tuning_graph(exp, {"fields": fields}, trial, image=image, wrapper=WRAPPER_PROGRAM)
 
 
 def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None = None, image: str | None = None,

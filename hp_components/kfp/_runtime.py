@@ -28,7 +28,7 @@ from hp_components.experiment import Experiment, load_experiment
 from hp_components.steps import collect_step, suggest_step
 from hp_components.trials import load_history
 
-__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of"]
+__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls"]
 
 TRIAL_KEY = "hp_trial"
 ITEM_KEY = "hp_item"
@@ -120,6 +120,19 @@ def observation_of(value: Any, objective: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def without_nulls(value: Any) -> Any:
+    """``value`` with every ``None`` dict entry dropped (``objectiveValue: null`` of a failed trial).
+
+    KFP parameters are protobuf Values; kfp.local cannot convert a null inside a list or struct,
+    and a trial record without ``objectiveValue`` reads back the same.
+    """
+    if isinstance(value, dict):
+        return {k: (v if k == "systemAttrs" else without_nulls(v)) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
+
+
 def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
                   observations: Sequence[Any], config: dict[str, Any]) -> dict[str, Any]:
     """Record a batch, decide, and suggest the next batch when the experiment goes on.
@@ -143,7 +156,8 @@ def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Seq
         if batch:
             out["next_trials"] = [_flat(item, config) for item in batch]
         else:
-            ended = collect_step(exp, full, [], [])
-            ended["next_trials"] = []
-            return ended
+            out = collect_step(exp, full, [], [])
+            out["next_trials"] = []
+    out["history"] = without_nulls(out["history"])
+    out["status"] = without_nulls(out["status"])
     return out

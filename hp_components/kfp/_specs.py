@@ -27,17 +27,17 @@ import yaml
 
 from hp_components.steps import DEFAULT_IMAGE
 
-from hp_components.kfp._trial import WRAPPER_SOURCE
+from hp_components.kfp._trial import WRAPPER_PROGRAM
 
 __all__ = ["SPEC_DIR", "write_component_specs", "trial_wrapper_text"]
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "component_specs"
 
-# argv[1]: the wrapper's source, [2]: objective, [3]: options (JSON list), [4]: output path, [5]: command (JSON list)
+# argv[1]: the wrapper (WRAPPER_PROGRAM), [2]: objective, [3]: options (JSON list), [4]: output path, [5]: command (JSON list)
 _BOOT = ("import json, sys; src, objective, opts, out, cmd = sys.argv[1:6]; "
          "sys.argv = ['metrics.py', '--objective', objective] + json.loads(opts or '[]') + ['--output', out, '--'] "
          "+ json.loads(cmd); "
-         "exec(compile(src, 'metrics.py', 'exec'), {'__name__': '__main__'})")
+         "exec(src, {'__name__': '__main__'})")
 
 
 def trial_wrapper_text(image: str = "python:3.11-slim") -> str:
@@ -49,8 +49,8 @@ def trial_wrapper_text(image: str = "python:3.11-slim") -> str:
             {"name": "objective", "type": "String", "description": "objective metric name"},
             {"name": "command", "type": "String", "description": "the training command, a JSON list"},
             {"name": "options", "type": "String", "default": "[]", "description": "more wrapper flags, a JSON list"},
-            {"name": "hp_wrapper", "type": "String", "default": WRAPPER_SOURCE,
-             "description": "the source of hp_components/metrics.py"},
+            {"name": "hp_wrapper", "type": "String", "default": WRAPPER_PROGRAM,
+             "description": "the metrics wrapper: exec(compile(<source of hp_components/metrics.py>, ...))"},
         ],
         "outputs": [{"name": "observation", "type": "String"}],
         "implementation": {"container": {

@@ -2,7 +2,8 @@
 
 The trial runs in the trialSpec's image with its command, as::
 
-    python3 -c "<source of hp_components/metrics.py>" <wrapper_args(exp)> --output <observation> -- <command>
+    python3 -c "exec(compile('<source of hp_components/metrics.py>', 'metrics.py', 'exec'))" \
+        <wrapper_args(exp)> --output <observation> -- <command>
 
 so the image needs nothing but ``python3``. The source arrives as the component's ``hp_wrapper``
 input (the pipeline's ``trial_wrapper`` parameter, stored once in the compiled YAML). ``${trialParameters.x}`` in the command becomes the
@@ -10,7 +11,7 @@ loop item's field ``x`` (an input of the component), ``${trialSpec.Name}`` the t
 The container's resources, env, node selector, tolerations and volumes go on the task::
 
     comp = trial_component(exp)                       # a KFP component (loadable YAML inside)
-    task = comp(hp_trial=item.hp_trial, hp_wrapper=WRAPPER_SOURCE, **{k: getattr(item, k) for k in trial_fields(exp)})
+    task = comp(hp_trial=item.hp_trial, hp_wrapper=WRAPPER_PROGRAM, **{k: getattr(item, k) for k in trial_fields(exp)})
     configure_trial_task(task, exp)
 """
 
@@ -30,11 +31,14 @@ from hp_components.steps import wrapper_args
 from hp_components.kfp._errors import UnsupportedExperiment
 from hp_components.kfp._runtime import TRIAL_KEY
 
-__all__ = ["WRAPPER_SOURCE", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
+__all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
            "check_experiment"]
 
-#: the metrics wrapper as it ships into the training image (run with ``python3 -c``)
+#: the metrics wrapper's source (hp_components/metrics.py, standard library only)
 WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
+#: the program ``python3 -c`` runs in the training image: that source, on one line (a multi-line
+#: pipeline parameter default would break the comment header KFP writes into the compiled YAML)
+WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
 _TT = "spec.trialTemplate.trialSpec"
 
 
@@ -88,25 +92,23 @@ def _meta(exp: Experiment, key: str) -> str | None:
     return _meta_value(exp, "", key)
 
 
-def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> Any:
-    """One command argument: a literal, or a v1 ``concat`` of literals and input values."""
-    parts: list[Any] = []
-    pos = 0
-    pattern = re.compile(f"{TRIAL_PARAM_RE.pattern}|{TRIAL_META_RE.pattern}")
-    for m in pattern.finditer(text):
-        if m.start() > pos:
-            parts.append(text[pos:m.start()])
-        if m.group(1) is not None:
-            parts.append({"inputValue": keys[m.group(1)]})
-        else:
-            value = _meta(exp, m.group(2))
-            parts.append({"inputValue": TRIAL_KEY} if value is None else value)
-        pos = m.end()
-    if pos < len(text):
-        parts.append(text[pos:])
-    if all(isinstance(p, str) for p in parts):
-        return "".join(parts)
-    return parts[0] if len(parts) == 1 else {"concat": parts}
+def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> str:
+    """One command argument with ``${trialParameters.x}`` / ``${trialSpec.Name}`` as KFP input placeholders.
+
+    Placeholders sit inside the string (``--lr={{$.inputs.parameters['lr']}}``), as KFP compiles an
+    f-string in a container component; static metadata (``${trialSpec.Namespace}``) is filled in.
+    """
+    def placeholder(name: str) -> str:
+        return "{{$.inputs.parameters['%s']}}" % name
+
+    def trial_param(m: re.Match[str]) -> str:
+        return placeholder(keys[m.group(1)])
+
+    def meta(m: re.Match[str]) -> str:
+        value = _meta(exp, m.group(1))
+        return placeholder(TRIAL_KEY) if value is None else value
+
+    return TRIAL_META_RE.sub(meta, TRIAL_PARAM_RE.sub(trial_param, text))
 
 
 def trial_component_text(exp: Experiment) -> str:
@@ -125,7 +127,7 @@ def trial_component_text(exp: Experiment) -> str:
         "name": f"{exp.name}-trial",
         "description": f"One trial of Katib Experiment {exp.name}: the training command under the metrics wrapper.",
         "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"},
-                   {"name": "hp_wrapper", "type": "String", "description": "the source of hp_components/metrics.py"}]
+                   {"name": "hp_wrapper", "type": "String", "description": "the metrics wrapper (WRAPPER_PROGRAM)"}]
         + [{"name": k, "type": "String", "description": f"${{trialParameters.{f['trialParameter']}}}"}
            for k, f in fields.items()],
         "outputs": [{"name": "observation", "type": "String",

@@ -1,0 +1,370 @@
+"""KFP v2 driver: compiled structure, the steps' commands run from the compiled YAML, kfp.local runs,
+component_specs freshness, and submit against a fake KFP API server."""
+
+import copy
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+kfp = pytest.importorskip("kfp")
+
+from hp_components.cli import main as cli_main  # noqa: E402
+from hp_components.experiment import load_experiment, parse_experiment  # noqa: E402
+from hp_components.kfp import UnsupportedExperiment, compile_experiment  # noqa: E402
+from hp_components.kfp._pipeline import rounds  # noqa: E402
+from hp_components.kfp._trial import WRAPPER_PROGRAM  # noqa: E402
+from tests.conftest import DATA, ROOT, script_experiment  # noqa: E402
+from tests.kfp_ir import leaf_components, load_ir, run_executor  # noqa: E402
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+LOSS = """
+import sys
+x = float(sys.argv[1].split("=")[1])
+if x < -1.5: sys.exit(3)
+if x > 1.8: print("no metric here")
+else: print(f"loss={(x - 0.3) ** 2}")
+"""
+
+
+def _compile(exp, tmp_path: Path, **kw: Any) -> dict[str, Any]:
+    out = tmp_path / f"{exp.name}.yaml"
+    compile_experiment(exp, out, **kw)
+    return load_ir(out)
+
+
+def _tasks(ir: dict[str, Any]):
+    """(owning component, task name, task) for every task of every DAG, the root included."""
+    for name, comp in [("root", ir["root"]), *ir["components"].items()]:
+        for tname, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
+            yield name, tname, task
+
+
+def assert_structure(ir: dict[str, Any], exp) -> None:
+    """Rounds, ParallelFor parallelism, the guard on each round, no caching, the wrapped trial."""
+    spec = exp.spec
+    n_rounds = math.ceil(spec.max_trial_count / spec.parallel_trial_count)
+    round_names = sorted((k for k in ir["components"] if re.fullmatch(rf"comp-{exp.name}-round-\d+", k)),
+                         key=lambda k: int(k.rsplit("-", 1)[1]))
+    assert len(round_names) == n_rounds == rounds(exp)
+    for i, name in enumerate(round_names, start=1):
+        tasks = ir["components"][name]["dag"]["tasks"]
+        loops = [t for t in tasks.values() if "parameterIterator" in t]
+        assert len(loops) == 1 and loops[0]["iteratorPolicy"]["parallelismLimit"] == spec.parallel_trial_count
+        branches = [t for t in tasks.values() if t["componentRef"]["name"].startswith("comp-condition-branches")]
+        if i == n_rounds:  # the last round reports unconditionally
+            assert not branches
+            continue
+        assert len(branches) == 1
+        inner = ir["components"][branches[0]["componentRef"]["name"]]["dag"]["tasks"]
+        conditions = sorted(t["triggerPolicy"]["condition"] for t in inner.values())
+        assert conditions == ["!(inputs.parameter_values['pipelinechannel--collect-done'] == false)",
+                              "inputs.parameter_values['pipelinechannel--collect-done'] == false"]
+        # the If branch holds the next round, the Else branch the report
+        refs = {t["componentRef"]["name"]: t for t in inner.values()}
+        guarded = [ir["components"][r]["dag"]["tasks"] for r in refs]
+        assert any(t["componentRef"]["name"] == round_names[i] for g in guarded for t in g.values())
+        assert any(t["componentRef"]["name"].startswith("comp-report") for g in guarded for t in g.values())
+    # no caching for any step or trial
+    leaf = {k for k, v in ir["components"].items() if "executorLabel" in v}
+    for _, _, task in _tasks(ir):
+        if task["componentRef"]["name"] in leaf:
+            assert not task.get("cachingOptions", {}).get("enableCache", False)
+    # the trial: python3 -c <wrapper source from the pipeline input> <wrapper args> --output ... -- <command>
+    trials = leaf_components(ir, f"{exp.name}-trial")
+    assert len(trials) == n_rounds
+    cmd = ir["deploymentSpec"]["executors"][ir["components"][trials[0]]["executorLabel"]]["container"]["command"]
+    assert cmd[:3] == ["python3", "-c", "{{$.inputs.parameters['hp_wrapper']}}"]
+    assert cmd[cmd.index("--output") + 1] == "{{$.outputs.parameters['observation'].output_file}}"
+    assert ir["root"]["inputDefinitions"]["parameters"]["trial_wrapper"]["defaultValue"] == WRAPPER_PROGRAM
+    assert json.loads(ir["root"]["inputDefinitions"]["parameters"]["experiment"]["defaultValue"]) == exp.to_dict()
+
+
+@pytest.mark.parametrize("path", EXAMPLES + [DATA / "basic.yaml"], ids=lambda p: p.name)
+def test_every_example_compiles_with_the_cli(path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.yaml"
+    assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(out)]) == 0
+    exp = load_experiment(path)
+    assert_structure(load_ir(out), exp)
+
+
+@pytest.mark.parametrize("changes", [{}, {"maxTrialCount": 7, "parallelTrialCount": 3},
+                                     {"maxTrialCount": 1, "parallelTrialCount": 1},
+                                     {"metricsCollectorSpec": {"collector": {"kind": "File"}, "source": {
+                                         "fileSystemPath": {"path": "/tmp/m.log", "kind": "File", "format": "JSON"}}}}])
+def test_script_experiments_compile(changes: dict[str, Any], tmp_path: Path) -> None:
+    exp = parse_experiment(script_experiment("script", LOSS, **changes))
+    assert_structure(_compile(exp, tmp_path), exp)
+
+
+def _seed_like() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "examples" / "seed-bayesopt.yaml").read_text()) if (ROOT / "examples" / "seed-bayesopt.yaml").exists() \
+        else yaml.safe_load((DATA / "basic.yaml").read_text())
+    data = copy.deepcopy(data)
+    data["metadata"]["name"] = "seed-like"
+    data["spec"]["algorithm"] = {"algorithmName": "bayesianoptimization"}
+    pod = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
+    pod["nodeSelector"] = {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    pod["tolerations"] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    container = pod["containers"][0]
+    container["resources"] = {"requests": {"cpu": "2", "memory": "4Gi"},
+                              "limits": {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": 2}}
+    container["env"] = [{"name": "EPOCHS", "value": "3"},
+                        {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
+    data["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
+    return data
+
+
+def test_seed_like_experiment_carries_resources_gpus_env_and_scheduling(tmp_path: Path) -> None:
+    exp = parse_experiment(_seed_like())
+    ir = _compile(exp, tmp_path, image="registry.example/hp:1")
+    assert_structure(ir, exp)
+    trials = leaf_components(ir, "seed-like-trial")
+    for comp in trials:
+        label = ir["components"][comp]["executorLabel"]
+        container = ir["deploymentSpec"]["executors"][label]["container"]
+        res = container["resources"]
+        assert res["accelerator"]["resourceType"] == "nvidia.com/gpu" and res["accelerator"]["resourceCount"] == "2"
+        assert (res["resourceCpuRequest"], res["resourceCpuLimit"]) == ("2", "4")
+        assert (res["resourceMemoryRequest"], res["resourceMemoryLimit"]) == ("4Gi", "8Gi")
+        assert {"name": "EPOCHS", "value": "3"} in container["env"]
+        assert container["image"] == "docker.io/library/python:3.11-slim" or container["image"].startswith("python")
+        cmd = container["command"]
+        assert cmd[cmd.index("--timeout") + 1] == "600"
+        k8s = ir["platforms"]["kubernetes"]["deploymentSpec"]["executors"][label]
+        assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+        assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        assert k8s["fieldPathAsEnv"] == [{"name": "POD", "fieldPath": "metadata.name"}]
+        assert k8s["secretAsEnv"][0]["keyToEnv"] == [{"secretKey": "token", "envVar": "TOKEN"}]
+    # the steps run in the configured image
+    images = {e["container"]["image"] for k, e in ir["deploymentSpec"]["executors"].items() if "trial" not in k}
+    assert images == {"registry.example/hp:1"}
+
+
+def test_experiments_kfp_cannot_run_are_refused_naming_the_field(tmp_path: Path, capsys) -> None:
+    data = script_experiment("nomax", LOSS)
+    del data["spec"]["maxTrialCount"]
+    with pytest.raises(UnsupportedExperiment, match=r"^spec\.maxTrialCount: is required on KFP"):
+        compile_experiment(parse_experiment(data), tmp_path / "x.yaml")
+    data = script_experiment("pytorch", LOSS)
+    ts = data["spec"]["trialTemplate"]["trialSpec"]
+    data["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {
+        "pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": ts["spec"]["template"]}}}}
+    path = tmp_path / "pytorch.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(tmp_path / "y.yaml")]) == 2
+    assert "spec.trialTemplate.trialSpec.kind" in capsys.readouterr().err
+    assert not (tmp_path / "y.yaml").exists()
+
+
+# --------------------------------------------------------------------------- the compiled steps, run for real
+
+
+def _run_compiled_loop(ir: dict[str, Any], exp, tmp_path: Path) -> tuple[dict[str, Any], int, list[str]]:
+    """Drive the compiled pipeline like KFP would: suggest, each trial, collect, ... report.
+
+    Every step runs its executor's command and args from the IR as a subprocess."""
+    root = ir["root"]["inputDefinitions"]["parameters"]
+    experiment, config = root["experiment"]["defaultValue"], root["config"]["defaultValue"]
+    wrapper = root["trial_wrapper"]["defaultValue"]
+    s = run_executor(ir, "comp-suggest", {"experiment": experiment, "config": config, "history": []}, tmp_path / "suggest")
+    history, items, launched = s["history"], s["trials"], []
+    trial_comps = leaf_components(ir, f"{exp.name}-trial")
+    collects = leaf_components(ir, "collect")
+    for r in range(1, rounds(exp) + 1):
+        observations = []
+        for item in items:  # what ParallelFor hands each trial: the item's fields
+            inputs = {k: v for k, v in item.items() if k != "hp_item"}
+            inputs["hp_wrapper"] = wrapper
+            out = run_executor(ir, trial_comps[r - 1], inputs, tmp_path / item["hp_trial"], cwd=ROOT)
+            observations.append(out["observation"])
+            launched.append(item["hp_trial"])
+        c = run_executor(ir, collects[r - 1], {"experiment": experiment, "config": config, "history": history,
+                                               "trials": items, "observations": observations}, tmp_path / f"collect-{r}")
+        history, items = c["history"], c["next_trials"]
+        if c["done"]:
+            break
+        assert r < rounds(exp), "the last round must finish the experiment"
+    rep = run_executor(ir, leaf_components(ir, "report")[0], {"experiment": experiment, "history": history,
+                                                                "status": c["status"]}, tmp_path / "report")
+    return rep, r, launched
+
+
+def test_compiled_steps_run_for_real_until_max_trials(tmp_path: Path) -> None:
+    exp = parse_experiment(script_experiment("loop", LOSS, maxTrialCount=5, parallelTrialCount=2,
+                                             maxFailedTrialCount=5))
+    ir = _compile(exp, tmp_path)
+    rep, n, launched = _run_compiled_loop(ir, exp, tmp_path / "run")
+    assert n == 3 and len(launched) == 5 == len(set(launched))
+    status = rep["status"]
+    assert status["conditions"][-1]["reason"] == "ExperimentMaxTrialsReached" and status["trials"] == 5
+    # the report: best trial, Metrics artifact, Markdown and HTML (with the plot)
+    best_value = rep["best_objective"]
+    assert rep["best_trial"] == status["currentOptimalTrial"]["bestTrialName"]
+    assert rep["best_parameters"] == {a["name"]: a["value"] for a in status["currentOptimalTrial"]["parameterAssignments"]}
+    assert abs(best_value - (float(rep["best_parameters"]["x"]) - 0.3) ** 2) < 1e-9
+    metrics = rep["_executor_output"]["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert metrics["trials"] == 5 and metrics["best-objective"] == best_value
+    md = rep["report"].read_text()
+    assert f"| {rep['best_trial']} (best) | Succeeded |" in md and md.count("\n| loop-") == 5
+    assert "<svg" in rep["report_html"].read_text() and "<polyline" in rep["report_html"].read_text()
+
+
+def test_failed_trials_are_recorded_and_stop_the_run_at_the_limit(tmp_path: Path) -> None:
+    # x < -1.5 exits 3, x > 1.8 prints no metric: both count toward maxFailedTrialCount
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-3", "max": "-2"}}]
+    exp = parse_experiment(script_experiment("fails", LOSS, params=params, maxTrialCount=12, parallelTrialCount=2,
+                                             maxFailedTrialCount=3))
+    ir = _compile(exp, tmp_path)
+    rep, n, launched = _run_compiled_loop(ir, exp, tmp_path / "run")
+    status = rep["status"]
+    assert status["conditions"][-1]["reason"] == "ExperimentFailed"
+    assert n == 2 and len(launched) == 4 < 12  # no third round: the run stopped launching trials
+    assert status["trialsFailed"] == 4 and rep["best_trial"] == "" and rep["best_parameters"] == {}
+    assert "TrialFailed: exit code 3" in rep["report"].read_text()
+    assert "Failed" in rep["report"].read_text() and "max failed count" in rep["report"].read_text()
+
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "1.9", "max": "2"}}]
+    exp = parse_experiment(script_experiment("nometric", LOSS, params=params, maxTrialCount=4, parallelTrialCount=2,
+                                             maxFailedTrialCount=2))
+    rep, n, launched = _run_compiled_loop(_compile(exp, tmp_path), exp, tmp_path / "run2")
+    assert rep["status"]["trialMetricsUnavailable"] == 2 and n == 1
+    assert rep["status"]["conditions"][-1]["reason"] == "ExperimentFailed"
+
+
+# --------------------------------------------------------------------------- kfp.local, end to end
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path, monkeypatch):
+    from kfp import local
+
+    monkeypatch.chdir(tmp_path)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    return local
+
+
+def test_example_pipeline_tunes_then_trains_under_kfp_local(kfp_local, tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "pipelines"))
+    try:
+        import kfp_tune_example as example
+    finally:
+        sys.path.remove(str(ROOT / "pipelines"))
+    t0 = time.time()
+    task = example.tune_then_train()
+    assert time.time() - t0 < 60
+    assert task.output.startswith("final model: lr=") and "optimizer=adam" in task.output
+    # compiling it works too, and the trials of the tuning are not cached
+    out = tmp_path / "example.yaml"
+    kfp.compiler.Compiler().compile(example.tune_then_train, str(out))
+    ir = load_ir(out)
+    train_tasks = [t for _, _, t in _tasks(ir) if re.fullmatch(r"comp-train(-\d+)*", t["componentRef"]["name"])]
+    assert len(train_tasks) == 3 and all(not t["cachingOptions"].get("enableCache") for t in train_tasks)
+
+
+def test_tune_records_failures_and_stops_under_kfp_local(kfp_local) -> None:
+    from kfp import dsl
+
+    from hp_components.kfp import tune
+
+    @dsl.component
+    def flaky(x: float, opt: str) -> str:
+        # "nan": no objective for this run -> MetricsUnavailable
+        return "nan" if opt == "bad" else str((x - 0.25) ** 2)
+
+    @dsl.pipeline
+    def p() -> dict:
+        t = tune(flaky, parameters={"x": (0.0, 1.0), "opt": ["bad"]}, objective="loss", type="minimize",
+                 algorithm="random", max_trial_count=9, parallel_trial_count=2, max_failed_trial_count=3)
+        return t.outputs["status"]
+
+    status = p().output
+    assert status["conditions"][-1]["reason"] == "ExperimentFailed"
+    assert status["trialMetricsUnavailable"] == 4 and status["trials"] == 4  # 2 rounds of 2, then it stopped
+
+
+def test_tune_takes_the_objective_from_a_metrics_artifact_under_kfp_local(kfp_local) -> None:
+    from kfp import dsl
+    from kfp.dsl import Metrics, Output
+
+    from hp_components.kfp import tune
+
+    @dsl.component
+    def train(lr: float, depth: int, metrics: Output[Metrics]):
+        metrics.log_metric("acc", 1.0 - abs(lr - 0.05) - 0.01 * depth)
+
+    @dsl.pipeline
+    def p() -> float:
+        t = tune(train, parameters={"lr": (0.01, 0.1), "depth": (1, 3)}, objective="acc", goal=2.0,
+                 max_trial_count=4, parallel_trial_count=2, metrics_output="metrics", algorithm="random")
+        return t.outputs["best_objective"]
+
+    best = p().output
+    assert 0.0 < best <= 0.99
+
+
+def test_tune_rejects_inputs_it_cannot_wire() -> None:
+    from kfp import dsl
+
+    from hp_components.kfp import KfpError, tune
+
+    @dsl.component
+    def train(lr: float) -> float:
+        return lr
+
+    with pytest.raises(KfpError, match="parameter 'depth': the training component has no input of that name"):
+        @dsl.pipeline
+        def p():
+            tune(train, parameters={"lr": (0.1, 1.0), "depth": (1, 3)}, objective="a", max_trial_count=2,
+                 parallel_trial_count=1)
+
+
+# --------------------------------------------------------------------------- component_specs
+
+
+def test_component_specs_are_fresh_and_load(tmp_path: Path) -> None:
+    from kfp import components
+
+    from hp_components.kfp._specs import SPEC_DIR, write_component_specs
+
+    fresh = write_component_specs(tmp_path)
+    assert {p.name for p in fresh} == {p.name for p in SPEC_DIR.glob("kfp-*.yaml")}
+    for path in fresh:
+        assert path.read_text() == (SPEC_DIR / path.name).read_text(), \
+            f"component_specs/{path.name} is stale: run python -m hp_components.kfp._specs"
+        comp = components.load_component_from_file(str(SPEC_DIR / path.name))
+        assert comp.name
+
+
+def test_generic_trial_wrapper_spec_runs_a_command(tmp_path: Path) -> None:
+    from hp_components.kfp._specs import SPEC_DIR
+
+    ir = load_ir(SPEC_DIR / "kfp-trial-wrapper.yaml")
+    inputs = {"objective": "loss", "options": json.dumps(["--metric", "acc", "--strategy", "loss=min"]),
+              "command": json.dumps([sys.executable, "-c", "print('loss=0.5 acc=0.9'); print('loss=0.25')"]),
+              "hp_wrapper": WRAPPER_PROGRAM}
+    out = run_executor(ir, "comp-hp-trial-wrapper", inputs, tmp_path)
+    obs = json.loads(out["observation"])
+    assert obs["condition"] == "Succeeded" and obs["objectiveValue"] == 0.25
+    assert {m["name"] for m in obs["metrics"]} == {"loss", "acc"}
+
+
+# --------------------------------------------------------------------------- size
+
+
+def test_hundred_trials_compile_small_and_fast(tmp_path: Path) -> None:
+    exp = parse_experiment(script_experiment("big", LOSS, maxTrialCount=100, parallelTrialCount=10))
+    t0 = time.time()
+    compile_experiment(exp, tmp_path / "big.yaml")
+    elapsed = time.time() - t0
+    size = (tmp_path / "big.yaml").stat().st_size
+    assert elapsed < 20 and size < 500_000, (elapsed, size)
+    assert_structure(load_ir(tmp_path / "big.yaml"), exp)
