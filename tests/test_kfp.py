@@ -273,6 +273,8 @@ def test_example_pipeline_tunes_then_trains_under_kfp_local(kfp_local, tmp_path:
 def test_tune_records_failures_and_stops_under_kfp_local(kfp_local) -> None:
     from kfp import dsl
 
+    from hp_components import search
+
     from hp_components.kfp import tune
 
     @dsl.component
@@ -282,7 +284,8 @@ def test_tune_records_failures_and_stops_under_kfp_local(kfp_local) -> None:
 
     @dsl.pipeline
     def p() -> dict:
-        t = tune(flaky, parameters={"x": (0.0, 1.0), "opt": ["bad"]}, objective="loss", type="minimize",
+        t = tune(flaky, parameters={"x": search.double(0.0, 1.0), "opt": search.categorical(["bad"])},
+                 objective="loss", type="minimize",
                  algorithm="random", max_trial_count=9, parallel_trial_count=2, max_failed_trial_count=3)
         return t.outputs["status"]
 
@@ -368,3 +371,116 @@ def test_hundred_trials_compile_small_and_fast(tmp_path: Path) -> None:
     size = (tmp_path / "big.yaml").stat().st_size
     assert elapsed < 20 and size < 500_000, (elapsed, size)
     assert_structure(load_ir(tmp_path / "big.yaml"), exp)
+
+
+# --------------------------------------------------------------------------- submit (fake KFP API server)
+
+
+class FakeKfpApi:
+    """A stand-in for the KFP API server (v2beta1 REST) on 127.0.0.1; records every request."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        api = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw.strip().startswith(b"{") else raw.decode("utf-8", "replace")
+                api.requests.append({"method": self.command, "path": self.path, "body": body,
+                                     "authorization": self.headers.get("Authorization")})
+                path = self.path.split("?")[0]
+                if self.command == "GET" and path == "/apis/v2beta1/healthz":
+                    payload: Any = {"multi_user": False}
+                elif self.command == "GET" and path == "/apis/v2beta1/experiments":
+                    payload = {}  # no experiment of that name yet
+                elif self.command == "POST" and path == "/apis/v2beta1/experiments":
+                    payload = {"experiment_id": "exp-1", "display_name": body["display_name"]}
+                elif self.command == "POST" and path == "/apis/v2beta1/runs":
+                    payload = {"run_id": "run-123", "display_name": body["display_name"],
+                               "experiment_id": body.get("experiment_id"), "state": "PENDING"}
+                else:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_DELETE = _reply
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_kfp(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.config/kfp/context.json of the user's
+    for var in ("KF_PIPELINES_ENDPOINT_ENV", "KF_PIPELINES_DEFAULT_EXPERIMENT_NAME", "KF_PIPELINES_OVERRIDE_EXPERIMENT_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    api = FakeKfpApi()
+    yield api
+    api.close()
+
+
+def test_submit_creates_an_experiment_and_a_run_with_the_compiled_pipeline(fake_kfp, tmp_path: Path, capsys) -> None:
+    data = script_experiment("submitme", LOSS, maxTrialCount=4, parallelTrialCount=2)
+    data["metadata"]["namespace"] = "team-a"
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    rc = cli_main(["submit", str(path), "--target", "kfp", "--host", fake_kfp.url, "--image", "registry.example/hp:2"])
+    assert rc == 0 and capsys.readouterr().out.strip().endswith("run-123")
+    calls = [(r["method"], r["path"].split("?")[0]) for r in fake_kfp.requests]
+    assert ("POST", "/apis/v2beta1/experiments") in calls and calls[-1] == ("POST", "/apis/v2beta1/runs")
+    exp_body = next(r["body"] for r in fake_kfp.requests if r["path"] == "/apis/v2beta1/experiments")
+    assert exp_body["display_name"] == "submitme" and exp_body["namespace"] == "team-a"
+    run = fake_kfp.requests[-1]["body"]
+    assert run["display_name"] == "submitme" and run["experiment_id"] == "exp-1"
+    spec = run["pipeline_spec"]
+    assert spec["pipelineInfo"]["name"] == "submitme" and "comp-submitme-round-2" in spec["components"]
+    images = {e["container"]["image"] for k, e in spec["deploymentSpec"]["executors"].items() if "trial" not in k}
+    assert images == {"registry.example/hp:2"}
+    # caching is off for the whole run, and the run takes the compiled defaults
+    assert all(not t.get("cachingOptions", {}).get("enableCache") for t in spec["root"]["dag"]["tasks"].values())
+    assert run["runtime_config"].get("parameters", {}) == {}
+
+
+def test_submit_needs_a_host(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(script_experiment("nohost", LOSS)))
+    assert cli_main(["submit", str(path), "--target", "kfp"]) == 2
+    assert "--host" in capsys.readouterr().err
+
+
+def test_compiled_example_pipeline_is_fresh(tmp_path: Path) -> None:
+    """The checked-in YAML matches a fresh compile (KFP numbers nested components like comp-train-2
+    in no stable order, so executors and the pipeline interface are compared, not the text)."""
+    import subprocess
+
+    out = tmp_path / "kfp-tune-example.yaml"
+    subprocess.run([sys.executable, str(ROOT / "pipelines" / "kfp_tune_example.py"), "-o", str(out)], check=True,
+                   capture_output=True, cwd=ROOT)
+
+    def essence(ir: dict[str, Any]) -> tuple:
+        executors = sorted(json.dumps(e, sort_keys=True) for e in ir["deploymentSpec"]["executors"].values())
+        names = sorted(re.sub(r"(-\d+)+$", "", k) for k in ir["components"])
+        return executors, names, ir["root"]["inputDefinitions"], ir["root"].get("outputDefinitions"), ir["pipelineInfo"]
+
+    assert essence(load_ir(out)) == essence(load_ir(ROOT / "pipelines" / "kfp-tune-example.yaml")), \
+        "pipelines/kfp-tune-example.yaml is stale: run python pipelines/kfp_tune_example.py"

@@ -73,6 +73,16 @@ def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None 
     pipeline = experiment_pipeline(exp, image=image)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(output))
+    _shorten_header(Path(output))
+
+
+def _shorten_header(path: Path) -> None:
+    """Drop the wrapper's 40 KB default from the comment header KFP writes (it is in the spec once)."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, body = text.partition("\ncomponents:")
+    lines = [("#    trial_wrapper: str [Default: the metrics wrapper, see root.inputDefinitions]"
+              if line.startswith("#    trial_wrapper: str [Default: ") else line) for line in head.split("\n")]
+    path.write_text("\n".join(lines) + sep + body, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- tune()

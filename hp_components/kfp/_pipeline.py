@@ -18,8 +18,8 @@ algorithm has nothing left), and every ``If`` has an ``Else``. Rounds:
 """
 
 import contextlib
-import json
 import math
+import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
 from hp_components.experiment import Experiment
@@ -38,6 +38,8 @@ class Outputs(NamedTuple):
 
 
 OUTPUT_NAMES = Outputs._fields
+#: more rounds than this draw a warning (the Argo Workflow KFP creates must fit in a Kubernetes object)
+MAX_ROUNDS = 200
 
 #: (loop item, the ``trial_wrapper`` input) -> (the trial task, the output that holds its observation)
 TrialFactory = Callable[[Any, Any], Tuple[Any, Any]]
@@ -83,6 +85,10 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
     parallelism = exp.spec.parallel_trial_count
     base = name or exp.name
     total = rounds(exp)
+    if total > MAX_ROUNDS:
+        warnings.warn(f"{base}: {total} rounds unrolled (maxTrialCount / parallelTrialCount); the compiled pipeline "
+                      f"grows ~21 KB per round and may exceed KFP's workflow size limit: raise parallelTrialCount",
+                      stacklevel=2)
 
     def make_round(r: int, next_round: Any) -> Any:
         def round_(experiment: str, config: dict, history: list, trials: list, trial_wrapper: str = "") -> Outputs:
@@ -132,6 +138,3 @@ def _description(exp: Experiment) -> str:
             f"{spec.objective.type} {spec.objective.objective_metric_name}, {spec.max_trial_count} trials, "
             f"{spec.parallel_trial_count} at a time")
 
-
-def config_json(config: Dict[str, Any]) -> str:
-    return json.dumps(config, sort_keys=True)
