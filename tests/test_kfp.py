@@ -484,3 +484,56 @@ def test_compiled_example_pipeline_is_fresh(tmp_path: Path) -> None:
 
     assert essence(load_ir(out)) == essence(load_ir(ROOT / "pipelines" / "kfp-tune-example.yaml")), \
         "pipelines/kfp-tune-example.yaml is stale: run python pipelines/kfp_tune_example.py"
+
+
+@pytest.mark.skipif(not (ROOT / "examples" / "seed-bayesopt.yaml").exists(), reason="examples not there yet")
+def test_seed_example_runs_for_real_through_the_compiled_steps(tmp_path: Path) -> None:
+    """Bayesian optimization (Optuna's GP) over lr, num-layers, optimizer; the real trainer, 2 rounds."""
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    data = yaml.safe_load((ROOT / "examples" / "seed-bayesopt.yaml").read_text())
+    data["spec"].update(maxTrialCount=4, parallelTrialCount=2, maxFailedTrialCount=2)
+    exp = parse_experiment(data)
+    ir = _compile(exp, tmp_path)
+    assert_structure(ir, exp)
+    rep, n, launched = _run_compiled_loop(ir, exp, tmp_path / "run")
+    status = rep["status"]
+    assert n == 2 and len(launched) == 4 and status["trialsSucceeded"] == 4
+    assert status["conditions"][-1]["reason"] in ("ExperimentMaxTrialsReached", "ExperimentGoalReached")
+    assert 0.5 < rep["best_objective"] <= 1.0
+    assert set(rep["best_parameters"]) == {"lr", "num-layers", "optimizer"}
+    names = {m["name"] for m in status["currentOptimalTrial"]["observation"]["metrics"]}
+    assert names == {"Validation-accuracy", "Train-accuracy"}
+
+
+def test_tune_with_a_katib_experiment_maps_parameters_to_typed_inputs(tmp_path: Path) -> None:
+    from kfp import dsl
+
+    from hp_components.kfp import tune
+
+    @dsl.component
+    def train(lr: float, num_layers: int, optimizer: str, epochs: int) -> float:
+        return lr
+
+    data = script_experiment("katib-spec", LOSS, params=[
+        {"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.05"}},
+        {"name": "num-layers", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "5"}},
+        {"name": "optimizer", "parameterType": "categorical", "feasibleSpace": {"list": ["sgd", "adam"]}}],
+        maxTrialCount=6, parallelTrialCount=3)
+
+    @dsl.pipeline
+    def p() -> dict:
+        return tune(train, experiment=data, arguments={"epochs": 3}).outputs["best_parameters"]
+
+    kfp.compiler.Compiler().compile(p, str(tmp_path / "p.yaml"))
+    ir = load_ir(tmp_path / "p.yaml")
+    tune_comp = ir["components"]["comp-katib-spec"]["inputDefinitions"]["parameters"]
+    assert tune_comp["config"]["defaultValue"] == {"fields": {
+        "lr": {"parameter": "lr", "type": "float"}, "num_layers": {"parameter": "num-layers", "type": "int"},
+        "optimizer": {"parameter": "optimizer", "type": "str"}}}
+    trains = [t for _, _, t in _tasks(ir) if re.fullmatch(r"comp-train(-\d+)*", t["componentRef"]["name"])]
+    assert len(trains) == 2
+    for t in trains:
+        params = t["inputs"]["parameters"]
+        assert params["epochs"]["runtimeValue"]["constant"] == 3
+        assert params["num_layers"]["parameterExpressionSelector"] == 'parseJson(string_value)["num_layers"]'

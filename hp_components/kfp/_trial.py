@@ -148,10 +148,6 @@ def trial_component(exp: Experiment) -> Any:
     return components.load_component_from_text(trial_component_text(exp))
 
 
-def _quantity(value: Any) -> str:
-    return str(value)
-
-
 def configure_trial_task(task: Any, exp: Experiment) -> Any:
     """Carry the container's resources, env, node selector, tolerations and volumes onto ``task``."""
     from kfp import kubernetes
@@ -162,13 +158,13 @@ def configure_trial_task(task: Any, exp: Experiment) -> Any:
     resources = c.get("resources") or {}
     requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
     if "cpu" in requests:
-        task.set_cpu_request(_quantity(requests["cpu"]))
+        task.set_cpu_request(str(requests["cpu"]))
     if "memory" in requests:
-        task.set_memory_request(_quantity(requests["memory"]))
+        task.set_memory_request(str(requests["memory"]))
     if "cpu" in limits:
-        task.set_cpu_limit(_quantity(limits["cpu"]))
+        task.set_cpu_limit(str(limits["cpu"]))
     if "memory" in limits:
-        task.set_memory_limit(_quantity(limits["memory"]))
+        task.set_memory_limit(str(limits["memory"]))
     accelerators = {k: v for k, v in {**requests, **limits}.items() if k not in ("cpu", "memory", "ephemeral-storage")}
     if len(accelerators) > 1:
         raise UnsupportedExperiment(f"{where} resources", f"KFP sets one accelerator per task, not {sorted(accelerators)}")
@@ -213,9 +209,8 @@ def configure_trial_task(task: Any, exp: Experiment) -> Any:
         kubernetes.set_image_pull_policy(task, c["imagePullPolicy"])
     _volumes(task, pod, c, where)
     ignored = sorted(k for k in ("serviceAccountName", "securityContext", "hostNetwork", "initContainers",
-                                 "sidecars", "priorityClassName") if pod.get(k))
-    if len(find_containers(exp.spec.trial_template.trial_spec or {}, c.get("name"))) > 1 or \
-            len(pod.get("containers") or []) > 1:
+                                 "priorityClassName") if pod.get(k))
+    if len(pod.get("containers") or []) > 1:
         ignored.append("containers other than the primary one")
     if ignored:
         warnings.warn(f"{_TT}: not carried over to KFP: {', '.join(ignored)}", stacklevel=3)
