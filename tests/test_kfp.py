@@ -93,6 +93,8 @@ def test_every_example_compiles_with_the_cli(path: Path, tmp_path: Path) -> None
     assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(out)]) == 0
     exp = load_experiment(path)
     assert_structure(load_ir(out), exp)
+    loaded = kfp.components.load_component_from_file(str(out))  # the SDK reads it back as a pipeline
+    assert set(loaded.component_spec.outputs) == {"best_parameters", "best_objective", "best_trial", "status"}
 
 
 @pytest.mark.parametrize("changes", [{}, {"maxTrialCount": 7, "parallelTrialCount": 3},
@@ -216,6 +218,7 @@ def test_compiled_steps_run_for_real_until_max_trials(tmp_path: Path) -> None:
     md = rep["report"].read_text()
     assert f"| {rep['best_trial']} (best) | Succeeded |" in md and md.count("\n| loop-") == 5
     assert "<svg" in rep["report_html"].read_text() and "<polyline" in rep["report_html"].read_text()
+    assert "](data:image/svg+xml;base64," in md
 
 
 def test_failed_trials_are_recorded_and_stop_the_run_at_the_limit(tmp_path: Path) -> None:
@@ -268,6 +271,12 @@ def test_example_pipeline_tunes_then_trains_under_kfp_local(kfp_local, tmp_path:
     ir = load_ir(out)
     train_tasks = [t for _, _, t in _tasks(ir) if re.fullmatch(r"comp-train(-\d+)*", t["componentRef"]["name"])]
     assert len(train_tasks) == 3 and all(not t["cachingOptions"].get("enableCache") for t in train_tasks)
+
+
+def test_compiled_example_yaml_runs_under_kfp_local(kfp_local) -> None:
+    """The checked-in compiled pipeline (not the Python object) runs: suggest, rounds, trials, report."""
+    pipeline = kfp.components.load_component_from_file(str(ROOT / "pipelines" / "kfp-tune-example.yaml"))
+    assert pipeline().output.startswith("final model: lr=")
 
 
 def test_tune_records_failures_and_stops_under_kfp_local(kfp_local) -> None:

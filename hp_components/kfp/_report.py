@@ -5,12 +5,13 @@ Plain Python (no KFP import), so the report is testable without a pipeline::
     from hp_components.kfp._report import build_report
     rep = build_report(exp, status, history)
     rep.metrics     # {"best-objective": 0.97, "trials": 12, "trials-succeeded": 11, ...}
-    rep.markdown    # status, best trial, trials table
+    rep.markdown    # status, best trial, the plot (an SVG data URI), trials table
     rep.html        # the same plus the objective over trials as an SVG line chart
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -96,6 +97,9 @@ def build_report(experiment: Experiment, status: dict[str, Any], history: Sequen
         md.append(f"Best trial `{best.name}`: {metric} = {_fmt(best.objective_value)} ("
                   + ", ".join(f"{k}={v}" for k, v in best.assignments.items()) + ")")
         md.append("")
+    svg = objective_svg(experiment, history)
+    md.append(f"![{metric} over trials](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})")
+    md.append("")
     header = ["trial", "condition", metric, *params, "reason"]
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
