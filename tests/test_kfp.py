@@ -130,6 +130,13 @@ def _tasks(ir: dict[str, Any]):
 
 def assert_structure(ir: dict[str, Any], exp) -> None:
     """Rounds, ParallelFor parallelism, the guard on each round, no caching, the wrapped trial."""
+    from google.protobuf import json_format
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    # the YAML is a valid PipelineSpec (and PlatformSpec) as the backend parses it
+    json_format.ParseDict({k: v for k, v in ir.items() if k != "platforms"}, pipeline_spec_pb2.PipelineSpec())
+    if "platforms" in ir:
+        json_format.ParseDict({"platforms": ir["platforms"]}, pipeline_spec_pb2.PlatformSpec())
     spec = exp.spec
     n_rounds = math.ceil(spec.max_trial_count / spec.parallel_trial_count)
     round_names = sorted((k for k in ir["components"] if re.fullmatch(rf"comp-{exp.name}-round-\d+", k)),
