@@ -18,8 +18,6 @@ rounds (see :mod:`hp_components.kfp._pipeline`)::
 
 from __future__ import annotations
 
-from typing import Any
-
 import kfp  # noqa: F401  - fail here, not mid-compile, when the kfp extra is missing (hp-tune says what to install)
 
 from hp_components.experiment import Experiment

@@ -27,14 +27,11 @@ infrastructure fault). The whole search is one graph task with outputs ``best_pa
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hp_components.experiment import Experiment, SpecError, load_experiment
-from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 from hp_components.kfp._trial import WRAPPER_PROGRAM, check_experiment, configure_trial_task, trial_component, trial_fields

@@ -12,7 +12,7 @@ has this package and kfp installed, so nothing is pip-installed at run time::
 """
 
 import functools
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, List, NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Input, Markdown, Metrics, Output
