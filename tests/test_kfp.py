@@ -634,3 +634,23 @@ def test_tune_with_a_katib_experiment_maps_parameters_to_typed_inputs(tmp_path: 
         params = t["inputs"]["parameters"]
         assert params["epochs"]["runtimeValue"]["constant"] == 3
         assert params["num_layers"]["parameterExpressionSelector"] == 'parseJson(string_value)["num_layers"]'
+
+
+def test_trial_sees_its_name_metadata_and_parameters(tmp_path: Path) -> None:
+    script = "import sys; print(' '.join(sys.argv[1:])); print('loss=1')"
+    data = script_experiment("named", script, args=["--x=${trialParameters.x}", "name=${trialSpec.Name}",
+                                                    "ns=${trialSpec.Namespace}", "tp=${trialParameters.who}"],
+                             maxTrialCount=2, parallelTrialCount=1)
+    data["metadata"]["namespace"] = "team-b"
+    data["spec"]["trialTemplate"]["trialParameters"].append({"name": "who", "reference": "${trialSpec.Name}"})
+    exp = parse_experiment(data)
+    ir = _compile(exp, tmp_path)
+    root = ir["root"]["inputDefinitions"]["parameters"]
+    s = run_executor(ir, "comp-suggest", {"experiment": root["experiment"]["defaultValue"],
+                                          "config": root["config"]["defaultValue"], "history": []}, tmp_path / "s")
+    (item,) = s["trials"]
+    inputs = {k: v for k, v in item.items() if k != "hp_item"}
+    inputs["hp_wrapper"] = root["trial_wrapper"]["defaultValue"]
+    out = run_executor(ir, leaf_components(ir, "named-trial")[0], inputs, tmp_path / "t")
+    assert f"--x={item['x']} name=named-0000 ns=team-b tp=named-0000" in out["_stdout"]
+    assert json.loads(out["observation"])["objectiveValue"] == 1.0
