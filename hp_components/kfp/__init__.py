@@ -27,7 +27,7 @@ from hp_components.kfp._api import compile_experiment, experiment_pipeline, sear
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 
 __all__ = ["DEFAULT_IMAGE", "KfpError", "UnsupportedExperiment", "compile_experiment", "experiment_pipeline",
-           "search_experiment", "submit", "tune"]
+           "read_status", "search_experiment", "submit", "tune"]
 
 
 def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None = None, token: str | None = None,
@@ -38,3 +38,10 @@ def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None 
     if argo_server:
         raise KfpError("--argo-server is for --target argo; KFP takes --host")
     return submit_experiment(exp, host=host, namespace=namespace, image=image, token=token)
+
+
+def read_status(name: str, *, argo_server: str | None = None, token: str | None = None,
+                namespace: str | None = None) -> dict:
+    """``hp-tune status`` is not implemented for KFP yet: the run's page in the KFP UI shows the report."""
+    raise KfpError("hp-tune status supports --target argo only; for a KFP run open it in the KFP UI (the report "
+                   f"step's Markdown/HTML) or use kfp.Client(host).get_run({name!r})")
