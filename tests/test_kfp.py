@@ -376,19 +376,26 @@ def test_tune_records_failures_and_stops_under_kfp_local(kfp_local) -> None:
 
     @dsl.component
     def flaky(x: float, opt: str) -> str:
+        import sys
+
+        if opt == "raise":
+            raise RuntimeError("diverged")
+        if opt == "exit":
+            sys.exit(3)
         # "nan": no objective for this run -> MetricsUnavailable
         return "nan" if opt == "bad" else str((x - 0.25) ** 2)
 
     @dsl.pipeline
     def p() -> dict:
-        t = tune(flaky, parameters={"x": search.double(0.0, 1.0), "opt": search.categorical(["bad"])},
+        t = tune(flaky, parameters={"x": search.double(0.0, 1.0), "opt": search.categorical(["bad", "raise", "exit"])},
                  objective="loss", type="minimize",
                  algorithm="random", max_trial_count=9, parallel_trial_count=2, max_failed_trial_count=3)
         return t.outputs["status"]
 
-    status = p().output
+    status = p().output  # the run succeeds: failed trials are recorded
     assert status["conditions"][-1]["reason"] == "ExperimentFailed"
-    assert status["trialMetricsUnavailable"] == 4 and status["trials"] == 4  # 2 rounds of 2, then it stopped
+    assert status["trialMetricsUnavailable"] + status["trialsFailed"] == 4 == status["trials"]  # 2 rounds of 2, stop
+    assert status.get("failedTrialList") or status.get("metricsUnavailableTrialList")
 
 
 def test_tune_takes_the_objective_from_a_metrics_artifact_under_kfp_local(kfp_local) -> None:

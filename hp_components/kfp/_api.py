@@ -20,8 +20,9 @@ float or str output (``objective_output``, default its single float output) or i
 artifact (``metrics_output``: the metric named ``objective``). KFP cannot carry NaN in a float,
 so a trial that has no objective returns a str output (``"nan"`` or ``""``) or leaves the metric
 out of its Metrics: it is recorded ``MetricsUnavailable`` and counts toward
-``max_failed_trial_count``. An exception in the component fails the run (for KFP that is an
-infrastructure fault). The whole search is one graph task with outputs ``best_parameters``,
+``max_failed_trial_count``. An exception (or ``sys.exit``) in a lightweight component is a recorded
+``Failed`` trial (``catch_failures``); in a container component or one reporting through a
+Metrics artifact it fails the run (for KFP that is an infrastructure fault). The whole search is one graph task with outputs ``best_parameters``,
 ``best_objective``, ``best_trial`` and ``status``.
 """
 
@@ -149,13 +150,16 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
          parallel_trial_count: int = 3, max_failed_trial_count: int | None = None,
          objective_output: str | None = None, metrics_output: str | None = None, image: str | None = None,
          name: str | None = None, arguments: Mapping[str, Any] | None = None,
-         configure: Any = None) -> Any:
+         configure: Any = None, catch_failures: bool = True) -> Any:
     """Add a hyperparameter search over ``train`` to the pipeline being defined; returns its task.
 
     Give the search either as ``parameters`` (+ ``objective``, ``max_trial_count``, ...) or as a
     Katib ``experiment`` (path, dict or :class:`Experiment`) whose parameters name ``train``'s
     inputs. ``arguments`` are constant values for ``train``'s other inputs; ``configure(task)``
     may set resources on each trial task (e.g. ``lambda t: t.set_accelerator_type("nvidia.com/gpu")``).
+    With ``catch_failures`` (the default, for lightweight Python components whose objective is a
+    returned value) an exception or ``sys.exit`` in ``train`` is a recorded ``Failed`` trial instead of
+    a failed run (see :mod:`hp_components.kfp._safe`).
     """
     from hp_components.kfp._pipeline import tuning_graph
 
@@ -200,8 +204,16 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
             raise KfpError(f"{train.name}: name its objective output with objective_output= (a float output) "
                            f"or metrics_output= (a Metrics artifact); its outputs: {', '.join(spec_outputs) or 'none'}")
 
+    trial_component = train
+    if catch_failures and metrics_output is None and getattr(train, "python_func", None) is not None:
+        from hp_components.kfp._safe import safe_trial_component
+
+        trial_component = safe_trial_component(train, objective=exp.spec.objective.objective_metric_name,
+                                               output=out_name)
+        out_name = "Output"
+
     def trial(item: Any, wrapper: Any) -> Any:
-        task = train(**{k: getattr(item, k) for k in fields}, **fixed)
+        task = trial_component(**{k: getattr(item, k) for k in fields}, **fixed)
         if configure is not None:
             configure(task)
         return task, task.outputs[out_name]
