@@ -20,7 +20,6 @@ import inspect
 import itertools
 import tempfile
 import textwrap
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +89,14 @@ def safe_trial_component(train: Any, *, objective: str, output: str) -> Any:
     source = (f"def {name}({', '.join(params)}) -> str:\n"
               f"    \"\"\"{train.name} run as a trial: its outcome as an observation (JSON).\"\"\"\n"
               + textwrap.indent(_source(func), "    ") + "\n" + body)
-    folder = Path(tempfile.mkdtemp(prefix="hp-safe-"))
-    path = folder / f"{name}.py"
-    path.write_text("from typing import *\nfrom kfp.dsl import *\n\n" + source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
     original = train.component_spec.implementation.container
-    safe = dsl.component(getattr(module, name), base_image=original.image)
+    with tempfile.TemporaryDirectory(prefix="hp-safe-") as folder:  # KFP reads a function's source from its file
+        path = Path(folder) / f"{name}.py"
+        path.write_text("from typing import *\nfrom kfp.dsl import *\n\n" + source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        safe = dsl.component(getattr(module, name), base_image=original.image)
     container = safe.component_spec.implementation.container
     # keep the original's bootstrap (its packages_to_install, kfp install), run our source
     command = list(original.command[:-1]) + [container.command[-1]]
