@@ -352,12 +352,16 @@ def step_suggest(
     history: str = typer.Option("", help="History JSON (a file or inline); empty for a new experiment"),
     count: Optional[int] = typer.Option(None, help="How many trials (default: parallelTrialCount)"),
     trials_out: Optional[Path] = typer.Option(None, help="Write the batch here (default: stdout)"),
+    params_out: Optional[Path] = typer.Option(None, help="Also write the batch without sampler state (for a fan-out)"),
 ) -> None:
     """Suggest the next batch: [{name, parameterAssignments, parameters}], [] when nothing is left."""
-    from hp_components.steps import suggest_step
+    from hp_components.steps import slim, suggest_step
 
     exp = _experiment_arg(experiment)
-    _write(trials_out, suggest_step(exp, _history_arg(history), count))
+    batch = suggest_step(exp, _history_arg(history), count)
+    _write(trials_out, batch)
+    if params_out:
+        _write(params_out, slim(batch))
 
 
 @step_app.command("collect")
@@ -371,9 +375,12 @@ def step_collect(
     status_out: Optional[Path] = typer.Option(None, help="Write Katib's Experiment.status here"),
     done_out: Optional[Path] = typer.Option(None, help="Write 'true' or 'false' here"),
     best_out: Optional[Path] = typer.Option(None, help="Write {name, parameters, objective} of the best trial here"),
+    summary_out: Optional[Path] = typer.Option(None, help="Write the status without trial lists (small) here"),
+    next_trials_out: Optional[Path] = typer.Option(None, help="Suggest the next batch and write it here ([] when done)"),
+    next_params_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch without sampler state"),
 ) -> None:
-    """Record a batch's observations; report status, done and the best trial."""
-    from hp_components.steps import collect_step
+    """Record a batch's observations; report status, done and the best trial (and the next batch)."""
+    from hp_components.steps import collect_step, slim, status_summary
 
     exp = _experiment_arg(experiment)
     batch = _json_arg(trials, "trials") or []
@@ -388,12 +395,18 @@ def step_collect(
         obs = _json_arg(observations, "observations") or []
     if not isinstance(batch, list) or not isinstance(obs, (list, dict)):
         raise _bad_input("--trials must be a JSON list and --observations a JSON list or object")
-    result = collect_step(exp, _history_arg(history), batch, obs)
+    result = collect_step(exp, _history_arg(history), batch, obs, suggest_next=next_trials_out is not None)
+    if next_trials_out:
+        _write(next_trials_out, result["next"])
+        if next_params_out:
+            _write(next_params_out, slim(result["next"]))
+    if summary_out:
+        _write(summary_out, status_summary(result["status"]))
     _write(history_out, result["history"]) if history_out else None
     _write(status_out, result["status"]) if status_out else None
     _write(done_out, "true" if result["done"] else "false") if done_out else None
     _write(best_out, result["best"]) if best_out else None
-    if not any((history_out, status_out, done_out, best_out)):
+    if not any((history_out, status_out, done_out, best_out, summary_out, next_trials_out)):
         _write(None, result)
 
 

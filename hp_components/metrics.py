@@ -760,6 +760,7 @@ def _cli_parser() -> _ArgumentParser:
     p.add_argument("--timeout", type=float, help="seconds before the trial is killed (DeadlineExceeded)")
     p.add_argument("--output", help="write the result JSON here (default: print it to stdout)")
     p.add_argument("--log", help="also write the training output to this file")
+    p.add_argument("--name", help="the trial's name, copied into the result (to match results to trials)")
     return p
 
 
@@ -834,6 +835,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except OSError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    if options.name:
+        result["name"] = options.name
     strategy = options.strategies.get(options.objective, "latest").lower()
     try:
         if options.output:

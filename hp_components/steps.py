@@ -21,8 +21,11 @@ The same JSON flows between them on KFP, on Argo and in tests (see DESIGN.md):
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Sequence
 
+from hp_components import metrics as _metrics
 from hp_components.experiment import Experiment
 from hp_components.metrics import objective_value
 from hp_components.status import experiment_status
@@ -33,7 +36,13 @@ from hp_components.trials import FINISHED, Trial
 #: the image the suggest and collect steps run in (built from the repository's Dockerfile)
 DEFAULT_IMAGE = "ghcr.io/hp-components/hp-components:0.1.0"
 
-__all__ = ["DEFAULT_IMAGE", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
+#: the metrics wrapper's source (hp_components/metrics.py, standard library only)
+WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
+#: what ``python3 -c`` runs in a training image that has nothing but python3: that source, on
+#: one line (a multi-line value breaks the comment header KFP writes into a compiled YAML)
+WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
+
+__all__ = ["DEFAULT_IMAGE", "WRAPPER_PROGRAM", "WRAPPER_SOURCE", "slim", "status_summary", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
 
 
 def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | None = None) -> list[dict[str, Any]]:
@@ -76,31 +85,69 @@ def trial_from_observation(experiment: Experiment, item: dict[str, Any], observa
     return trial
 
 
+def slim(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A batch without the sampler state: what a fan-out over trials needs (name and parameters)."""
+    return [{"name": t["name"], "parameters": t["parameters"]} for t in batch]
+
+
+def status_summary(status: dict[str, Any]) -> dict[str, Any]:
+    """Katib's status without the per-trial lists: small, whatever the number of trials."""
+    last = status["conditions"][-1]
+    counts = {k: v for k, v in status.items() if k.startswith("trial")}
+    return {"condition": last["type"], "reason": last["reason"], "message": last["message"],
+            "bestTrialName": status["currentOptimalTrial"]["bestTrialName"], **counts}
+
+
+def _as_dict(obs: Any) -> dict[str, Any] | None:
+    """An observation given as a dict or as JSON text (engines hand either)."""
+    if isinstance(obs, str):
+        try:
+            obs = json.loads(obs)
+        except json.JSONDecodeError:
+            return None
+    return obs if isinstance(obs, dict) else None
+
+
 def collect_step(
     experiment: Experiment,
     history: Sequence[Trial],
     trials: Sequence[dict[str, Any]],
-    observations: Sequence[dict[str, Any] | None] | dict[str, dict[str, Any]],
+    observations: Sequence[dict[str, Any] | str | None] | dict[str, dict[str, Any]],
+    suggest_next: bool = False,
 ) -> dict[str, Any]:
     """Record a batch: the new history, Katib's status, whether the experiment is done, the best trial.
 
-    ``observations`` is either a list in the batch's order or a mapping from trial name to
-    observation (an observation's own ``name``, when it has one, wins). A trial without an
-    observation is recorded Failed (``NoObservation``).
+    ``observations`` is either a list or a mapping from trial name to observation. In a list, an
+    observation carrying its trial's ``name`` (the wrapper's ``--name``) is matched by name, one
+    without by its place in the batch. A trial without an observation is recorded Failed
+    (``NoObservation``): an engine that drops failed children from its aggregates cannot shift
+    results onto the wrong trials. With ``suggest_next``, the result also holds ``next``, the
+    following batch; when the algorithm has none left the experiment ends
+    (``ExperimentSuggestionEndReached``) and ``done`` says so, so a loop never fans out over nothing.
     """
     if isinstance(observations, dict):
-        by_name = dict(observations)
+        by_name = {str(k): _as_dict(v) for k, v in observations.items()}
     else:
         by_name = {}
-        for item, obs in zip(trials, observations):
-            if obs is not None:
-                by_name[str(obs.get("name") or item["name"])] = obs
+        named = [_as_dict(o) for o in observations]
+        if all(o is not None and o.get("name") for o in named):
+            by_name = {str(o["name"]): o for o in named}  # type: ignore[index]
+        else:
+            for item, obs in zip(trials, named):
+                if obs is not None:
+                    by_name[str(obs.get("name") or item["name"])] = obs
     new = [trial_from_observation(experiment, item, by_name.get(str(item["name"]))) for item in trials]
     known = {t.name for t in history}
     full = list(history) + [t for t in new if t.name not in known]
     status = experiment_status(experiment, full, suggestion_done=not trials)
+    nxt: list[dict[str, Any]] = []
+    if suggest_next and not status.done:
+        nxt = suggest_step(experiment, full)
+        if not nxt:
+            status = experiment_status(experiment, full, suggestion_done=True)
     best = status.best
     return {
+        "next": nxt,
         "history": [t.to_dict() for t in full],
         "status": status.to_dict(),
         "done": status.done,

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import re
 import warnings
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hp_components import metrics as _metrics
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
-from hp_components.steps import wrapper_args
+from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
 
 from hp_components.kfp._errors import UnsupportedExperiment
 from hp_components.kfp._runtime import TRIAL_KEY
@@ -34,11 +32,6 @@ from hp_components.kfp._runtime import TRIAL_KEY
 __all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
            "check_experiment"]
 
-#: the metrics wrapper's source (hp_components/metrics.py, standard library only)
-WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
-#: the program ``python3 -c`` runs in the training image: that source, on one line (a multi-line
-#: pipeline parameter default would break the comment header KFP writes into the compiled YAML)
-WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
 _TT = "spec.trialTemplate.trialSpec"
 
 

@@ -1,0 +1,60 @@
+"""Argo Workflows: a Katib Experiment as a recursive WorkflowTemplate (built with Hera).
+
+    hp-tune compile examples/random-digits.yaml --target argo -o random-digits.yaml
+    argo template create random-digits.yaml && argo submit --from workflowtemplate/random-digits-tune
+    hp-tune compile examples/random-digits.yaml --target argo --kind workflow -o wf.yaml && argo submit wf.yaml
+    hp-tune submit examples/random-digits.yaml --target argo [--argo-server URL --token T] [--namespace NS]
+    hp-tune status random-digits-x7k2p --target argo
+
+In Python::
+
+    from hp_components.argo import workflow_template
+    doc = workflow_template(load_experiment("examples/random-digits.yaml"))
+
+Needs the ``argo`` extra (hera, kubernetes). The history moves between rounds as an artifact,
+so the cluster needs an artifact repository (Argo's default one); see docs/argo.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hp_components.argo._cluster import create_workflow, get_workflow, summarize
+from hp_components.argo._compile import MAX_ROUNDS, template_name, workflow, workflow_template
+from hp_components.argo._errors import CompileError
+from hp_components.experiment import Experiment
+
+__all__ = ["CompileError", "MAX_ROUNDS", "compile_experiment", "read_status", "submit", "template_name",
+           "workflow", "workflow_template"]
+
+_KINDS = ("workflowtemplate", "workflow")
+
+
+def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowtemplate", image: str | None = None,
+                       storage: str | None = None) -> None:
+    """Write the WorkflowTemplate (or, with ``kind="workflow"``, a standalone Workflow) as YAML."""
+    if kind not in _KINDS:
+        raise CompileError("--kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
+    if storage:
+        raise CompileError("--storage", "on Argo the history travels as a workflow artifact; --storage is not used")
+    doc = (workflow_template if kind == "workflowtemplate" else workflow)(exp, image)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 20), encoding="utf-8")
+
+
+def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None = None, token: str | None = None,
+           namespace: str | None = None, image: str | None = None, storage: str | None = None, **_: Any) -> str:
+    """Create a Workflow for the experiment (Kubernetes API by default, or an Argo Server); its name."""
+    if storage:
+        raise CompileError("--storage", "on Argo the history travels as a workflow artifact; --storage is not used")
+    return create_workflow(workflow(exp, image), namespace=namespace, argo_server=argo_server, token=token)
+
+
+def read_status(name: str, *, argo_server: str | None = None, token: str | None = None,
+                namespace: str | None = None, **_: Any) -> dict[str, Any]:
+    """Phase, progress, Katib-style status, best trial and the trials of a submitted workflow."""
+    return summarize(get_workflow(name, namespace=namespace, argo_server=argo_server, token=token))
