@@ -12,6 +12,7 @@ in tests:
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from hp_components.argo._errors import CompileError
@@ -21,13 +22,18 @@ __all__ = ["create_workflow", "get_workflow", "summarize"]
 _GROUP, _VERSION, _PLURAL = "argoproj.io", "v1alpha1", "workflows"
 
 
+def _kubeconfig() -> str | None:
+    """``KUBECONFIG`` as it is now (the client reads it once, when it is first imported)."""
+    return os.environ.get("KUBECONFIG") or None
+
+
 def _k8s_namespace(namespace: str | None) -> str:
     if namespace:
         return namespace
     from kubernetes import config
 
     try:
-        _, context = config.list_kube_config_contexts()
+        _, context = config.list_kube_config_contexts(config_file=_kubeconfig())
         return (context or {}).get("context", {}).get("namespace") or "default"
     except (config.ConfigException, OSError, TypeError):
         return "default"
@@ -37,7 +43,7 @@ def _k8s_api() -> Any:
     from kubernetes import client, config
 
     try:
-        config.load_kube_config()
+        config.load_kube_config(config_file=_kubeconfig())
     except (config.ConfigException, OSError, TypeError) as e:
         try:
             config.load_incluster_config()
