@@ -245,13 +245,12 @@ def compile_(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the compiled YAML"),
     kind: str = typer.Option("workflowtemplate", help="argo: workflowtemplate or workflow"),
     image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
-    storage: Optional[str] = typer.Option(None, help="argo: keep the history in this experiment store (SQLAlchemy URL)"),
 ) -> None:
     """Compile an experiment into a pipeline for an engine (KFP v2 IR YAML, or Argo YAML)."""
     exp = _load(file)
     driver = _driver(target)
     try:
-        driver.compile_experiment(exp, output, kind=kind, image=image, storage=storage)
+        driver.compile_experiment(exp, output, kind=kind, image=image, storage=None)
     except ValueError as e:  # CompileError and friends: the spec cannot run on that engine
         raise _bad_input(str(e)) from None
     out.print(f"wrote {output}", markup=False)
@@ -266,14 +265,13 @@ def submit(
     token: Optional[str] = typer.Option(None, help="argo: bearer token for the Argo Server"),
     namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace (default: the experiment's, else your context's)"),
     image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
-    storage: Optional[str] = typer.Option(None, help="argo: keep the history in this experiment store (SQLAlchemy URL)"),
 ) -> None:
     """Compile and submit an experiment to a KFP or Argo installation; prints the run's name."""
     exp = _load(file)
     driver = _driver(target)
     try:
         name = driver.submit(exp, host=host, argo_server=argo_server, token=token, namespace=namespace,
-                             image=image, storage=storage)
+                             image=image, storage=None)
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(str(name), markup=False)
