@@ -192,7 +192,7 @@ class Interpreter:
                 raise KeyError(f"{t['name']}: input artifact {a['name']} missing")
         c = t["container"]
         argv = [self.sub(x, scope) for x in c.get("command", []) + c.get("args", [])]
-        argv = [str(local(x)) if x.startswith("/tmp/") else x for x in argv]
+        argv = [str(local(x)) if x.startswith("/tmp/hp") else x for x in argv]  # the pod paths the templates use
         if argv[:2] == ["hp-tune", "step"]:
             argv = self.hp_tune + argv[1:]
         for p in (t.get("outputs") or {}).get("parameters", []) + (t.get("outputs") or {}).get("artifacts", []):
