@@ -1,0 +1,64 @@
+"""``python -m benchmarks all --quick`` | latency | quality | model | overhead | size | summary.
+
+Run it niced on a shared machine: ``nice -n 19 python -m benchmarks all --quick``.
+``--quick`` (< 2 minutes) is what CI may run; the full parts take much longer (the GP's cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from benchmarks import common
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    common.COMMAND[:] = ["python", "-m", "benchmarks", *argv]
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("part", choices=["all", "latency", "quality", "model", "overhead", "size", "summary"])
+    p.add_argument("--quick", action="store_true", help="small settings (CI): under 2 minutes")
+    p.add_argument("--out", type=Path, default=common.RESULTS, help="results folder (default benchmarks/results)")
+    p.add_argument("--seeds", type=int, help="quality: seeds (default 10, --quick 2)")
+    p.add_argument("--functions", help="quality: comma-separated (branin,hartmann6,mixed)")
+    p.add_argument("--algorithms", help="latency/quality/model: comma-separated subset")
+    p.add_argument("--sizes", help="latency: comma-separated history sizes (default 0,100,1000)")
+    p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1)")
+    p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
+    a = p.parse_args(argv)
+    q = a.quick
+    algos = a.algorithms.split(",") if a.algorithms else None
+    parts = ["latency", "quality", "model", "overhead", "size"] if a.part == "all" else [a.part]
+    for part in parts:
+        if part == "latency":
+            from benchmarks import latency
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (0, 100, 1000)
+            latency.run(sizes=sizes, repeats=a.repeats or (1 if q else 3), out_dir=a.out,
+                        algorithms=algos or (["random", "tpe", "auto"] if q else latency.ALGORITHMS))
+        elif part == "quality":
+            from benchmarks import quality
+            functions = a.functions.split(",") if a.functions else ("branin", "hartmann6", "mixed")
+            default = ["auto", "tpe", "optuna-tpe", "optuna-random"] if q else quality.OURS + quality.PEERS
+            quality.run(functions=functions, algorithms=algos or default, seeds=a.seeds or (2 if q else 10),
+                        trials=a.trials or (24 if q else 48), modes=("batch8",) if q else ("batch8", "sequential"),
+                        out_dir=a.out)
+        elif part == "model":
+            from benchmarks import model
+            model.run(algorithms=algos or (["random", "auto"] if q else model.run.__defaults__[0]),
+                      trials=a.trials or (8 if q else 24), out_dir=a.out)
+        elif part == "overhead":
+            from benchmarks import overhead
+            overhead.run(trials=a.trials or (20 if q else 100), out_dir=a.out)
+        elif part == "size":
+            from benchmarks import size
+            size.run(trial_counts=(10, 100) if q else (10, 100, 1000), parallels=(4,) if q else (4, 10),
+                     repeats=1 if q else 2, out_dir=a.out)
+    if a.out.resolve() == common.RESULTS.resolve() or a.part == "summary":
+        from benchmarks import summary
+        summary.write(a.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

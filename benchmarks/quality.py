@@ -1,0 +1,220 @@
+"""Part 2: simple regret after N trials, sequentially and in batches of 8, per algorithm.
+
+Our algorithms are driven through the public ``suggest(exp, history, count)`` with a history
+list, exactly as the runner does: ask a batch, evaluate it, append the Succeeded trials, again.
+Peers (plain Optuna TPE with its defaults, Optuna's GPSampler, random search, scikit-optimize's
+GP, hyperopt's TPE) get the same batches: ``count`` points asked before any is told.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any, Callable
+
+import optuna
+
+from benchmarks.common import experiment, iqr, median, write_result
+from benchmarks.functions import PROBLEMS, Problem
+from hp_components.space import SearchSpace
+from hp_components.suggest import suggest
+from hp_components.trials import Trial
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+OURS = ["random", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "auto"]
+PEERS = ["optuna-tpe", "optuna-random", "optuna-gp", "skopt-gp", "hyperopt-tpe"]
+
+
+def run_ours(algorithm: str, problem: Problem, trials: int, batch: int, seed: int) -> list[float]:
+    """Best value so far after each trial (the trace), through suggest()."""
+    params = problem.parameters
+    exp = experiment(f"q-{problem.name}", params, algorithm=algorithm, max_trials=trials, parallel=batch, seed=seed)
+    history: list[Trial] = []
+    trace: list[float] = []
+    while len(history) < trials:
+        new = suggest(exp, history, min(batch, trials - len(history)))
+        if not new:
+            break
+        for t in new:
+            t.condition, t.objective_value = "Succeeded", problem.fn(t.assignments)
+            history.append(t)
+            trace.append(min(trace[-1], t.objective_value) if trace else t.objective_value)
+    return trace
+
+
+def _optuna(sampler_factory: Callable[[int], optuna.samplers.BaseSampler]):
+    def run(problem: Problem, trials: int, batch: int, seed: int) -> list[float]:
+        space = SearchSpace(experiment("p", problem.parameters, algorithm="random", max_trials=1).spec.parameters)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(sampler=sampler_factory(seed))
+            trace: list[float] = []
+            while len(trace) < trials:
+                asked = [study.ask(space.distributions) for _ in range(min(batch, trials - len(trace)))]
+                for tr in asked:
+                    v = problem.fn(space.assignments(tr.params))
+                    study.tell(tr, v)
+                    trace.append(min(trace[-1], v) if trace else v)
+        return trace
+    return run
+
+
+def _skopt_gp(problem: Problem, trials: int, batch: int, seed: int) -> list[float]:
+    import numpy as np  # noqa: F401
+    from skopt import Optimizer
+    from skopt.space import Categorical, Integer, Real
+
+    dims, names = [], []
+    for p in problem.parameters:
+        fs, names = p["feasibleSpace"], names + [p["name"]]
+        if p["parameterType"] == "categorical":
+            dims.append(Categorical(fs["list"]))
+        elif p["parameterType"] == "int":
+            dims.append(Integer(int(fs["min"]), int(fs["max"])))
+        else:
+            dims.append(Real(float(fs["min"]), float(fs["max"]),
+                             prior="log-uniform" if fs.get("distribution") == "logUniform" else "uniform"))
+    opt = Optimizer(dims, base_estimator="GP", n_initial_points=10, random_state=seed)
+    trace: list[float] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        while len(trace) < trials:
+            n = min(batch, trials - len(trace))
+            xs = opt.ask(n_points=n) if n > 1 else [opt.ask()]
+            ys = []
+            for x in xs:
+                v = problem.fn({k: str(val) for k, val in zip(names, x)})
+                ys.append(v)
+                trace.append(min(trace[-1], v) if trace else v)
+            opt.tell(xs, ys)
+    return trace
+
+
+def _hyperopt_tpe(problem: Problem, trials: int, batch: int, seed: int) -> list[float]:
+    import numpy as np
+    from hyperopt import STATUS_OK, Domain, Trials, hp, tpe
+
+    space = {}
+    for p in problem.parameters:
+        fs, n = p["feasibleSpace"], p["name"]
+        if p["parameterType"] == "categorical":
+            space[n] = hp.choice(n, fs["list"])
+        elif p["parameterType"] == "int":
+            space[n] = hp.uniformint(n, int(fs["min"]), int(fs["max"]))
+        elif fs.get("distribution") == "logUniform":
+            space[n] = hp.loguniform(n, math.log(float(fs["min"])), math.log(float(fs["max"])))
+        else:
+            space[n] = hp.uniform(n, float(fs["min"]), float(fs["max"]))
+
+    def f(a):
+        return {"loss": problem.fn({k: str(v) for k, v in a.items()}), "status": STATUS_OK}
+
+    domain, hist = Domain(f, space), Trials()
+    rng = np.random.default_rng(seed)
+    trace: list[float] = []
+    while len(trace) < trials:
+        n = min(batch, trials - len(trace))
+        ids = hist.new_trial_ids(n)
+        docs = tpe.suggest(ids, domain, hist, rng.integers(2 ** 31 - 1))  # n points before any result
+        hist.insert_trial_docs(docs)
+        hist.refresh()
+        for doc in hist._dynamic_trials[-n:]:
+            vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}
+            from hyperopt import space_eval
+            a = space_eval(space, vals)
+            r = f(a)
+            doc["state"], doc["result"] = 2, r  # JOB_STATE_DONE
+            trace.append(min(trace[-1], r["loss"]) if trace else r["loss"])
+        hist.refresh()
+    return trace
+
+
+PEER_RUNNERS: dict[str, Callable[..., list[float]]] = {
+    "optuna-tpe": _optuna(lambda s: optuna.samplers.TPESampler(seed=s)),
+    "optuna-random": _optuna(lambda s: optuna.samplers.RandomSampler(seed=s)),
+    "optuna-gp": _optuna(lambda s: optuna.samplers.GPSampler(seed=s)),
+    "skopt-gp": _skopt_gp,
+    "hyperopt-tpe": _hyperopt_tpe,
+}
+
+
+def peer_available(name: str) -> str | None:
+    """None when the peer can run here, else why not."""
+    mod = {"skopt-gp": "skopt", "hyperopt-tpe": "hyperopt", "optuna-gp": "torch"}.get(name)
+    if mod is None:
+        return None
+    try:
+        __import__(mod)
+    except Exception as e:  # noqa: BLE001 - numpy 2 incompatibilities show up as any error
+        return f"{mod} does not import: {type(e).__name__}: {e}"
+    return None
+
+
+def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, seeds: int = 10, trials: int = 48,
+        modes=("batch8", "sequential"), out_dir=None, plot: bool = True) -> dict[str, Any]:
+    rows, traces, unavailable = [], {}, {}
+    for fname in functions:
+        problem = PROBLEMS[fname]
+        for mode in modes:
+            batch = 8 if mode == "batch8" else 1
+            for algo in algorithms:
+                if algo in PEER_RUNNERS:
+                    why = peer_available(algo)
+                    if why:
+                        unavailable[algo] = why
+                        continue
+                    runner = lambda s, a=algo: PEER_RUNNERS[a](problem, trials, batch, s)  # noqa: E731
+                else:
+                    runner = lambda s, a=algo: run_ours(a, problem, trials, batch, s)  # noqa: E731
+                regrets, secs, per_seed = [], [], []
+                for seed in range(seeds):
+                    t0 = time.perf_counter()
+                    trace = runner(seed)
+                    secs.append(time.perf_counter() - t0)
+                    per_seed.append([problem.regret(v) for v in trace])
+                    regrets.append(problem.regret(trace[-1]))
+                row = {"function": fname, "mode": mode, "algorithm": algo, "seeds": seeds, "trials": trials,
+                       "regret_median": median(regrets), "regret_iqr": iqr(regrets), "regrets": regrets,
+                       "seconds_per_run_median": median(secs)}
+                rows.append(row)
+                traces[f"{fname}/{mode}/{algo}"] = [median([s[i] for s in per_seed]) for i in range(trials)]
+                print(f"quality {fname:9s} {mode:10s} {algo:22s} regret median {row['regret_median']:.4g} "
+                      f"IQR [{row['regret_iqr'][0]:.3g}, {row['regret_iqr'][1]:.3g}]  {median(secs):.1f} s/run",
+                      flush=True)
+    doc = {"what": f"simple regret (best value - known optimum, minimised) after {trials} trials, median and IQR "
+                   f"over {seeds} seeds; batch8 = 8 points asked before any is told",
+           "unavailable": unavailable, "results": rows, "median_regret_traces": traces}
+    path = write_result("quality", doc, out_dir)
+    if plot:
+        doc["plot"] = make_plot(doc, path.parent)
+    return doc
+
+
+def make_plot(doc: dict[str, Any], out_dir) -> str | None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("quality: matplotlib not installed (pip install -e '.[bench]'): no plot")
+        return None
+    keys = sorted({tuple(k.split("/")[:2]) for k in doc["median_regret_traces"]})
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    for ax, (fname, mode) in zip(axes[0], keys):
+        for k, trace in doc["median_regret_traces"].items():
+            f, m, algo = k.split("/")
+            if (f, m) == (fname, mode):
+                ax.plot(range(1, len(trace) + 1), [max(v, 1e-6) for v in trace], label=algo,
+                        linestyle="-" if not algo.startswith(("optuna", "skopt", "hyperopt")) else "--")
+        ax.set_yscale("log")
+        ax.set_title(f"{fname}, {mode}")
+        ax.set_xlabel("trials")
+        ax.set_ylabel("median simple regret")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "regret.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return str(path)
