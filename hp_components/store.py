@@ -168,6 +168,7 @@ class ExperimentStore:
         self.owner = owner or Owner.me()
         self.space = SearchSpace(experiment.spec.parameters)
         self.storage = make_storage(url)
+        self._ids: dict[int, int] = {}  # trial number -> storage trial id
         if fresh:
             try:
                 self.storage.delete_study(self.storage.get_study_id_from_name(experiment.name))
@@ -230,7 +231,35 @@ class ExperimentStore:
 
     def _trial_id(self, trial: Trial) -> int:
         number = int(trial.name.rsplit("-", 1)[1])
-        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        trial_id = self._ids.get(number)
+        if trial_id is None:  # a trial's number -> id never changes: ask the database once
+            trial_id = self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        return trial_id
+
+    def _set_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
+        """Write several user attributes of a trial in one transaction (one commit, not one each).
+
+        Uses the RDB storage's own per-attribute upsert inside one session; if that private API is
+        not there (another Optuna version), or the batch hits an integrity error, one call each.
+        UpdateFinishedTrialError (the trial is already finished) propagates with nothing written.
+        """
+        try:
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+
+            set_attr = self.storage._set_trial_attr_without_commit
+        except (ImportError, AttributeError):
+            set_attr = None
+        if set_attr is not None:
+            try:
+                with _create_scoped_session(self.storage.scoped_session) as session:
+                    for key, value in attrs.items():
+                        set_attr(session, models.TrialUserAttributeModel, trial_id, key, value)
+                return
+            except optuna.exceptions.StorageInternalError:
+                pass  # e.g. another runner inserted one of the keys at the same moment: one by one
+        for key, value in attrs.items():
+            self.storage.set_trial_user_attr(trial_id, key, value)
 
     # ------------------------------------------------------------------ writing
 
@@ -245,6 +274,8 @@ class ExperimentStore:
         limit = self.experiment.spec.max_trial_count
         if limit is None or not out:
             return out
+        if all(int(t.name.rsplit("-", 1)[1]) < limit for t in out):
+            return out  # at most `number` trials come before trial `number`: within the budget whatever they are
         counted = [t.name for t in self.history() if t.condition != "Interrupted"]
         allowed = set(counted[:limit])
         for t in out:
@@ -274,6 +305,7 @@ class ExperimentStore:
             )
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
             number = self.storage.get_trial_number_from_id(trial_id)
+            self._ids[number] = trial_id
             out.append(Trial(name=trial_name(self.experiment.name, number), assignments=dict(t.assignments),
                              system_attrs=dict(t.system_attrs)))
         return out
@@ -301,8 +333,7 @@ class ExperimentStore:
             "startTime": trial.start_time,
             "completionTime": trial.completion_time,
         }
-        for key, value in attrs.items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
+        self._set_user_attrs(trial_id, attrs)
         state = _STATE[trial.condition]
         if state != TrialState.RUNNING:
             value = trial.objective_value if state == TrialState.COMPLETE else None
