@@ -268,13 +268,43 @@ class GaussianProcess(OptunaAlgorithm):
         "acq_optimizer": "Optuna's GPSampler optimizes its acquisition function its own way",
     }
 
-    def sampler(self, seed, space):
+    def sampler(self, seed, space, n_startup=None):
         return optuna.samplers.GPSampler(
             seed=seed,
-            n_startup_trials=self.options.get("n_initial_points", 10),
+            n_startup_trials=self.options.get("n_initial_points", 10) if n_startup is None else n_startup,
             independent_sampler=optuna.samplers.RandomSampler(seed=seed),
             warn_independent_sampling=False,
         )
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        """``n_initial_points`` counts every point already placed (running ones too), not only results.
+
+        Optuna's GPSampler samples at random until ``n_startup_trials`` trials have *completed*,
+        so in batches of 8 with 10 initial points both of the first two batches (16 trials) were
+        random. Here the initial design is the first ``n_initial_points`` points of the scrambled
+        Sobol sequence of ``random_state`` (space-filling, and continued across batches), and it
+        ends after that many points were *placed*: a batch fills it up, the rest of the batch comes
+        from the GP fitted to the results so far (points still running are its pending points).
+        """
+        n_initial = self.options.get("n_initial_points", 10)
+        frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
+        completed = sum(f.state == TrialState.COMPLETE for f in frozen)
+        placed = len(frozen)
+        initial = max(0, min(count, n_initial - placed)) if completed else count
+        out: list[Suggestion] = [(p, {}) for p in _sobol_points(space, self.options.get("random_state", 0),
+                                                                 placed, initial)]
+        if initial == count:
+            return out
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            gp = self.sampler(seed, space, n_startup=min(n_initial, completed))
+            study = optuna.create_study(direction=direction, sampler=gp)
+            study.add_trials(frozen + [create_trial(state=TrialState.RUNNING, params=p, distributions=space.distributions)
+                                       for p, _ in out])
+            for _ in range(count - initial):
+                study.ask(space.distributions)
+        asked = study.get_trials(deepcopy=False)[-(count - initial):]
+        return out + [(dict(t.params), dict(t.system_attrs)) for t in asked]
 
     @classmethod
     def runtime_problem(cls):
@@ -284,6 +314,21 @@ class GaussianProcess(OptunaAlgorithm):
                 "pip install 'hp-components[gp]' (or use algorithmName tpe)"
             )
         return None
+
+
+def _sobol_points(space: "SearchSpace", random_state: int, skip: int, count: int) -> list[dict[str, Any]]:
+    """Points ``skip`` .. ``skip + count - 1`` of the scrambled Sobol sequence of ``random_state``."""
+    if count <= 0:
+        return []
+    from scipy.stats import qmc  # imported here: only the quasi-random designs need scipy
+
+    engine = qmc.Sobol(d=len(space), scramble=True, seed=random_state)
+    if skip:
+        engine.fast_forward(skip)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy prefers powers of two; any count is fine here
+        points = engine.random(count)
+    return [space.from_unit(p) for p in points]
 
 
 class Sobol(Algorithm):
