@@ -21,4 +21,4 @@ def test_quick_latency_writes_a_result_file(tmp_path):
     for r in rows:
         assert r["batch"] == 8 and r["ours_median_s"] > 0 and len(r["ours_all_s"]) == 1
     assert all("plain_optuna_median_s" in r for r in rows if r["algorithm"] != "auto")
-    assert [r["auto_choice"] for r in rows if r["algorithm"] == "auto"] == ["multivariate-tpe"] * 2
+    assert [r["auto_choice"] for r in rows if r["algorithm"] == "auto"] == ["bayesianoptimization"] * 2

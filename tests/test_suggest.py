@@ -140,7 +140,9 @@ def test_history_from_another_spec_is_counted_but_not_replayed(basic_dict):
 
 def test_auto_rule(basic_dict):
     mixed = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "auto"})
-    assert auto_choice(mixed.spec) == "multivariate-tpe"
+    assert auto_choice(mixed.spec) == "bayesianoptimization"  # the GP handles categoricals too
+    assert auto_choice(mixed.spec, n_history=99) == "bayesianoptimization"
+    assert auto_choice(mixed.spec, n_history=100) == "multivariate-tpe"  # its suggest step stays fast
     cont = make_experiment(basic_dict, **{"spec.parameters.2": {"name": "opt", "parameterType": "double",
                                                                 "feasibleSpace": {"min": "0", "max": "1"}}})
     assert auto_choice(cont.spec) == "bayesianoptimization"
@@ -150,7 +152,9 @@ def test_auto_rule(basic_dict):
         "spec.maxTrialCount": 20,
     })
     assert auto_choice(discrete.spec) == "grid"  # 2 * 5 * 2 * 1 = 20 points fit the budget
-    assert auto_choice(make_experiment(discrete.to_dict(), **{"spec.maxTrialCount": 19}).spec) == "multivariate-tpe"
+    too_big = make_experiment(discrete.to_dict(), **{"spec.maxTrialCount": 19}).spec
+    assert auto_choice(too_big) == "bayesianoptimization"
+    assert auto_choice(too_big, n_history=100) == "multivariate-tpe"
 
 
 def test_unknown_settings_are_rejected_by_get_algorithm():
