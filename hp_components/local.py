@@ -234,7 +234,7 @@ class _Runner:
                 if batch:
                     continue
             if not self.tasks:
-                if suggestion_done:
+                if suggestion_done and active == 0:
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
                 reruns += self.store.recover()
