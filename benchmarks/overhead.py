@@ -23,6 +23,36 @@ def bare_start(repeats: int = 20, sleep: float = 0.0) -> list[float]:
     return out
 
 
+def store_ops(n: int = 40) -> dict[str, float]:
+    """Median ms of each store operation a trial costs the runner's event loop (fresh SQLite file)."""
+    from hp_components.store import ExperimentStore
+    from hp_components.suggest import suggest
+
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
+    exp = experiment("store-ops", params, algorithm="random", max_trials=10 * n, parallel=4, seed=0)
+    times: dict[str, list[float]] = {k: [] for k in ("suggest_1", "create", "save_running", "report",
+                                                     "save_result", "history")}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ExperimentStore(f"sqlite:///{tmp}/hp.db", exp)
+
+        def timed(key, fn, *args):
+            t0 = time.perf_counter()
+            out = fn(*args)
+            times[key].append(time.perf_counter() - t0)
+            return out
+
+        for _ in range(n):
+            history = timed("history", store.history)
+            [t] = timed("create", store.create, timed("suggest_1", suggest, exp, history, 1))
+            t.condition = "Running"
+            timed("save_running", store.save, t)
+            timed("report", store.report, t, 0, 1.0)
+            t.condition, t.objective_value = "Succeeded", 1.0
+            t.observation = {"metrics": [{"name": "objective", "latest": "1", "min": "1", "max": "1"}]}
+            timed("save_result", store.save, t)
+    return {k: median(v) * 1000 for k, v in times.items()}
+
+
 def run(trials: int = 100, parallel: int = 4, sleep: float = 0.2, repeats: int = 1, out_dir=None,
         algorithm: str = "random") -> dict[str, Any]:
     starts = bare_start()
@@ -51,8 +81,11 @@ def run(trials: int = 100, parallel: int = 4, sleep: float = 0.2, repeats: int =
         "bare_process_start_ms_median": start * 1000, "bare_process_start_ms_all": [s * 1000 for s in starts],
         "per_trial_slot_ms": per_trial * 1000, "per_trial_overhead_beyond_start_ms": (per_trial - start) * 1000,
     }
+    doc["store_ops_ms_median"] = ops = store_ops()
+    doc["store_ops_ms_per_trial_total"] = sum(ops.values())
     write_result("overhead", doc, out_dir)
     print(f"overhead: wall {wall:.2f} s vs ideal {ideal:.2f} s -> utilisation {ideal / wall:.1%}; "
           f"bare start {start*1000:.1f} ms; per trial {per_trial*1000:.1f} ms slot time, "
-          f"{(per_trial - start)*1000:.1f} ms beyond process start", flush=True)
+          f"{(per_trial - start)*1000:.1f} ms beyond process start; store ops per trial (ms): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in ops.items()), flush=True)
     return doc

@@ -9,6 +9,7 @@ GP, hyperopt's TPE) get the same batches: ``count`` points asked before any is t
 from __future__ import annotations
 
 import math
+from pathlib import Path
 import time
 import warnings
 from typing import Any, Callable
@@ -153,12 +154,26 @@ def peer_available(name: str) -> str | None:
 
 
 def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, seeds: int = 10, trials: int = 48,
-        modes=("batch8", "sequential"), out_dir=None, plot: bool = True) -> dict[str, Any]:
-    rows, traces, unavailable = [], {}, {}
-    for fname in functions:
-        problem = PROBLEMS[fname]
-        for mode in modes:
-            batch = 8 if mode == "batch8" else 1
+        modes=("batch8", "sequential"), out_dir=None, plot: bool = True, keep_other_modes: bool = False
+        ) -> dict[str, Any]:
+    rows, traces, unavailable, kept = [], {}, {}, {}
+    if keep_other_modes:  # a run of some modes only keeps the other modes' numbers of the last run
+        import json
+        from benchmarks.common import RESULTS
+        old = Path(out_dir or RESULTS) / "quality.json"
+        if old.exists():
+            prev = json.loads(old.read_text())
+            rows = [r for r in prev["results"] if r["mode"] not in modes]
+            traces = {k: v for k, v in prev["median_regret_traces"].items() if k.split("/")[1] not in modes}
+            if rows:
+                kept = {"command": prev["command"], "date": prev["date"], "what": prev["what"],
+                        "modes": sorted({r["mode"] for r in rows})}
+    what = (f"simple regret (best value - known optimum, minimised) after {trials} trials, median and IQR "
+            f"over {seeds} seeds; batch8 = 8 points asked before any is told")
+    for mode in modes:
+        batch = 8 if mode == "batch8" else 1
+        for fname in functions:
+            problem = PROBLEMS[fname]
             for algo in algorithms:
                 if algo in PEER_RUNNERS:
                     why = peer_available(algo)
@@ -180,12 +195,14 @@ def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, see
                        "seconds_per_run_median": median(secs)}
                 rows.append(row)
                 traces[f"{fname}/{mode}/{algo}"] = [median([s[i] for s in per_seed]) for i in range(trials)]
+                # written after every cell: a long run that is stopped still leaves its numbers
+                write_result("quality", {"what": what, "complete": False, "kept_from_earlier_run": kept,
+                                         "unavailable": unavailable,
+                                         "results": rows, "median_regret_traces": traces}, out_dir)
                 print(f"quality {fname:9s} {mode:10s} {algo:22s} regret median {row['regret_median']:.4g} "
                       f"IQR [{row['regret_iqr'][0]:.3g}, {row['regret_iqr'][1]:.3g}]  {median(secs):.1f} s/run",
                       flush=True)
-    doc = {"what": f"simple regret (best value - known optimum, minimised) after {trials} trials, median and IQR "
-                   f"over {seeds} seeds; batch8 = 8 points asked before any is told",
-           "unavailable": unavailable, "results": rows, "median_regret_traces": traces}
+    doc = {"what": what, "complete": True, "kept_from_earlier_run": kept, "unavailable": unavailable, "results": rows, "median_regret_traces": traces}
     path = write_result("quality", doc, out_dir)
     if plot:
         doc["plot"] = make_plot(doc, path.parent)

@@ -41,6 +41,11 @@ def tables(results: Path = RESULTS) -> str:
         for r in sorted(rows, key=lambda r: (r["function"], r["mode"], r["regret_median"])):
             out.append(f"| {r['function']} | {r['mode']} | {r['algorithm']} | {r['regret_median']:.4g} | "
                        f"{r['regret_iqr'][0]:.3g} – {r['regret_iqr'][1]:.3g} | {r['seconds_per_run_median']:.1f} |")
+        if q.get("kept_from_earlier_run"):
+            k = q["kept_from_earlier_run"]
+            out += ["", f"The {', '.join(k['modes'])} rows are from `{k['command']}` ({k['date']}): {k['what']}."]
+        if not q.get("complete", True):
+            out += ["", "**Partial run**: the run was stopped before every cell was measured."]
         if q.get("unavailable"):
             out += ["", "Not run: " + "; ".join(f"{k}: {v}" for k, v in q["unavailable"].items())]
         if (results / "regret.png").exists():
@@ -62,6 +67,10 @@ def tables(results: Path = RESULTS) -> str:
                 f"| {o['wall_s_median']:.2f} | {o['ideal_s']:.2f} | {o['utilisation']:.1%} | "
                 f"{o['bare_process_start_ms_median']:.1f} | {o['per_trial_slot_ms']:.1f} | "
                 f"{o['per_trial_overhead_beyond_start_ms']:.1f} |", ""]
+        if o.get("store_ops_ms_median"):
+            out += ["Where a trial's time goes on the runner's event loop (median ms per call, fresh SQLite store): "
+                    + ", ".join(f"`{k}` {v:.1f}" for k, v in o["store_ops_ms_median"].items())
+                    + f"; {o['store_ops_ms_per_trial_total']:.0f} ms in all.", ""]
     s = _load("size", results)
     if s:
         out += [f"### Pipeline size (`{s['command']}`, {s['date']})", ""]
@@ -80,6 +89,10 @@ def tables(results: Path = RESULTS) -> str:
 
 
 def write(results: Path = RESULTS, readme: Path = README) -> None:
+    q = _load("quality", results)
+    if q:  # the plot from whatever quality.json holds (also a partial run's)
+        from benchmarks.quality import make_plot
+        make_plot(q, Path(results))
     text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     head, _, rest = text.partition(BEGIN)
     _, _, tail = rest.partition(END)
