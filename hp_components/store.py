@@ -169,6 +169,7 @@ class ExperimentStore:
         self.space = SearchSpace(experiment.spec.parameters)
         self.storage = make_storage(url)
         self._ids: dict[int, int] = {}  # trial number -> storage trial id
+        self._written: dict[int, dict[str, Any]] = {}  # trial id -> its attributes as this store last wrote them
         if fresh:
             try:
                 self.storage.delete_study(self.storage.get_study_id_from_name(experiment.name))
@@ -306,6 +307,10 @@ class ExperimentStore:
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
             number = self.storage.get_trial_number_from_id(trial_id)
             self._ids[number] = trial_id
+            # what reading the trial back gives for attributes never written (see _to_trial)
+            self._written[trial_id] = {"condition": "Created", "reason": "", "message": "",
+                                       "observation": {"metrics": []}, "objectiveValue": None,
+                                       "startTime": None, "completionTime": None}
             out.append(Trial(name=trial_name(self.experiment.name, number), assignments=dict(t.assignments),
                              system_attrs=dict(t.system_attrs)))
         return out
@@ -333,7 +338,13 @@ class ExperimentStore:
             "startTime": trial.start_time,
             "completionTime": trial.completion_time,
         }
-        self._set_user_attrs(trial_id, attrs)
+        known = self._written.get(trial_id)
+        if known is not None:  # a trial this store created: only what changed since it last wrote it
+            attrs = {k: v for k, v in attrs.items() if k not in known or known[k] != v}
+        if attrs:
+            self._set_user_attrs(trial_id, attrs)
+            if known is not None:
+                known.update(json.loads(json.dumps(attrs)))  # a copy, as stored
         state = _STATE[trial.condition]
         if state != TrialState.RUNNING:
             value = trial.objective_value if state == TrialState.COMPLETE else None
