@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import warnings
 
@@ -41,6 +42,8 @@ def main() -> int:
     model = SGDClassifier(loss="log_loss", learning_rate="invscaling", eta0=a.lr, alpha=a.alpha,
                           penalty=a.penalty, random_state=0)
     classes = np.unique(y)
+    if a.metrics_file and os.path.dirname(a.metrics_file):
+        os.makedirs(os.path.dirname(a.metrics_file), exist_ok=True)
     out = open(a.metrics_file, "w") if a.metrics_file else sys.stdout
     rng = np.random.default_rng(0)
     for epoch in range(1, a.epochs + 1):
@@ -52,10 +55,14 @@ def main() -> int:
         loss = log_loss(y_val, np.clip(model.predict_proba(x_val), 1e-12, 1), labels=classes)
         if a.metrics_file and a.json:
             now = dt.datetime.now(dt.timezone.utc).isoformat()
-            out.write(json.dumps({"epoch": epoch, "Validation-accuracy": accuracy, "loss": loss, "timestamp": now}) + "\n")
+            # Katib's JSON parser takes only string metric values
+            out.write(json.dumps({"epoch": epoch, "Validation-accuracy": f"{accuracy:.4f}", "loss": f"{loss:.4f}",
+                                  "timestamp": now}) + "\n")
+            out.flush()
         elif a.metrics_file:
             now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             out.write(f"{now} epoch={epoch} Validation-accuracy={accuracy:.4f} loss={loss:.4f}\n")
+            out.flush()
         else:
             print(f"epoch={epoch} Validation-accuracy={accuracy:.4f} loss={loss:.4f}", flush=True)
     if a.metrics_file:

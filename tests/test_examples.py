@@ -68,3 +68,10 @@ def test_seed_experiment_runs_with_the_gaussian_process(tmp_path):
     res, status = _run(tmp_path, ROOT / "examples" / "seed-bayesopt.yaml", maxTrialCount=4, parallelTrialCount=2)
     assert res.returncode == 0, res.stderr
     assert status["trialsSucceeded"] == 4
+
+
+def test_tpe_example_stops_at_its_goal(tmp_path):
+    res, status = _run(tmp_path, ROOT / "examples" / "tpe-digits-goal.yaml")
+    assert res.returncode == 0, res.stderr
+    assert status["conditions"][-1]["reason"] == "ExperimentGoalReached"
+    assert status["trials"] < 30
