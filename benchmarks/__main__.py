@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algorithms", help="latency/quality/model: comma-separated subset")
     p.add_argument("--sizes", help="latency: comma-separated history sizes (default 0,100,1000)")
     p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1)")
-    p.add_argument("--modes", help="quality: batch8,sequential (a subset keeps the other modes' last numbers)")
+    p.add_argument("--modes", help="quality: batch8,sequential (with --modes or --functions, the other cells' last numbers are kept)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
     a = p.parse_args(argv)
     q = a.quick
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             functions = a.functions.split(",") if a.functions else ("branin", "hartmann6", "mixed")
             default = ["auto", "tpe", "optuna-tpe", "optuna-random"] if q else quality.OURS + quality.PEERS
             quality.run(functions=functions, algorithms=algos or default, seeds=a.seeds or (2 if q else 10),
-                        trials=a.trials or (24 if q else 48), out_dir=a.out, keep_other_modes=bool(a.modes),
+                        trials=a.trials or (24 if q else 48), out_dir=a.out, keep_other_modes=bool(a.modes or a.functions),
                         modes=a.modes.split(",") if a.modes else ("batch8",) if q else ("batch8", "sequential"))
         elif part == "model":
             from benchmarks import model

@@ -163,11 +163,12 @@ def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, see
         old = Path(out_dir or RESULTS) / "quality.json"
         if old.exists():
             prev = json.loads(old.read_text())
-            rows = [r for r in prev["results"] if r["mode"] not in modes]
-            traces = {k: v for k, v in prev["median_regret_traces"].items() if k.split("/")[1] not in modes}
+            redo = {(f, m) for f in functions for m in modes}
+            rows = [r for r in prev["results"] if (r["function"], r["mode"]) not in redo]
+            traces = {k: v for k, v in prev["median_regret_traces"].items() if tuple(k.split("/")[:2]) not in redo}
             if rows:
                 kept = {"command": prev["command"], "date": prev["date"], "what": prev["what"],
-                        "modes": sorted({r["mode"] for r in rows})}
+                        "modes": sorted({f"{r['function']} {r['mode']}" for r in rows})}
     what = (f"simple regret (best value - known optimum, minimised) after {trials} trials, median and IQR "
             f"over {seeds} seeds; batch8 = 8 points asked before any is told")
     for mode in modes:
