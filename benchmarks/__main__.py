@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, help="quality: seeds (default 10, --quick 2)")
     p.add_argument("--functions", help="quality: comma-separated (branin,hartmann6,mixed)")
     p.add_argument("--algorithms", help="latency/quality/model: comma-separated subset")
-    p.add_argument("--sizes", help="latency: comma-separated history sizes (default 0,100,1000)")
+    p.add_argument("--sizes", help="latency: history sizes (default 0,100,1000); size: maxTrialCounts (default 10,100,1000)")
     p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1)")
     p.add_argument("--modes", help="quality: batch8,sequential (with --modes or --functions, the other cells' last numbers are kept)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             overhead.run(trials=a.trials or (20 if q else 100), out_dir=a.out)
         elif part == "size":
             from benchmarks import size
-            size.run(trial_counts=(10, 100) if q else (10, 100, 1000), parallels=(4,) if q else (4, 10),
+            counts = tuple(int(x) for x in a.sizes.split(",")) if a.sizes else (10, 100) if q else (10, 100, 1000)
+            size.run(trial_counts=counts, parallels=(4,) if q else (4, 10),
                      repeats=1 if q else 2, out_dir=a.out)
     if a.out.resolve() == common.RESULTS.resolve() or a.part == "summary":
         from benchmarks import summary

@@ -16,7 +16,9 @@ from typing import Any, Callable
 
 import optuna
 
-from benchmarks.common import experiment, iqr, median, write_result
+import datetime as _dt
+
+from benchmarks.common import COMMAND, experiment, iqr, median, write_result
 from benchmarks.functions import PROBLEMS, Problem
 from hp_components.space import SearchSpace
 from hp_components.suggest import suggest
@@ -193,7 +195,9 @@ def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, see
                     regrets.append(problem.regret(trace[-1]))
                 row = {"function": fname, "mode": mode, "algorithm": algo, "seeds": seeds, "trials": trials,
                        "regret_median": median(regrets), "regret_iqr": iqr(regrets), "regrets": regrets,
-                       "seconds_per_run_median": median(secs)}
+                       "seconds_per_run_median": median(secs),
+                       "measured_by": " ".join(COMMAND), "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(
+                           timespec="seconds")}
                 rows.append(row)
                 traces[f"{fname}/{mode}/{algo}"] = [median([s[i] for s in per_seed]) for i in range(trials)]
                 # written after every cell: a long run that is stopped still leaves its numbers

@@ -41,9 +41,9 @@ def tables(results: Path = RESULTS) -> str:
         for r in sorted(rows, key=lambda r: (r["function"], r["mode"], r["regret_median"])):
             out.append(f"| {r['function']} | {r['mode']} | {r['algorithm']} | {r['regret_median']:.4g} | "
                        f"{r['regret_iqr'][0]:.3g} – {r['regret_iqr'][1]:.3g} | {r['seconds_per_run_median']:.1f} |")
-        if q.get("kept_from_earlier_run"):
-            k = q["kept_from_earlier_run"]
-            out += ["", f"The {', '.join(k['modes'])} rows are from `{k['command']}` ({k['date']}): {k['what']}."]
+        runs = sorted({(r.get("measured_by") or q["command"], r["function"], r["mode"], r["seeds"]) for r in rows})
+        if len({r[0] for r in runs}) > 1:
+            out += ["", "Measured by: " + "; ".join(f"{f} {m} ({n} seeds): `{c}`" for c, f, m, n in runs) + "."]
         if not q.get("complete", True):
             out += ["", "**Partial run**: the run was stopped before every cell was measured."]
         if q.get("unavailable"):
