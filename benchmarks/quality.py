@@ -223,18 +223,20 @@ def make_plot(doc: dict[str, Any], out_dir) -> str | None:
         print("quality: matplotlib not installed (pip install -e '.[bench]'): no plot")
         return None
     keys = sorted({tuple(k.split("/")[:2]) for k in doc["median_regret_traces"]})
+    names = [a for a in OURS + PEERS if any(k.endswith("/" + a) for k in doc["median_regret_traces"])]
+    color = {a: plt.get_cmap("tab20")(i % 20) for i, a in enumerate(names)}  # one colour per algorithm
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
     for ax, (fname, mode) in zip(axes[0], keys):
         for k, trace in doc["median_regret_traces"].items():
             f, m, algo = k.split("/")
             if (f, m) == (fname, mode):
-                ax.plot(range(1, len(trace) + 1), [max(v, 1e-6) for v in trace], label=algo,
+                ax.plot(range(1, len(trace) + 1), [max(v, 1e-6) for v in trace], label=algo, color=color.get(algo),
                         linestyle="-" if not algo.startswith(("optuna", "skopt", "hyperopt")) else "--")
         ax.set_yscale("log")
         ax.set_title(f"{fname}, {mode}")
         ax.set_xlabel("trials")
         ax.set_ylabel("median simple regret")
-    axes[0][0].legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     path = out_dir / "regret.png"
     fig.savefig(path, dpi=80)
