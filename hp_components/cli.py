@@ -9,10 +9,11 @@ Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 ba
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -38,6 +39,20 @@ _STYLE = {"Succeeded": "green", "Failed": "red", "MetricsUnavailable": "yellow",
 def _bad_input(message: str) -> typer.Exit:
     err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
     return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _user_errors(storage: str, *errors: type[Exception]) -> Iterator[None]:
+    """Exit 2 with a message, no traceback, for user mistakes: a stored experiment that conflicts,
+    ``errors``, and database errors (a bad or unreachable ``--storage`` URL)."""
+    try:
+        yield
+    except (StoreConflict, *errors) as e:
+        raise _bad_input(str(e)) from None
+    except Exception as e:  # noqa: BLE001 - database errors are user input too
+        if type(e).__module__.startswith(("sqlalchemy", "optuna")):
+            raise _bad_input(f"--storage {storage}: {e}") from None
+        raise
 
 
 def _load(path: Path) -> Experiment:
@@ -145,16 +160,9 @@ def run(
 
     exp = _load(file)
     reporter = _Reporter(exp, quiet)
-    try:
-        with reporter.progress:
-            result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh,
-                               warm_start=warm_start, on_event=reporter)
-    except (RunnerError, StoreConflict) as e:
-        raise _bad_input(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - storage URL and database errors are user input too
-        if type(e).__module__.startswith(("sqlalchemy", "optuna")):
-            raise _bad_input(f"--storage {storage}: {e}") from None
-        raise
+    with _user_errors(storage, RunnerError), reporter.progress:
+        result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh,
+                           warm_start=warm_start, on_event=reporter)
     if output is not None:
         write_outputs(output, exp, result.status, result.history)
     _summary(exp, result.status, result.history)
@@ -181,14 +189,8 @@ def report(
     if format not in ("html", "markdown"):
         raise _bad_input(f"--format must be html or markdown, not {format!r}")
     exp = _load(file)
-    try:
+    with _user_errors(storage):
         history = ExperimentStore(storage, exp).history()
-    except StoreConflict as e:
-        raise _bad_input(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - a storage URL is user input
-        if type(e).__module__.startswith(("sqlalchemy", "optuna")):
-            raise _bad_input(f"--storage {storage}: {e}") from None
-        raise
     status_now = experiment_status(exp, history)
     text = (html_report if format == "html" else markdown_report)(exp, status_now, history)
     if output is None and format == "markdown":
@@ -213,10 +215,8 @@ def dashboard(
         raise _bad_input("the dashboard needs optuna-dashboard: pip install 'hp-components[dashboard]'") from None
     from hp_components.store import make_storage
 
-    try:
+    with _user_errors(storage):
         rdb = make_storage(storage)
-    except Exception as e:  # noqa: BLE001 - a storage URL is user input
-        raise _bad_input(f"--storage {storage}: {e}") from None
     err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(rdb, host=host, port=port)
 
