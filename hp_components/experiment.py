@@ -32,6 +32,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from hp_components.conditions import ConditionError, parse as parse_condition
+
 __all__ = [
     "Experiment",
     "SpecError",
@@ -608,6 +610,11 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
         add(f"{base}.primaryContainerName", "must be specified")
     if not tt.success_condition or not tt.failure_condition:
         add(base, f"successCondition and failureCondition must be specified for a trialSpec of kind {exp.trial_kind or '(none)'}")
+    for field, condition in (("successCondition", tt.success_condition), ("failureCondition", tt.failure_condition)):
+        try:
+            parse_condition(condition) if condition else None
+        except ConditionError as e:
+            add(f"{base}.{field}", f"{e} (a GJSON path, e.g. status.conditions.#(type==\"Complete\")#|#(status==\"True\")#)")
     ts = tt.trial_spec
     if not ts.get("apiVersion") or not ts.get("kind"):
         add(f"{base}.trialSpec", "apiVersion and kind must be specified")
