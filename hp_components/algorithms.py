@@ -37,6 +37,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
@@ -173,8 +174,6 @@ def _frozen(trial: Trial, space: "SearchSpace") -> optuna.trial.FrozenTrial | No
 class OptunaAlgorithm(Algorithm):
     """An algorithm backed by an Optuna sampler, replaying the history into an in-memory study."""
 
-    replay_history: ClassVar[bool] = True
-
     def sampler(self, seed: int, space: "SearchSpace") -> optuna.samplers.BaseSampler:
         raise NotImplementedError
 
@@ -183,20 +182,27 @@ class OptunaAlgorithm(Algorithm):
             # experimental-feature and independent-sampling warnings are expected here
             warnings.simplefilter("ignore")
             study = optuna.create_study(direction=direction, sampler=self.sampler(seed, space))
-            if self.replay_history:
-                study.add_trials([f for f in (_frozen(t, space) for t in history) if f is not None])
+            study.add_trials([f for f in (_frozen(t, space) for t in history) if f is not None])
             for _ in range(count):
                 study.ask(space.distributions)  # stays RUNNING: the next ask sees it
         asked = study.get_trials(deepcopy=False)[-count:] if count else []
         return [(dict(t.params), dict(t.system_attrs)) for t in asked]
 
 
-class RandomSearch(OptunaAlgorithm):
-    name = "random"
-    replay_history = False
+class RandomSearch(Algorithm):
+    """Uniform samples of the internal space; trial ``i`` is drawn from its own seed.
 
-    def sampler(self, seed, space):
-        return optuna.samplers.RandomSampler(seed=seed)
+    The seed of a point depends on ``random_state`` and the point's place in the history only,
+    so a run with ``parallelTrialCount`` > 1 gets the same trials however its batches were cut
+    (one suggestion of 4, or 1 + 3 as slots free up).
+    """
+
+    name = "random"
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        random_state = self.options.get("random_state", seed)
+        rngs = (np.random.default_rng(derive_seed(random_state, len(history) + i)) for i in range(count))
+        return [(space.from_unit(rng.random(len(space))), {}) for rng in rngs]
 
 
 class TPE(OptunaAlgorithm):

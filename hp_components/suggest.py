@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from typing import Sequence
 
-from hp_components.algorithms import derive_seed, get_algorithm
+from hp_components.algorithms import derive_seed, find_algorithm, get_algorithm
 from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.status import remaining_slots
@@ -36,6 +36,19 @@ def random_state(experiment: Experiment) -> int:
     return int.from_bytes(hashlib.sha256(experiment.name.encode()).digest()[:4], "big")
 
 
+def _settings(experiment: Experiment) -> dict[str, str]:
+    """The algorithm settings, with the effective ``random_state`` when the algorithm has that setting.
+
+    Index-seeded designs (random points, the GP's Sobol start) then differ between experiments
+    without a ``random_state`` as the name-derived seed promises, instead of all using 0.
+    """
+    settings = dict(experiment.spec.algorithm.settings())
+    algo = find_algorithm(experiment.spec.algorithm.algorithm_name)
+    if "random_state" in algo.settings and settings.get("random_state") in (None, ""):
+        settings["random_state"] = str(random_state(experiment))
+    return settings
+
+
 def suggest(experiment: Experiment, history: Sequence[Trial], count: int, prior: Sequence[Trial] = ()) -> list[Trial]:
     """Up to ``count`` new trials (condition ``Created``), named after their place in the history.
 
@@ -49,7 +62,7 @@ def suggest(experiment: Experiment, history: Sequence[Trial], count: int, prior:
     if count <= 0:
         return []
     space = SearchSpace(spec.parameters)
-    algo = get_algorithm(spec.algorithm.algorithm_name, spec.algorithm.settings(), spec)
+    algo = get_algorithm(spec.algorithm.algorithm_name, _settings(experiment), spec)
     direction = spec.objective.type
     seed = derive_seed(random_state(experiment), len(history))
     batch = algo.suggest(space, [*prior, *history], count, direction=direction, seed=seed)

@@ -52,6 +52,22 @@ def test_random_state_changes_the_batch(basic_dict):
     assert [t.assignments for t in suggest(a, [], 3)] != [t.assignments for t in suggest(b, [], 3)]
 
 
+@pytest.mark.parametrize("algorithm", ["random", "sobol"])
+def test_index_seeded_designs_ignore_how_batches_were_cut(basic_dict, algorithm):
+    """Trial i gets the same point whether it was asked in one batch of 4 or as 1 + 3 (parallel runs)."""
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": algorithm})
+    whole = suggest(exp, [], 4)
+    first = suggest(exp, [], 1)
+    rest = suggest(exp, first, 3)
+    assert [t.assignments for t in whole] == [t.assignments for t in first + rest]
+
+
+def test_without_random_state_the_name_seeds_the_design(basic_dict):
+    a = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "sobol", "metadata.name": "one"})
+    b = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "sobol", "metadata.name": "two"})
+    assert [t.assignments for t in suggest(a, [], 3)] != [t.assignments for t in suggest(b, [], 3)]
+
+
 def test_running_trials_spread_the_next_batch(basic_dict):
     """Constant liar: with trials still running, TPE does not ask for the same point again."""
     exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "tpe", "spec.maxTrialCount": 40,
