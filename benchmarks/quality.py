@@ -8,17 +8,18 @@ GP, hyperopt's TPE) get the same batches: ``count`` points asked before any is t
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
 import math
-from pathlib import Path
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 import optuna
 
-import datetime as _dt
-
-from benchmarks.common import COMMAND, experiment, iqr, median, write_result
+from benchmarks.common import COMMAND, RESULTS, experiment, iqr, median, write_result
 from benchmarks.functions import PROBLEMS, Problem
 from hp_components.space import SearchSpace
 from hp_components.suggest import suggest
@@ -155,59 +156,67 @@ def peer_available(name: str) -> str | None:
     return None
 
 
+def _earlier_cells(out_dir, redo: set[tuple[str, str, str]]) -> tuple[list[dict[str, Any]], dict[str, list[float]]]:
+    """The last run's rows and traces of every (function, mode, algorithm) cell not in ``redo``."""
+    old = Path(out_dir or RESULTS) / "quality.json"
+    if not old.exists():
+        return [], {}
+    prev = json.loads(old.read_text())
+    rows = [r for r in prev["results"] if (r["function"], r["mode"], r["algorithm"]) not in redo]
+    traces = {k: v for k, v in prev["median_regret_traces"].items() if tuple(k.split("/")) not in redo}
+    return rows, traces
+
+
+def _runner(algo: str, problem: Problem, trials: int, batch: int) -> Callable[[int], list[float]]:
+    if algo in PEER_RUNNERS:
+        return lambda seed: PEER_RUNNERS[algo](problem, trials, batch, seed)
+    return lambda seed: run_ours(algo, problem, trials, batch, seed)
+
+
+def measure(problem: Problem, mode: str, algo: str, seeds: int, trials: int) -> tuple[dict[str, Any], list[float]]:
+    """One cell: its result row (with the command, time and load that measured it) and median trace."""
+    runner = _runner(algo, problem, trials, 8 if mode == "batch8" else 1)
+    load = list(os.getloadavg())
+    regrets, secs, per_seed = [], [], []
+    for seed in range(seeds):
+        t0 = time.perf_counter()
+        trace = runner(seed)
+        secs.append(time.perf_counter() - t0)
+        per_seed.append([problem.regret(v) for v in trace])
+        regrets.append(problem.regret(trace[-1]))
+    row = {"function": problem.name, "mode": mode, "algorithm": algo, "seeds": seeds, "trials": trials,
+           "regret_median": median(regrets), "regret_iqr": iqr(regrets), "regrets": regrets,
+           "seconds_per_run_median": median(secs), "measured_by": " ".join(COMMAND),
+           "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "loadavg_at_start": load}
+    return row, [median([s[i] for s in per_seed]) for i in range(trials)]
+
+
 def run(functions=("branin", "hartmann6", "mixed"), algorithms=OURS + PEERS, seeds: int = 10, trials: int = 48,
         modes=("batch8", "sequential"), out_dir=None, plot: bool = True, keep_other_modes: bool = False
         ) -> dict[str, Any]:
-    rows, traces, unavailable, kept = [], {}, {}, {}
-    if keep_other_modes:  # a run of some modes only keeps the other modes' numbers of the last run
-        import json
-        from benchmarks.common import RESULTS
-        old = Path(out_dir or RESULTS) / "quality.json"
-        if old.exists():
-            prev = json.loads(old.read_text())
-            redo = {(f, m) for f in functions for m in modes}
-            rows = [r for r in prev["results"] if (r["function"], r["mode"]) not in redo]
-            traces = {k: v for k, v in prev["median_regret_traces"].items() if tuple(k.split("/")[:2]) not in redo}
-            if rows:
-                kept = {"command": prev["command"], "date": prev["date"], "what": prev["what"],
-                        "modes": sorted({f"{r['function']} {r['mode']}" for r in rows})}
+    """Measure every (function, mode, algorithm) cell; ``keep_other_modes`` keeps the last run's other cells."""
+    cells = [(f, m, a) for m in modes for f in functions for a in algorithms]
+    rows, traces = _earlier_cells(out_dir, set(cells)) if keep_other_modes else ([], {})
+    kept = sorted({r.get("measured_by", "") for r in rows})
     what = (f"simple regret (best value - known optimum, minimised) after {trials} trials, median and IQR "
-            f"over {seeds} seeds; batch8 = 8 points asked before any is told")
-    for mode in modes:
-        batch = 8 if mode == "batch8" else 1
-        for fname in functions:
-            problem = PROBLEMS[fname]
-            for algo in algorithms:
-                if algo in PEER_RUNNERS:
-                    why = peer_available(algo)
-                    if why:
-                        unavailable[algo] = why
-                        continue
-                    runner = lambda s, a=algo: PEER_RUNNERS[a](problem, trials, batch, s)  # noqa: E731
-                else:
-                    runner = lambda s, a=algo: run_ours(a, problem, trials, batch, s)  # noqa: E731
-                regrets, secs, per_seed = [], [], []
-                for seed in range(seeds):
-                    t0 = time.perf_counter()
-                    trace = runner(seed)
-                    secs.append(time.perf_counter() - t0)
-                    per_seed.append([problem.regret(v) for v in trace])
-                    regrets.append(problem.regret(trace[-1]))
-                row = {"function": fname, "mode": mode, "algorithm": algo, "seeds": seeds, "trials": trials,
-                       "regret_median": median(regrets), "regret_iqr": iqr(regrets), "regrets": regrets,
-                       "seconds_per_run_median": median(secs),
-                       "measured_by": " ".join(COMMAND), "measured_at": _dt.datetime.now(_dt.timezone.utc).isoformat(
-                           timespec="seconds")}
-                rows.append(row)
-                traces[f"{fname}/{mode}/{algo}"] = [median([s[i] for s in per_seed]) for i in range(trials)]
-                # written after every cell: a long run that is stopped still leaves its numbers
-                write_result("quality", {"what": what, "complete": False, "kept_from_earlier_run": kept,
-                                         "unavailable": unavailable,
-                                         "results": rows, "median_regret_traces": traces}, out_dir)
-                print(f"quality {fname:9s} {mode:10s} {algo:22s} regret median {row['regret_median']:.4g} "
-                      f"IQR [{row['regret_iqr'][0]:.3g}, {row['regret_iqr'][1]:.3g}]  {median(secs):.1f} s/run",
-                      flush=True)
-    doc = {"what": what, "complete": True, "kept_from_earlier_run": kept, "unavailable": unavailable, "results": rows, "median_regret_traces": traces}
+            f"over the seeds; batch8 = 8 points asked before any is told")
+    unavailable: dict[str, str] = {}
+    for fname, mode, algo in cells:
+        why = peer_available(algo) if algo in PEER_RUNNERS else None
+        if why:
+            unavailable[algo] = why
+            continue
+        row, traces[f"{fname}/{mode}/{algo}"] = measure(PROBLEMS[fname], mode, algo, seeds, trials)
+        rows.append(row)
+        # written after every cell: a long run that is stopped still leaves its numbers
+        write_result("quality", {"what": what, "complete": False, "kept_from_earlier_runs": kept,
+                                 "unavailable": unavailable, "results": rows, "median_regret_traces": traces}, out_dir)
+        print(f"quality {fname:9s} {mode:10s} {algo:22s} regret median {row['regret_median']:.4g} "
+              f"IQR [{row['regret_iqr'][0]:.3g}, {row['regret_iqr'][1]:.3g}]  "
+              f"{row['seconds_per_run_median']:.1f} s/run", flush=True)
+    doc = {"what": what, "complete": True, "kept_from_earlier_runs": kept, "unavailable": unavailable,
+           "results": rows, "median_regret_traces": traces}
     path = write_result("quality", doc, out_dir)
     if plot:
         doc["plot"] = make_plot(doc, path.parent)

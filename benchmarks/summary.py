@@ -20,6 +20,24 @@ def _ms(s):
     return "—" if s is None else f"{s * 1000:.1f}"
 
 
+def _quality_provenance(q: dict) -> list[str]:
+    """Which command measured which rows, when, at what load (when more than one run made the table)."""
+    runs: dict[str, list[dict]] = {}
+    for r in q["results"]:
+        runs.setdefault(r.get("measured_by") or q["command"], []).append(r)
+    if len(runs) < 2:
+        return []
+    lines = ["", "Measured by:", ""]
+    for command, rows in sorted(runs.items(), key=lambda kv: min(r.get("measured_at", "") for r in kv[1])):
+        algos = sorted({r["algorithm"] for r in rows})
+        cells = sorted({f"{r['function']} {r['mode']}" for r in rows})
+        dates = sorted(r.get("measured_at", q["date"]) for r in rows)
+        loads = [r["loadavg_at_start"][0] for r in rows if r.get("loadavg_at_start")]
+        load = f", load {min(loads):.1f}–{max(loads):.1f}" if loads else ""
+        lines.append(f"* `{command}` ({dates[0]} – {dates[-1]}{load}): {', '.join(algos)} on {', '.join(cells)}")
+    return lines
+
+
 def tables(results: Path = RESULTS) -> str:
     out: list[str] = []
     lat = _load("latency", results)
@@ -37,13 +55,11 @@ def tables(results: Path = RESULTS) -> str:
     if q:
         rows = q["results"]
         out += [f"### Search quality (`{q['command']}`, {q['date']})", "", q["what"] + ".", "",
-                "| function | mode | algorithm | median regret | IQR | s/run |", "|---|---|---|---|---|---|"]
+                "| function | mode | algorithm | seeds | median regret | IQR | s/run |", "|---|---|---|---|---|---|---|"]
         for r in sorted(rows, key=lambda r: (r["function"], r["mode"], r["regret_median"])):
-            out.append(f"| {r['function']} | {r['mode']} | {r['algorithm']} | {r['regret_median']:.4g} | "
+            out.append(f"| {r['function']} | {r['mode']} | {r['algorithm']} | {r['seeds']} | {r['regret_median']:.4g} | "
                        f"{r['regret_iqr'][0]:.3g} – {r['regret_iqr'][1]:.3g} | {r['seconds_per_run_median']:.1f} |")
-        runs = sorted({(r.get("measured_by") or q["command"], r["function"], r["mode"], r["seeds"]) for r in rows})
-        if len({r[0] for r in runs}) > 1:
-            out += ["", "Measured by: " + "; ".join(f"{f} {m} ({n} seeds): `{c}`" for c, f, m, n in runs) + "."]
+        out += _quality_provenance(q)
         if not q.get("complete", True):
             out += ["", "**Partial run**: the run was stopped before every cell was measured."]
         if q.get("unavailable"):
