@@ -31,7 +31,8 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -159,6 +160,13 @@ class _Runner:
         self.kill_grace = kill_grace
         self.poll = poll
         self.tasks: dict[asyncio.Task[Trial], Trial] = {}
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="hp-store")
+        self.known: dict[str, Trial] = {}
+        self.unsaved: dict[str, Trial] = {}
+        self.to_save: list[Trial] = []
+        self.commits: dict[asyncio.Future[Any], list[Trial]] = {}
+        self.creating: asyncio.Future[list[Trial]] | None = None
+        self.reporting: set[str] = set()
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.signalled: set[str] = set()
         self.stop_as: tuple[str, str] | None = None
@@ -184,6 +192,15 @@ class _Runner:
         self.file_format = mc.file_format
 
     # ------------------------------------------------------------------ the schedule
+    #
+    # Every store operation runs on one writer thread, in submission order, so the event loop only
+    # starts processes and reads their output. The runner keeps the history in memory: `known` is
+    # the history as stored (its own writes once they committed, other runners' changes through
+    # `store.sync`, a cheap count query after each batch of writes); `unsaved` holds results
+    # written to memory but not yet to the store. Decisions (how many trials to start, whether the
+    # experiment is done) see both; a trial counts as finished ("finished" and "status" events,
+    # the final status) only once its final state is written. When a trial ends, its slot's next
+    # trial is created before the result is written, so a free slot waits for one insert only.
 
     async def run(self) -> RunResult:
         loop = asyncio.get_running_loop()
@@ -196,80 +213,170 @@ class _Runner:
             return await self._schedule()
         except asyncio.CancelledError:
             await self._stop_all("Interrupted", "RunnerInterrupted")
-            history = self.store.history()
+            history = await self._io(self.store.history)
             self.result = RunResult(experiment_status(self.exp, history), history, True, self.run_dir)
             raise
+        finally:
+            self.writer.shutdown()
+
+    def _io(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run a store operation on the writer thread (after every one submitted before it)."""
+        return asyncio.wrap_future(self.writer.submit(fn, *args))
+
+    def _view(self) -> list[Trial]:
+        """The history as this runner knows it: stored, running (with their reports) and unsaved."""
+        view = dict(self.known)
+        view.update((t.name, t) for t in self.tasks.values())
+        view.update(self.unsaved)
+        return list(view.values())
 
     async def _schedule(self) -> RunResult:
-        reruns = self.store.recover()
+        reruns = await self._io(self.store.recover)
+        self.known = {t.name: t for t in await self._io(self.store.sync, True)}
+        self.on_event("status", experiment_status(self.exp, list(self.known.values())))
         suggestion_done = False
         last_beat = time.monotonic()
         while True:
-            history = await asyncio.to_thread(self.store.history)
-            self.history = history
-            status = experiment_status(self.exp, history, suggestion_done)
-            self.on_event("status", status)
-            if status.done:
+            self.history = view = self._view()
+            status = experiment_status(self.exp, view, suggestion_done)
+            if status.done and not self.unsaved:
                 break
-            # parallelTrialCount holds for the experiment: other runners' active trials count too
-            active = sum(t.active for t in history)
-            want = self.exp.spec.parallel_trial_count - max(active, len(self.tasks))
-            left = remaining_slots(self.exp, history)
-            if left is not None:
-                want = min(want, left)
-            gpu_slots = self._gpu_slots()
-            if gpu_slots is not None:
-                want = min(want, gpu_slots)
+            want = 0 if status.done else self._free_slots(view)
             if want > 0:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
-                    new = await asyncio.to_thread(suggest, self.exp, history, want - len(batch), self.prior)
+                    new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
                     suggestion_done = len(new) < want - len(batch)
                     batch += new
-                for trial in self.store.create(batch):
-                    task = asyncio.create_task(self._run_trial(trial))
-                    self.tasks[task] = trial
-                    self.on_event("started", trial)
                 if batch:
+                    await self._start(batch)
                     continue
-            if not self.tasks:
-                if suggestion_done and active == 0:
+            self._commit()
+            if not self.tasks and not self.commits:
+                if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
-                reruns += self.store.recover()
+                reruns += await self._io(self.store.recover)
+                self.known = {t.name: t for t in await self._io(self.store.sync, True)}
                 continue
-            done, _ = await asyncio.wait(self.tasks, timeout=_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                self._finish(task)
+            done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            self._collect_all(done)
             if time.monotonic() - last_beat >= _HEARTBEAT:
-                self.store.heartbeat(self.tasks.values())
+                self.commits[self._io(self._write, [], list(self.tasks.values()))] = []
                 last_beat = time.monotonic()
         await self._stop_all("Killed", "ExperimentCompleted")
-        history = self.store.history()
+        history = await self._io(self.store.history)
         final = experiment_status(self.exp, history, suggestion_done)
         return RunResult(final, history, False, self.run_dir)
 
-    def _finish(self, task: asyncio.Task[Trial]) -> None:
-        self.tasks.pop(task)
-        trial = task.result()
-        self.store.save(trial)
-        self.on_event("finished", trial)
+    def _free_slots(self, view: list[Trial]) -> int:
+        """How many trials to start now: parallelTrialCount holds for the experiment (other
+        runners' active trials count too), within maxTrialCount and the free GPUs."""
+        want = self.exp.spec.parallel_trial_count - sum(t.active for t in view)
+        left = remaining_slots(self.exp, view)
+        if left is not None:
+            want = min(want, left)
+        gpu_slots = self._gpu_slots()
+        return want if gpu_slots is None else min(want, gpu_slots)
+
+    async def _start(self, batch: list[Trial]) -> None:
+        """Create the trials (Running) in the store, then start their processes."""
+        now = _now()
+        for trial in batch:
+            trial.condition, trial.start_time = "Running", now
+        self.creating = self._io(self.store.create, batch)
+        self._commit()  # results of trials that just ended: written after the create
+        created = await asyncio.shield(self.creating)
+        self.creating = None
+        for trial in created:
+            self.known[trial.name] = replace(trial)
+            self.tasks[asyncio.create_task(self._run_trial(trial))] = trial
+            self.on_event("started", trial)
+        await asyncio.sleep(0)  # the new trials take their GPUs and start their processes now
+
+    def _commit(self) -> None:
+        """Write the results not written yet (one writer job)."""
+        if self.to_save:
+            self.commits[self._io(self._write, self.to_save, [])] = self.to_save
+            self.to_save = []
+
+    def _write(self, results: list[Trial], running: list[Trial]) -> list[Trial] | None:
+        """On the writer thread: save results, renew the running trials' heartbeat, then the
+        history if another runner changed it."""
+        for trial in results:
+            self.store.save(trial)
+        if running:
+            self.store.heartbeat(running)
+        return self.store.sync()
+
+    def _report(self, trial: Trial) -> None:
+        """Write a running trial's new intermediate values soon (for the dashboard): one queued
+        writer job per trial at a time, which writes every value reported until it runs."""
+        if trial.name not in self.reporting:
+            self.reporting.add(trial.name)
+            self.commits[self._io(self._write_reports, trial)] = []
+
+    def _write_reports(self, trial: Trial) -> None:
+        """On the writer thread; a trial that ended meanwhile gets them written with its result."""
+        self.reporting.discard(trial.name)
+        if trial.active:
+            self.store.report(trial)
+
+    def _collect_all(self, done: set[asyncio.Future[Any]]) -> None:
+        """Writer jobs in the order they ran (a later job's history is newer), then trial processes."""
+        for fut in [f for f in (*self.commits, *self.tasks) if f in done]:
+            self._collect(fut)
+
+    def _collect(self, fut: asyncio.Future[Any]) -> None:
+        """Take in a finished trial process (its result, unsaved) or a finished writer job."""
+        if fut in self.tasks:
+            self.tasks.pop(fut)  # type: ignore[call-overload]
+            self._result(fut.result())
+            return
+        saved = self.commits.pop(fut)
+        history = fut.result()
+        if history is not None:  # another runner wrote too: the store says what happened to these
+            self.known = {t.name: t for t in history}
+        for trial in saved:
+            self.unsaved.pop(trial.name, None)
+            if history is None:
+                self.known[trial.name] = trial
+            self.on_event("finished", trial)
+        if saved or history is not None:
+            self.on_event("status", experiment_status(self.exp, list(self.known.values())))
+
+    def _result(self, trial: Trial) -> None:
+        self.unsaved[trial.name] = trial
+        self.to_save.append(trial)
 
     async def _stop_all(self, condition: str, reason: str) -> None:
-        """Stop every running trial: SIGTERM to its process group, SIGKILL after the grace period."""
-        if not self.tasks:
-            return
+        """Stop every running trial (SIGTERM to its process group, SIGKILL after the grace period),
+        then write every result."""
         self.stop_as = (condition, reason)
-        for name, proc in list(self.procs.items()):
-            self._signal(name, proc, signal.SIGTERM)
-        done, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
-        for name, proc in list(self.procs.items()):
-            self._signal(name, proc, signal.SIGKILL)
-        if pending:
-            await asyncio.wait(pending)
-        for task in list(self.tasks):
-            self._finish(task)
+        if self.creating is not None:  # created, never started
+            for trial in await self.creating:
+                self._result(self._done(trial, condition, reason, self._stop_message()))
+            self.creating = None
+        if self.tasks:
+            for name, proc in list(self.procs.items()):
+                self._signal(name, proc, signal.SIGTERM)
+            done, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
+            for name, proc in list(self.procs.items()):
+                self._signal(name, proc, signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending)
+            for task in list(self.tasks):
+                self._collect(task)
+        self._commit()
+        while self.commits:
+            done, _ = await asyncio.wait(self.commits)
+            self._collect_all(done)
+
+    def _stop_message(self) -> str:
+        return "stopped because the experiment ended" if self.stop_as and self.stop_as[0] == "Killed" \
+            else "stopped by the user; runs again on resume"
 
     def _signal(self, name: str, proc: asyncio.subprocess.Process, sig: int) -> None:
         self.signalled.add(name)
@@ -300,7 +407,6 @@ class _Runner:
         return taken
 
     async def _run_trial(self, trial: Trial) -> Trial:
-        trial.condition, trial.start_time = "Running", _now()
         trial_dir = self.run_dir / trial.name
         trial_dir.mkdir(parents=True, exist_ok=True)
         rendered = render_trial_spec(self.exp, trial)
@@ -335,7 +441,6 @@ class _Runner:
         if workers:
             full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(len(workers) + 1), RANK="0")
         parser = MetricsParser(self.metric_names, self.filters, "TEXT")
-        self.store.save(trial)
         log = open(trial_dir / "output.log", "wb")
         worker_procs: list[asyncio.subprocess.Process] = []
         try:
@@ -381,7 +486,7 @@ class _Runner:
             return self._done(trial, "EarlyStopped", "TrialEarlyStopped",
                               f"stopped by {self.exp.spec.early_stopping.algorithm_name} at step {len(trial.intermediate_values)}")  # type: ignore[union-attr]
         if trial.name in self.signalled and self.stop_as and not timed_out:
-            return self._done(trial, *self.stop_as, "stopped because the experiment ended" if self.stop_as[0] == "Killed" else "stopped by the user; runs again on resume")
+            return self._done(trial, *self.stop_as, self._stop_message())
         if timed_out:
             return self._done(trial, "Failed", "DeadlineExceeded", f"ran longer than activeDeadlineSeconds ({container.timeout:g} s)")
         if rc != 0:
@@ -457,9 +562,9 @@ class _Runner:
             for line in lines:
                 for name, value in parser.feed(line[:_MAX_LINE]):
                     if name == objective and reports < _MAX_REPORTS:
-                        self.store.report(trial, reports, value)
                         trial.intermediate_values.append((reports, value))
                         reports += 1
+                        self._report(trial)
                         if self.stopper and trial.name not in self.stopped_early and \
                                 self.stopper.should_stop(self.history, trial.intermediate_values):
                             self.stopped_early.add(trial.name)

@@ -15,24 +15,37 @@ What survives a crash: every state change is one committed transaction. A trial 
 (RUNNING, with its owner's host and pid) before its process starts; when its process ends, its
 result is written in one transaction. A runner that finds RUNNING trials whose owner is dead
 (same host: the pid is gone; other hosts: no heartbeat for ``STALE_AFTER`` seconds) marks them
-``Interrupted`` and runs their parameters again under a new trial.
+``Interrupted`` and runs their parameters again under a new trial. SQLite runs in WAL mode with
+``synchronous=NORMAL``: a commit survives the runner's crash (kill -9), but is flushed to disk at
+checkpoints only, so a power loss or OS crash may lose the last ones (those trials run again).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import random
 import socket
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
 import optuna
+import sqlalchemy
+import sqlalchemy.dialects.postgresql
+import sqlalchemy.dialects.sqlite
 import sqlalchemy.exc
+from optuna.distributions import distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState, create_trial
+
+try:  # the RDB storage's own models and sessions: batched writes and a cheap change check
+    from optuna.storages._rdb import models as _models
+    from optuna.storages._rdb.storage import _create_scoped_session
+except ImportError:  # another Optuna version: one call per attribute, and a full read to check
+    _models = None
 
 from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
@@ -108,13 +121,24 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
         kwargs = {"pool_pre_ping": True}
     for attempt in range(6):
         try:
-            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except sqlalchemy.exc.DBAPIError:
             # two runners creating the schema at once: one wins, the other finds it on a retry
             if attempt == 5:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
+            continue
+        if storage.engine.name == "sqlite":
+            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
+            storage.engine.dispose()  # the connections made before the listener
+        return storage
     raise AssertionError("unreachable")
+
+
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    """A commit appends to the write-ahead log without an fsync (see the module docstring)."""
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
 
 
 def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
@@ -170,6 +194,8 @@ class ExperimentStore:
         self.storage = make_storage(url)
         self._ids: dict[int, int] = {}  # trial number -> storage trial id
         self._written: dict[int, dict[str, Any]] = {}  # trial id -> its attributes as this store last wrote them
+        self._reported: dict[int, int] = {}  # trial id -> how many of its intermediate values this store wrote
+        self._seen = (-1, -1)  # (trials, finished trials) the last sync saw, plus this store's own writes since
         if fresh:
             try:
                 self.storage.delete_study(self.storage.get_study_id_from_name(experiment.name))
@@ -237,35 +263,113 @@ class ExperimentStore:
             trial_id = self._ids[number] = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
         return trial_id
 
-    def _set_user_attrs(self, trial_id: int, attrs: dict[str, Any]) -> None:
-        """Write several user attributes of a trial in one transaction (one commit, not one each).
+    def _counts(self) -> tuple[int, int] | None:
+        """(trials, finished trials) of the experiment in one query (None without the RDB models)."""
+        if _models is None:
+            return None
+        trial = _models.TrialModel
+        finished = sqlalchemy.case((trial.state != TrialState.RUNNING, 1), else_=0)
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            total, done = session.query(sqlalchemy.func.count(trial.trial_id), sqlalchemy.func.sum(finished)) \
+                .filter(trial.study_id == self.study_id).one()
+        return int(total), int(done or 0)
 
-        Uses the RDB storage's own per-attribute upsert inside one session; if that private API is
-        not there (another Optuna version), or the batch hits an integrity error, one call each.
-        UpdateFinishedTrialError (the trial is already finished) propagates with nothing written.
+    def sync(self, force: bool = False) -> list[Trial] | None:
+        """The history, when it changed since the last sync other than by this store's own writes
+        (another runner created or finished trials), or with ``force``; else None (one cheap query)."""
+        if not force and self._counts() == self._seen:
+            return None
+        frozen = self.storage.get_all_trials(self.study_id, deepcopy=False)
+        self._seen = (len(frozen), sum(ft.state != TrialState.RUNNING for ft in frozen))
+        return [self._record(ft) for ft in frozen]
+
+    def _wrote(self, trials: int = 0, finished: int = 0) -> None:
+        self._seen = (self._seen[0] + trials, self._seen[1] + finished)
+
+    def _write(self, trial_id: int, attrs: dict[str, Any], steps: Iterable[tuple[int, float]] = (),
+               state: TrialState = TrialState.RUNNING, value: float | None = None) -> None:
+        """Write user attributes, intermediate values and (unless RUNNING) the final state of a trial
+        in one transaction, the state last; UpdateFinishedTrialError (the trial is already finished)
+        propagates with nothing written.
+
+        Uses the RDB storage's models and per-row writes inside one session; if those private APIs
+        are not there (another Optuna version), or the batch hits an integrity error, one call each.
         """
-        try:
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-
-            set_attr = self.storage._set_trial_attr_without_commit
-        except (ImportError, AttributeError):
-            set_attr = None
-        if set_attr is not None:
+        storage = self.storage
+        if _models is not None:
             try:
-                with _create_scoped_session(self.storage.scoped_session) as session:
-                    for key, value in attrs.items():
-                        set_attr(session, models.TrialUserAttributeModel, trial_id, key, value)
+                with _create_scoped_session(storage.scoped_session) as session:
+                    trial = _models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                    storage.check_trial_is_updatable(trial_id, trial.state)
+                    self._upsert_attrs(session, trial_id, attrs)
+                    for step, v in steps:
+                        storage._set_trial_intermediate_value_without_commit(session, trial_id, step, v)
+                    if state != TrialState.RUNNING:
+                        if value is not None:
+                            storage._set_trial_value_without_commit(session, trial, 0, value)
+                        trial.state, trial.datetime_complete = state, datetime.datetime.now()
                 return
-            except optuna.exceptions.StorageInternalError:
+            except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.IntegrityError, AttributeError):
                 pass  # e.g. another runner inserted one of the keys at the same moment: one by one
-        for key, value in attrs.items():
-            self.storage.set_trial_user_attr(trial_id, key, value)
+        for key, v in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, v)
+        for step, v in steps:
+            storage.set_trial_intermediate_value(trial_id, step, v)
+        if state != TrialState.RUNNING:
+            storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
+
+    def _upsert_attrs(self, session: Any, trial_id: int, attrs: dict[str, Any]) -> None:
+        """User attributes of a trial in one statement (SQLite, PostgreSQL), else one upsert each."""
+        if not attrs:
+            return
+        model = _models.TrialUserAttributeModel
+        dialect = {"sqlite": sqlalchemy.dialects.sqlite, "postgresql": sqlalchemy.dialects.postgresql}.get(
+            self.storage.engine.name)
+        if dialect is None:
+            for key, v in attrs.items():
+                self.storage._set_trial_attr_without_commit(session, model, trial_id, key, v)
+            return
+        insert = dialect.insert(model.__table__)
+        session.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
+                                                     set_={"value_json": insert.excluded.value_json}),
+                        [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+
+    def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any]) -> tuple[int, int]:
+        """Insert a RUNNING trial in one transaction; returns its id and number.
+
+        With the RDB models, in six statements (Optuna's create_new_trial takes two per attribute and
+        three per parameter, and the number a query of its own); else through Optuna's public API.
+        """
+        if _models is None:
+            template = create_trial(state=TrialState.RUNNING, params=params, distributions=self.space.distributions,
+                                    user_attrs=user_attrs, system_attrs=system_attrs)
+            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
+            return trial_id, self.storage.get_trial_number_from_id(trial_id)
+        m, dists = _models, self.space.distributions
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            m.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)  # numbering: one at a time
+            trial_id = session.execute(sqlalchemy.insert(m.TrialModel.__table__).values(
+                study_id=self.study_id, state=TrialState.RUNNING, datetime_start=datetime.datetime.now(),
+            )).inserted_primary_key[0]
+            number = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
+                m.TrialModel.study_id == self.study_id, m.TrialModel.trial_id < trial_id))
+            session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
+                            .values(number=number))
+            session.execute(sqlalchemy.insert(m.TrialParamModel.__table__), [
+                {"trial_id": trial_id, "param_name": k, "param_value": dists[k].to_internal_repr(v),
+                 "distribution_json": distribution_to_json(dists[k])} for k, v in params.items()])
+            for model, attrs in ((m.TrialUserAttributeModel, user_attrs), (m.TrialSystemAttributeModel, system_attrs)):
+                if attrs:
+                    session.execute(sqlalchemy.insert(model.__table__), [
+                        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+        return trial_id, number
 
     # ------------------------------------------------------------------ writing
 
     def create(self, trials: Iterable[Trial]) -> list[Trial]:
         """Create trials as RUNNING, owned by this runner; returns them named by their store number.
+
+        Each keeps its condition and start time (a runner creates a trial ``Running`` as it starts it).
 
         With ``maxTrialCount``, a trial whose number falls beyond the budget (another runner of the
         same experiment took the last slots at the same moment) is recorded ``Interrupted``
@@ -281,42 +385,35 @@ class ExperimentStore:
         allowed = set(counted[:limit])
         for t in out:
             if t.name not in allowed:
-                trial_id = self._trial_id(t)
-                self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
-                self.storage.set_trial_user_attr(trial_id, "reason", "OverBudget")
-                self.storage.set_trial_user_attr(trial_id, "message", "another runner took the last trial slots first")
-                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+                self._write(self._trial_id(t), {"condition": "Interrupted", "reason": "OverBudget",
+                                                "message": "another runner took the last trial slots first"},
+                            state=TrialState.FAIL)
+                self._wrote(finished=1)
         return [t for t in out if t.name in allowed]
 
     def _create(self, trials: Iterable[Trial]) -> list[Trial]:
         out = []
         for t in trials:
-            internal = self.space.internal(t.assignments)
-            template = create_trial(
-                state=TrialState.RUNNING,
-                params=internal,
-                distributions=self.space.distributions,
-                system_attrs=t.system_attrs,
-                user_attrs={
-                    "assignments": t.assignments,
-                    "condition": "Created",
-                    "owner": self.owner.to_dict(),
-                    "heartbeat": time.time(),
-                },
-            )
-            trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
-            number = self.storage.get_trial_number_from_id(trial_id)
+            trial_id, number = self._insert(self.space.internal(t.assignments), {
+                "assignments": t.assignments,
+                "condition": t.condition,
+                "startTime": t.start_time,
+                "owner": self.owner.to_dict(),
+                "heartbeat": time.time(),
+            }, t.system_attrs)
             self._ids[number] = trial_id
+            self._wrote(trials=1)
             # what reading the trial back gives for attributes never written (see _to_trial)
-            self._written[trial_id] = {"condition": "Created", "reason": "", "message": "",
+            self._written[trial_id] = {"condition": t.condition, "reason": "", "message": "",
                                        "observation": {"metrics": []}, "objectiveValue": None,
-                                       "startTime": None, "completionTime": None}
-            out.append(Trial(name=trial_name(self.experiment.name, number), assignments=dict(t.assignments),
-                             system_attrs=dict(t.system_attrs)))
+                                       "startTime": t.start_time, "completionTime": None}
+            out.append(replace(t, name=trial_name(self.experiment.name, number), assignments=dict(t.assignments),
+                               system_attrs=dict(t.system_attrs)))
         return out
 
     def save(self, trial: Trial) -> bool:
-        """Write a trial's condition, observation and (when it finished) its final state.
+        """Write a trial's condition, observation, intermediate values not written yet and (when it
+        finished) its final state, in one transaction.
 
         Returns False when the trial was already finished in the store (another runner took it
         over as interrupted); the store keeps what it has.
@@ -341,18 +438,28 @@ class ExperimentStore:
         known = self._written.get(trial_id)
         if known is not None:  # a trial this store created: only what changed since it last wrote it
             attrs = {k: v for k, v in attrs.items() if k not in known or known[k] != v}
-        if attrs:
-            self._set_user_attrs(trial_id, attrs)
-            if known is not None:
-                known.update(json.loads(json.dumps(attrs)))  # a copy, as stored
+        reported = self._reported.get(trial_id, 0)
+        steps = trial.intermediate_values[reported:]
         state = _STATE[trial.condition]
+        if not attrs and not steps and state == TrialState.RUNNING:
+            return
+        self._write(trial_id, attrs, steps, state, trial.objective_value if state == TrialState.COMPLETE else None)
+        if known is not None:
+            known.update(json.loads(json.dumps(attrs)))  # a copy, as stored
+        self._reported[trial_id] = reported + len(steps)
         if state != TrialState.RUNNING:
-            value = trial.objective_value if state == TrialState.COMPLETE else None
-            self.storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
+            self._wrote(finished=1)
 
-    def report(self, trial: Trial, step: int, value: float) -> None:
-        """Record an intermediate objective value (for early stopping and the dashboard)."""
-        self.storage.set_trial_intermediate_value(self._trial_id(trial), step, value)
+    def report(self, trial: Trial) -> None:
+        """Write the intermediate values of a running trial not written yet (``save`` writes them too)."""
+        trial_id = self._trial_id(trial)
+        reported = self._reported.get(trial_id, 0)
+        steps = trial.intermediate_values[reported:]
+        try:
+            self._write(trial_id, {}, steps)
+        except UpdateFinishedTrialError:
+            return  # another runner took it over; save will say so
+        self._reported[trial_id] = reported + len(steps)
 
     def heartbeat(self, trials: Iterable[Trial]) -> None:
         now = time.time()
@@ -374,11 +481,10 @@ class ExperimentStore:
             if not dead:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ft.number)
-            try:  # attributes first: a finished trial's cannot change
-                self.storage.set_trial_user_attr(trial_id, "condition", "Interrupted")
-                self.storage.set_trial_user_attr(trial_id, "reason", "RunnerLost")
-                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            try:
+                self._write(trial_id, {"condition": "Interrupted", "reason": "RunnerLost"}, state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another runner claimed it first
+            self._wrote(finished=1)
             claimed.append(self._record(ft))
         return claimed

@@ -70,14 +70,32 @@ def test_store_round_trip(storage_url, basic_dict):
     created = store.create(suggest(exp, store.history(), 3))
     assert [t.name for t in created] == ["basic-0000", "basic-0001", "basic-0002"]
     t = created[1]
+    t.intermediate_values.append((0, 0.1))
+    store.report(t)  # a running trial's values so far
+    t.intermediate_values.append((1, 0.3))
     t.condition, t.objective_value = "Succeeded", 0.5
     t.observation = {"metrics": [{"name": "acc", "min": "0.1", "max": "0.5", "latest": "0.5"}]}
-    store.report(t, 0, 0.1)
-    assert store.save(t)
+    assert store.save(t)  # the values reported since, with the result
     again = ExperimentStore(storage_url, exp).history()
     assert [x.condition for x in again] == ["Created", "Succeeded", "Created"]
-    assert again[1].objective_value == 0.5 and again[1].intermediate_values == [(0, 0.1)]
+    assert again[1].objective_value == 0.5 and again[1].intermediate_values == [(0, 0.1), (1, 0.3)]
     assert again[1].assignments == created[1].assignments
+
+
+def test_sync_reads_the_history_only_when_another_store_changed_it(storage_url, basic_dict):
+    exp = parse_experiment(basic_dict)
+    mine, other = ExperimentStore(storage_url, exp), ExperimentStore(storage_url, exp)
+    assert mine.sync(force=True) == []
+    [t] = mine.create(suggest(exp, [], 1))
+    t.condition, t.objective_value = "Succeeded", 0.5
+    assert mine.save(t)
+    assert mine.sync() is None, "its own writes are known"
+    [o] = other.create(suggest(exp, [t], 1))
+    assert [x.name for x in mine.sync()] == [t.name, o.name]
+    assert mine.sync() is None
+    o.condition = "Failed"
+    assert other.save(o)
+    assert [x.condition for x in mine.sync()] == ["Succeeded", "Failed"]
 
 
 def test_two_runners_on_one_experiment(storage_url, tmp_path):
