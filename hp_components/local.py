@@ -166,7 +166,6 @@ class _Runner:
         self.to_save: list[Trial] = []
         self.commits: dict[asyncio.Future[Any], list[Trial]] = {}
         self.creating: asyncio.Future[list[Trial]] | None = None
-        self.reporting: set[str] = set()
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.signalled: set[str] = set()
         self.stop_as: tuple[str, str] | None = None
@@ -200,7 +199,7 @@ class _Runner:
     # written to memory but not yet to the store. Decisions (how many trials to start, whether the
     # experiment is done) see both; a trial counts as finished ("finished" and "status" events,
     # the final status) only once its final state is written. When a trial ends, its slot's next
-    # trial is created before the result is written, so a free slot waits for one insert only.
+    # trial is created and started before the result is written: a free slot waits for one insert.
 
     async def run(self) -> RunResult:
         loop = asyncio.get_running_loop()
@@ -287,14 +286,15 @@ class _Runner:
         for trial in batch:
             trial.condition, trial.start_time = "Running", now
         self.creating = self._io(self.store.create, batch)
-        self._commit()  # results of trials that just ended: written after the create
         created = await asyncio.shield(self.creating)
         self.creating = None
         for trial in created:
             self.known[trial.name] = replace(trial)
             self.tasks[asyncio.create_task(self._run_trial(trial))] = trial
             self.on_event("started", trial)
-        await asyncio.sleep(0)  # the new trials take their GPUs and start their processes now
+        # the new trials take their GPUs and start their processes now; results of trials that
+        # ended are written after that (the next _commit)
+        await asyncio.sleep(0)
 
     def _commit(self) -> None:
         """Write the results not written yet (one writer job)."""
@@ -303,26 +303,13 @@ class _Runner:
             self.to_save = []
 
     def _write(self, results: list[Trial], running: list[Trial]) -> list[Trial] | None:
-        """On the writer thread: save results, renew the running trials' heartbeat, then the
-        history if another runner changed it."""
+        """On the writer thread: save results, renew the running trials' heartbeat (with their
+        intermediate values so far), then the history if another runner changed it."""
         for trial in results:
             self.store.save(trial)
         if running:
             self.store.heartbeat(running)
         return self.store.sync()
-
-    def _report(self, trial: Trial) -> None:
-        """Write a running trial's new intermediate values soon (for the dashboard): one queued
-        writer job per trial at a time, which writes every value reported until it runs."""
-        if trial.name not in self.reporting:
-            self.reporting.add(trial.name)
-            self.commits[self._io(self._write_reports, trial)] = []
-
-    def _write_reports(self, trial: Trial) -> None:
-        """On the writer thread; a trial that ended meanwhile gets them written with its result."""
-        self.reporting.discard(trial.name)
-        if trial.active:
-            self.store.report(trial)
 
     def _collect_all(self, done: set[asyncio.Future[Any]]) -> None:
         """Writer jobs in the order they ran (a later job's history is newer), then trial processes."""
@@ -564,7 +551,6 @@ class _Runner:
                     if name == objective and reports < _MAX_REPORTS:
                         trial.intermediate_values.append((reports, value))
                         reports += 1
-                        self._report(trial)
                         if self.stopper and trial.name not in self.stopped_early and \
                                 self.stopper.should_stop(self.history, trial.intermediate_values):
                             self.stopped_early.add(trial.name)

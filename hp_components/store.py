@@ -23,10 +23,12 @@ checkpoints only, so a power loss or OS crash may lose the last ones (those tria
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import random
 import socket
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -111,34 +113,32 @@ def _comparable(spec: dict[str, Any]) -> str:
 
 def make_storage(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage for ``url``; creates the folder of a SQLite file."""
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
+        kwargs = {"connect_args": {"timeout": 60}}
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        kwargs = {"connect_args": {"timeout": 60}}
-    else:
-        kwargs = {"pool_pre_ping": True}
+            if "?" not in path and not path.startswith("file:"):
+                kwargs = {"creator": functools.partial(_sqlite_connection, path)}
     for attempt in range(6):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except sqlalchemy.exc.DBAPIError:
             # two runners creating the schema at once: one wins, the other finds it on a retry
             if attempt == 5:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
-            continue
-        if storage.engine.name == "sqlite":
-            sqlalchemy.event.listen(storage.engine, "connect", _sqlite_wal)
-            storage.engine.dispose()  # the connections made before the listener
-        return storage
     raise AssertionError("unreachable")
 
 
-def _sqlite_wal(connection: Any, _record: Any) -> None:
-    """A commit appends to the write-ahead log without an fsync (see the module docstring)."""
+def _sqlite_connection(path: str) -> sqlite3.Connection:
+    """A connection to a SQLite file in WAL mode with ``synchronous=NORMAL``: a commit appends to the
+    log without an fsync (see the module docstring); from the first one, so creating the schema is quick."""
+    connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
 
 
 def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
@@ -286,15 +286,23 @@ class ExperimentStore:
     def _wrote(self, trials: int = 0, finished: int = 0) -> None:
         self._seen = (self._seen[0] + trials, self._seen[1] + finished)
 
-    def _write(self, trial_id: int, attrs: dict[str, Any], steps: Iterable[tuple[int, float]] = (),
+    def _write(self, trial_id: int, attrs: dict[str, Any], values_of: Trial | None = None,
                state: TrialState = TrialState.RUNNING, value: float | None = None) -> None:
-        """Write user attributes, intermediate values and (unless RUNNING) the final state of a trial
-        in one transaction, the state last; UpdateFinishedTrialError (the trial is already finished)
-        propagates with nothing written.
+        """Write user attributes, the intermediate values of ``values_of`` not written yet and (unless
+        RUNNING) the final state of a trial in one transaction, the state last; UpdateFinishedTrialError
+        (the trial is already finished) propagates with nothing written.
 
         Uses the RDB storage's models and per-row writes inside one session; if those private APIs
         are not there (another Optuna version), or the batch hits an integrity error, one call each.
         """
+        reported = self._reported.get(trial_id, 0)
+        steps = values_of.intermediate_values[reported:] if values_of else []
+        if attrs or steps or state != TrialState.RUNNING:
+            self._write_rows(trial_id, attrs, steps, state, value)
+        self._reported[trial_id] = reported + len(steps)
+
+    def _write_rows(self, trial_id: int, attrs: dict[str, Any], steps: list[tuple[int, float]],
+                    state: TrialState, value: float | None) -> None:
         storage = self.storage
         if _models is not None:
             try:
@@ -438,33 +446,18 @@ class ExperimentStore:
         known = self._written.get(trial_id)
         if known is not None:  # a trial this store created: only what changed since it last wrote it
             attrs = {k: v for k, v in attrs.items() if k not in known or known[k] != v}
-        reported = self._reported.get(trial_id, 0)
-        steps = trial.intermediate_values[reported:]
         state = _STATE[trial.condition]
-        if not attrs and not steps and state == TrialState.RUNNING:
-            return
-        self._write(trial_id, attrs, steps, state, trial.objective_value if state == TrialState.COMPLETE else None)
+        self._write(trial_id, attrs, trial, state, trial.objective_value if state == TrialState.COMPLETE else None)
         if known is not None:
             known.update(json.loads(json.dumps(attrs)))  # a copy, as stored
-        self._reported[trial_id] = reported + len(steps)
         if state != TrialState.RUNNING:
             self._wrote(finished=1)
 
-    def report(self, trial: Trial) -> None:
-        """Write the intermediate values of a running trial not written yet (``save`` writes them too)."""
-        trial_id = self._trial_id(trial)
-        reported = self._reported.get(trial_id, 0)
-        steps = trial.intermediate_values[reported:]
-        try:
-            self._write(trial_id, {}, steps)
-        except UpdateFinishedTrialError:
-            return  # another runner took it over; save will say so
-        self._reported[trial_id] = reported + len(steps)
-
     def heartbeat(self, trials: Iterable[Trial]) -> None:
+        """Renew running trials' heartbeat, and write their intermediate values not written yet."""
         now = time.time()
         for t in trials:
-            self.storage.set_trial_user_attr(self._trial_id(t), "heartbeat", now)
+            self._write(self._trial_id(t), {"heartbeat": now}, t)
 
     def recover(self) -> list[Trial]:
         """Mark RUNNING trials whose runner is gone ``Interrupted``; return them, to be run again."""

@@ -50,6 +50,23 @@ def test_runs_to_max_trials_with_logs_and_sqlite(tmp_path):
     assert [(t.name, t.objective_value) for t in again] == [(t.name, t.objective_value) for t in result.history]
 
 
+def test_a_trial_counts_as_finished_only_once_its_result_is_stored(tmp_path):
+    spec = script_experiment("stored", QUADRATIC, maxTrialCount=6, parallelTrialCount=3)
+    storage = f"sqlite:///{tmp_path}/hp.db"
+    seen: list[tuple[str, str, str]] = []
+
+    def on_event(kind, payload):
+        if kind == "finished":
+            stored = {t.name: t for t in ExperimentStore(storage, parse_experiment(spec)).history()}[payload.name]
+            seen.append((payload.condition, stored.condition, str(stored.intermediate_values == payload.intermediate_values)))
+        elif kind == "status":  # every count in a status is in the store already
+            assert payload.counts["trialsSucceeded"] <= sum(
+                t.condition == "Succeeded" for t in ExperimentStore(storage, parse_experiment(spec)).history())
+
+    run(tmp_path, spec, storage=storage, on_event=on_event)
+    assert seen == [("Succeeded", "Succeeded", "True")] * 6
+
+
 def test_slots_are_refilled_as_soon_as_a_trial_ends(tmp_path):
     """One slow trial must not hold the others back (no lockstep rounds)."""
     script = """

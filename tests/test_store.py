@@ -71,7 +71,7 @@ def test_store_round_trip(storage_url, basic_dict):
     assert [t.name for t in created] == ["basic-0000", "basic-0001", "basic-0002"]
     t = created[1]
     t.intermediate_values.append((0, 0.1))
-    store.report(t)  # a running trial's values so far
+    store.heartbeat([t])  # with a running trial's values so far
     t.intermediate_values.append((1, 0.3))
     t.condition, t.objective_value = "Succeeded", 0.5
     t.observation = {"metrics": [{"name": "acc", "min": "0.1", "max": "0.5", "latest": "0.5"}]}
