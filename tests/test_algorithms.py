@@ -1,0 +1,87 @@
+"""The GP's own parts: the value transform it fits on, the posterior-mean point of a parallel batch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from hp_components.algorithms import EXPLOIT_ATTR, _compress_bad_tail, _ExploitingGPSampler
+from hp_components.suggest import suggest
+from tests.conftest import make_experiment
+from tests.test_suggest import finish, score
+
+DIST = {"x": FloatDistribution(0.0, 1.0)}
+
+
+def trials(values: list[float]) -> list:
+    done = [create_trial(state=TrialState.COMPLETE, value=v, params={"x": i / len(values)}, distributions=DIST)
+            for i, v in enumerate(values)]
+    return done + [create_trial(state=TrialState.RUNNING, params={"x": 0.5}, distributions=DIST)]
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_a_heavy_tail_of_bad_values_is_compressed_keeping_the_order(direction):
+    sign = 1 if direction == "minimize" else -1
+    values = [sign * (0.01 * i) ** 2 * 100 for i in range(1, 30)]  # a bowl: bad values far larger than good ones
+    out = _compress_bad_tail(trials(values), direction)
+    warped = [t.value for t in out if t.state == TrialState.COMPLETE]
+    assert sorted(range(len(values)), key=values.__getitem__) == sorted(range(len(warped)), key=warped.__getitem__)
+    worst_gap = abs(warped[-1] - warped[-2]) / abs(values[-1] - values[-2])
+    best_gap = abs(warped[1] - warped[0]) / abs(values[1] - values[0])
+    assert worst_gap < best_gap, "the bad end is compressed relative to the good end"
+    assert out[-1].state == TrialState.RUNNING and out[-1].params == {"x": 0.5}
+
+
+def test_a_tail_of_good_values_is_left_alone():
+    values = [-3.0 * math.exp(-20 * (i / 30) ** 2) for i in range(30)]  # mostly ~0, a few good ones (Hartmann-like)
+    frozen = trials(values)
+    assert _compress_bad_tail(frozen, "minimize") is frozen
+
+
+def test_too_few_or_constant_values_are_left_alone():
+    for values in ([1.0, 2.0], [5.0] * 6):
+        frozen = trials(values)
+        assert _compress_bad_tail(frozen, "minimize") is frozen
+
+
+def gp_history(basic_dict, n: int = 10):
+    exp = make_experiment(basic_dict, **{"spec.algorithm.algorithmName": "bayesianoptimization",
+                                         "spec.maxTrialCount": 40})
+    return exp, finish(suggest(exp, [], n), score)
+
+
+def test_a_parallel_batch_has_one_posterior_mean_point_and_a_sequential_ask_none(basic_dict):
+    exp, history = gp_history(basic_dict)
+    batch = suggest(exp, history, 4)
+    assert [bool(t.system_attrs.get(EXPLOIT_ATTR)) for t in batch] == [True, False, False, False]
+    assert len({str(t.assignments) for t in batch}) == 4
+    assert not any(t.system_attrs.get(EXPLOIT_ATTR) for t in suggest(exp, history, 1))
+
+
+def test_one_posterior_mean_point_in_flight_when_slots_free_up_one_by_one(basic_dict):
+    exp, history = gp_history(basic_dict)
+    done, running = history[:-2], history[-2:]
+    for t in running:
+        t.condition, t.objective_value = "Running", None
+    first = suggest(exp, done + running, 1)  # others still run: this one is the model's best guess
+    assert first[0].system_attrs.get(EXPLOIT_ATTR)
+    assert not suggest(exp, done + running + first, 1)[0].system_attrs.get(EXPLOIT_ATTR), "one at a time"
+
+
+def test_the_posterior_mean_is_available_in_this_optuna(monkeypatch):
+    """Guards the fallback: on the installed Optuna the exploitation point really is the posterior mean's."""
+    import optuna
+
+    sampler = _ExploitingGPSampler(seed=0, n_startup_trials=3)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", 0, 1) - 0.3) ** 2, n_trials=5)
+    captured = []
+    original = optuna.samplers.GPSampler._optimize_acqf
+    monkeypatch.setattr(optuna.samplers.GPSampler, "_optimize_acqf",
+                        lambda self, acqf, best: captured.append(acqf) or original(self, acqf, best))
+    sampler.exploit_next = True
+    study.ask({"x": FloatDistribution(0.0, 1.0)})
+    assert [type(a).__name__ for a in captured] == ["UCB"]
