@@ -1,12 +1,12 @@
 """The local runner: trials as subprocesses, ``parallelTrialCount`` at once, state in the store.
 
-An asyncio scheduler keeps every slot busy: when a trial ends, its result is saved and the next
-suggestion starts at once (no lockstep rounds). A trial's primary container ``command`` +
-``args`` runs without a shell in ``workdir`` (the image is ignored), its output goes to
-``hp-runs/<experiment>/<trial>/output.log`` and through the metrics parser. When the experiment
-is done, trials still running are stopped (SIGTERM to the process group, SIGKILL after
-``kill_grace`` seconds) and recorded ``Killed``; Ctrl-C stops them too and records them
-``Interrupted``, to be run again on resume. ::
+An asyncio scheduler keeps every slot busy: when a trial ends, the next suggestion starts at once
+(no lockstep rounds) and the result is written as it starts, by a thread that does all the store's
+writes. A trial's primary container ``command`` + ``args`` runs without a shell in ``workdir``
+(the image is ignored), its output goes to ``hp-runs/<experiment>/<trial>/output.log`` and
+through the metrics parser. When the experiment is done, trials still running are stopped
+(SIGTERM to the process group, SIGKILL after ``kill_grace`` seconds) and recorded ``Killed``;
+Ctrl-C stops them too and records them ``Interrupted``, to be run again on resume. ::
 
     from hp_components import load_experiment
     from hp_components.local import run_local
@@ -288,6 +288,8 @@ class _Runner:
         self.creating = self._io(self.store.create, batch)
         created = await asyncio.shield(self.creating)
         self.creating = None
+        if len(created) < len(batch):  # another runner took the last trial slots: see its trials
+            self.known = {t.name: t for t in await self._io(self.store.sync, True)}
         for trial in created:
             self.known[trial.name] = replace(trial)
             self.tasks[asyncio.create_task(self._run_trial(trial))] = trial
