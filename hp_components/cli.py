@@ -408,6 +408,33 @@ def step_collect(
         _write(None, result)
 
 
+@step_app.command("launch")
+def step_launch(
+    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
+    name: str = typer.Option(..., help="The trial's name (the job's name)"),
+    parameters: str = typer.Option("{}", help="trialParameter name -> value (inline JSON or a file)"),
+    namespace: Optional[str] = typer.Option(None, help="Namespace of the job (default: the experiment's, else the "
+                                                       "pod's own, else the kubeconfig context's)"),
+    output: Optional[Path] = typer.Option(None, help="Write the trial's result JSON here (default: stdout)"),
+    observe_only: bool = typer.Option(False, help="Do not create the job, wait for the one an earlier step created"),
+    poll: float = typer.Option(5.0, help="Seconds between status checks"),
+) -> None:
+    """Run a trial as a Kubernetes job (Job, PyTorchJob, TFJob, MPIJob, XGBoostJob) and report its metrics."""
+    from hp_components.jobs import JobTrialError, KubeJobs, default_namespace, launch
+
+    exp = _experiment_arg(experiment)
+    values = _json_arg(parameters, "parameters") or {}
+    if not isinstance(values, dict):
+        raise _bad_input("--parameters must be a JSON object: trialParameter name -> value")
+    try:
+        result = launch(exp, name, {str(k): str(v) for k, v in values.items()}, KubeJobs.from_environment(),
+                        namespace=namespace or exp.metadata.namespace or default_namespace(), create=not observe_only,
+                        poll=poll)
+    except JobTrialError as e:
+        raise _bad_input(str(e)) from None
+    _write(output, result)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hp-tune``."""
     try:

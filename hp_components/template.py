@@ -20,7 +20,7 @@ from typing import Any
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
 from hp_components.trials import Trial
 
-__all__ = ["trial_parameters", "render_trial_spec", "primary_container", "pytorch_workers", "deadline", "Container", "TemplateError"]
+__all__ = ["trial_parameters", "render_trial_spec", "render_values", "primary_container", "pytorch_workers", "deadline", "Container", "TemplateError"]
 
 _K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -71,10 +71,14 @@ def _substitute(obj: Any, values: dict[str, str], experiment: Experiment, trial_
 
 def render_trial_spec(experiment: Experiment, trial: Trial) -> dict[str, Any]:
     """The trialSpec of ``trial`` with every placeholder replaced, and its name set."""
-    values = trial_parameters(experiment, trial)
-    rendered = _substitute(experiment.spec.trial_template.trial_spec or {}, values, experiment, trial.name)
+    return render_values(experiment, trial.name, trial_parameters(experiment, trial))
+
+
+def render_values(experiment: Experiment, trial_name: str, values: dict[str, str]) -> dict[str, Any]:
+    """The trialSpec with ``${trialParameters.x}`` -> ``values[x]`` and the trial's metadata, named ``trial_name``."""
+    rendered = _substitute(experiment.spec.trial_template.trial_spec or {}, values, experiment, trial_name)
     rendered.setdefault("metadata", {})
-    rendered["metadata"] = {**(rendered["metadata"] or {}), "name": trial.name}
+    rendered["metadata"] = {**(rendered["metadata"] or {}), "name": trial_name}
     return rendered
 
 
