@@ -412,7 +412,7 @@ def step_collect(
 def step_launch(
     experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
     name: str = typer.Option(..., help="The trial's name (the job's name)"),
-    parameters: str = typer.Option("{}", help="trialParameter name -> value (inline JSON or a file)"),
+    param: list[str] = typer.Option([], "--param", help="NAME=VALUE: a trialParameter's value (repeat for each)"),
     namespace: Optional[str] = typer.Option(None, help="Namespace of the job (default: the experiment's, else the "
                                                        "pod's own, else the kubeconfig context's)"),
     output: Optional[Path] = typer.Option(None, help="Write the trial's result JSON here (default: stdout)"),
@@ -423,11 +423,11 @@ def step_launch(
     from hp_components.jobs import JobTrialError, KubeJobs, default_namespace, launch
 
     exp = _experiment_arg(experiment)
-    values = _json_arg(parameters, "parameters") or {}
-    if not isinstance(values, dict):
-        raise _bad_input("--parameters must be a JSON object: trialParameter name -> value")
+    values = dict(p.partition("=")[::2] for p in param)
+    if any("=" not in p for p in param):
+        raise _bad_input("--param takes NAME=VALUE (a trialParameter's name and this trial's value)")
     try:
-        result = launch(exp, name, {str(k): str(v) for k, v in values.items()}, KubeJobs.from_environment(),
+        result = launch(exp, name, values, KubeJobs.from_environment(),
                         namespace=namespace or exp.metadata.namespace or default_namespace(), create=not observe_only,
                         poll=poll)
     except JobTrialError as e:

@@ -15,8 +15,11 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 PARAM_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
@@ -123,7 +126,8 @@ def semantic_problems(doc: dict[str, Any]) -> list[str]:
 class Interpreter:
     """Runs a generated workflow's containers for real, as the Argo controller would wire them."""
 
-    def __init__(self, doc: dict[str, Any], workdir: Path, hp_tune: list[str] | None = None, max_depth: int = 100):
+    def __init__(self, doc: dict[str, Any], workdir: Path, hp_tune: list[str] | None = None, max_depth: int = 100,
+                 namespace: str = "default"):
         self.templates = {t["name"]: t for t in doc["spec"]["templates"]}
         self.entry = doc["spec"]["entrypoint"]
         self.workdir = workdir
@@ -134,6 +138,8 @@ class Interpreter:
         self.depth = 0
         self.max_seen_depth = 0
         self.counter = 0
+        self.namespace = namespace
+        self.resources: list[dict[str, Any]] = []  # what resource steps created, as sent
 
     # -- substitution -------------------------------------------------------------------------
     @staticmethod
@@ -171,15 +177,43 @@ class Interpreter:
                         raise KeyError(f"{name}: inputs.parameters.{p['name']} was not supplied")
             if "steps" in t:
                 return self._steps(t, params, artifacts, node)
+            if "resource" in t:
+                return self._resource(t, params, node)
             return self._container(t, params, artifacts, node)
         finally:
             self.depth -= 1
+
+    def _resource(self, t: dict[str, Any], params: dict[str, str], node: str) -> dict[str, Any]:
+        """A resource template: create the manifest through the Kubernetes API (KUBECONFIG), wait like Argo's executor."""
+        from hp_components.jobs import KubeJobs
+
+        scope = {f"inputs.parameters.{k}": v for k, v in params.items()} | {"workflow.namespace": self.namespace}
+        res = t["resource"]
+        assert res["action"] == "create", res["action"]
+        manifest = yaml.safe_load(self.sub(res["manifest"], scope))
+        if res.get("setOwnerReference"):
+            manifest["metadata"]["ownerReferences"] = [{"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                                                        "name": "wf", "uid": "wf-uid", "blockOwnerDeletion": True}]
+        jobs = KubeJobs.from_environment()
+        jobs.create(manifest, self.namespace)
+        phase, end = "Failed", time.monotonic() + 300
+        while time.monotonic() < end:
+            obj = jobs.get(manifest, self.namespace) or {}
+            if res.get("failureCondition") and selector_matches(res["failureCondition"], obj):
+                break
+            if selector_matches(res.get("successCondition", ""), obj):
+                phase = "Succeeded"
+                break
+            time.sleep(0.05)
+        self.resources.append(manifest)
+        self._node(node, t["name"], "Pod", {"parameters": [{"name": k, "value": v} for k, v in params.items()]}, {}, phase)
+        return {"phase": phase, "parameters": {}, "artifacts": {}, "stderr": f"resource step {phase}"}
 
     def _container(self, t: dict[str, Any], params: dict[str, str], artifacts: dict[str, Path], node: str) -> dict[str, Any]:
         self.counter += 1
         root = self.workdir / f"pod-{self.counter:05d}"
         root.mkdir(parents=True)
-        scope = {f"inputs.parameters.{k}": v for k, v in params.items()}
+        scope = {f"inputs.parameters.{k}": v for k, v in params.items()} | {"workflow.namespace": self.namespace}
 
         def local(path: str) -> Path:  # an absolute path in the pod -> inside this pod's folder
             return root / path.lstrip("/")
@@ -280,7 +314,43 @@ class Interpreter:
                     for n, v in ok[0]["artifacts"].items():
                         art_scope[f"steps.{sname}.outputs.artifacts.{n}"] = v
         self._node(node, t["name"], "Steps", {"parameters": [{"name": k, "value": v} for k, v in params.items()]}, {}, "Succeeded")
-        return {"phase": "Succeeded", "parameters": {}, "artifacts": {}, "results": results}
+        outputs = {p["name"]: self.sub(p["valueFrom"]["parameter"], scope)
+                   for p in (t.get("outputs") or {}).get("parameters", [])}
+        return {"phase": "Succeeded", "parameters": outputs, "artifacts": {}, "results": results}
+
+
+def selector_matches(selector: str, obj: dict[str, Any]) -> bool:
+    """Argo's resource conditions: Kubernetes label-selector requirements whose keys are GJSON paths.
+
+    Supported here: ``key`` (exists), ``!key``, ``key = v`` / ``==`` / ``!=`` and ``key > n`` / ``<``
+    (integers), all of them ANDed, as k8s.io/apimachinery/pkg/labels parses them.
+    """
+    from hp_components.conditions import MISSING, get
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    for req in (r.strip() for r in selector.split(",") if r.strip()):
+        m = re.fullmatch(r"(!?)([\w./-]+)\s*(?:(==|=|!=|>|<)\s*(\S+))?", req)
+        assert m, f"unsupported selector requirement {req!r}"
+        neg, key, op, want = m.groups()
+        value = get(obj, key)
+        if not op:
+            if (value is MISSING) != bool(neg):
+                return False
+            continue
+        if value is MISSING:
+            return False
+        if op in ("=", "==") and text(value) != want or op == "!=" and text(value) == want:
+            return False
+        if op in (">", "<"):
+            try:
+                number = int(text(value))
+            except ValueError:
+                return False
+            if not (number > int(want) if op == ">" else number < int(want)):
+                return False
+    return True
 
 
 def _flatten(prefix: str, value: Any):

@@ -175,7 +175,8 @@ def test_status_size_per_round_is_bounded(tmp_path):
 
 
 @pytest.mark.parametrize("change,field", [
-    ({"spec.trialTemplate.trialSpec": {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {}}}, "spec.trialTemplate.trialSpec.kind"),
+    ({"spec.trialTemplate.trialSpec": {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {}}},
+     "spec.trialTemplate.trialSpec.kind"),
     ({"spec.maxTrialCount": None}, "spec.maxTrialCount"),
     ({"spec.maxTrialCount": 1000, "spec.parallelTrialCount": 3}, "spec.maxTrialCount"),
 ])
@@ -189,10 +190,10 @@ def test_compile_errors_name_the_field(basic_dict, change, field):
             node.pop(last)
         else:
             node[last] = value
-    if "PyTorchJob" in json.dumps(basic_dict):
-        basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"] = {"pytorchReplicaSpecs": {"Master": {"template": {"spec": {
-            "containers": [{"name": "training", "image": "x", "command": ["python3", "${trialParameters.lr}", "${trialParameters.n}",
-                                                                          "${trialParameters.opt}", "${trialParameters.x}", "${trialParameters.tn}"]}]}}}}}
+    if "TrainJob" in json.dumps(basic_dict):
+        basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"] = {"trainer": {"image": "x", "command": [
+            "python3", "${trialParameters.lr}", "${trialParameters.n}", "${trialParameters.opt}", "${trialParameters.x}",
+            "${trialParameters.tn}"]}}
     with pytest.raises(CompileError) as info:
         workflow_template(parse_experiment(basic_dict))
     assert info.value.field == field

@@ -190,7 +190,7 @@ def test_cli_step_launch_and_sigterm_deletes_the_job(cluster, tmp_path):
     (tmp_path / "exp.json").write_text(json.dumps(exp))
     out = tmp_path / "obs.json"
     cli = [sys.executable, "-m", "hp_components.cli", "step", "launch", "--experiment", str(tmp_path / "exp.json"),
-           "--name", "t-0005", "--parameters", '{"lr": "0.6"}', "--poll", "0.05", "--output", str(out)]
+           "--name", "t-0005", "--param", "lr=0.6", "--poll", "0.05", "--output", str(out)]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=120, env=os.environ)
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["objectiveValue"] == 0.6
@@ -212,5 +212,5 @@ def test_cli_step_launch_and_sigterm_deletes_the_job(cluster, tmp_path):
 def test_cli_bad_parameters_exit_2(tmp_path):
     (tmp_path / "exp.json").write_text(json.dumps(job_experiment()))
     done = subprocess.run([sys.executable, "-m", "hp_components.cli", "step", "launch", "--experiment", str(tmp_path / "exp.json"),
-                           "--name", "x", "--parameters", "[1]"], capture_output=True, text=True)
-    assert done.returncode == 2 and "--parameters must be a JSON object" in done.stderr
+                           "--name", "x", "--param", "lr"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--param takes NAME=VALUE" in done.stderr

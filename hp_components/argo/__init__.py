@@ -11,7 +11,10 @@ In Python::
     from hp_components.argo import workflow_template
     doc = workflow_template(load_experiment("examples/random-digits.yaml"))
 
-Needs the ``argo`` extra (hera, kubernetes). The history moves between rounds as an artifact,
+A Kubeflow training job trial (PyTorchJob, TFJob, MPIJob, XGBoostJob) becomes a resource step that
+creates the job and an observe step that reads its outcome and metrics; the workflow then runs
+as service account ``<experiment>-tune``, defined with its Role and RoleBinding in
+``<output>-rbac.yaml`` (``kubectl apply -f`` it first). Needs the ``argo`` extra (hera, kubernetes). The history moves between rounds as an artifact,
 so the cluster needs an artifact repository (Argo's default one); see docs/argo.md.
 """
 
@@ -23,12 +26,12 @@ from typing import Any
 import yaml
 
 from hp_components.argo._cluster import create_workflow, get_workflow, summarize
-from hp_components.argo._compile import MAX_ROUNDS, template_name, workflow, workflow_template
+from hp_components.argo._compile import MAX_ROUNDS, rbac, template_name, workflow, workflow_template
 from hp_components.argo._errors import CompileError
 from hp_components.experiment import Experiment
 
-__all__ = ["CompileError", "MAX_ROUNDS", "compile_experiment", "read_status", "submit", "template_name",
-           "workflow", "workflow_template"]
+__all__ = ["CompileError", "MAX_ROUNDS", "compile_experiment", "rbac", "rbac_path", "read_status", "submit",
+           "template_name", "workflow", "workflow_template"]
 
 _KINDS = ("workflowtemplate", "workflow")
 
@@ -44,6 +47,13 @@ def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowte
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 20), encoding="utf-8")
+    if doc["spec"].get("serviceAccountName"):  # job trials: the account that may create jobs and read their logs
+        rbac_path(output).write_text(yaml.safe_dump_all(rbac(exp), sort_keys=False), encoding="utf-8")
+
+
+def rbac_path(output: Path) -> Path:
+    """Where :func:`compile_experiment` writes the RBAC for job trials: ``<output>-rbac.yaml``."""
+    return output.with_name(f"{output.stem}-rbac.yaml")
 
 
 def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None = None, token: str | None = None,

@@ -13,20 +13,22 @@ experiment itself is written into the suggest/collect templates, not passed per 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
 from typing import Any
 
-from hera.workflows import Artifact, Container, Parameter, RawArtifact, Step, Steps, Workflow, WorkflowTemplate, models as m
+from hera.workflows import Artifact, Container, Parameter, RawArtifact, Resource, Step, Steps, Workflow, WorkflowTemplate, models as m
 
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.jobs import JOB_KINDS, JobTrialError, check_job_trial, label_job, resource_path
 from hp_components.steps import DEFAULT_IMAGE, WRAPPER_PROGRAM, wrapper_args
 from hp_components.template import deadline
 
 from hp_components.argo._errors import CompileError
 
-__all__ = ["workflow_template", "workflow", "MAX_ROUNDS", "template_name"]
+__all__ = ["workflow_template", "workflow", "MAX_ROUNDS", "template_name", "rbac"]
 
 #: Argo stops nesting templates at depth 100 (maxAllowedStackDepth); each round nests one level
 MAX_ROUNDS = 90
@@ -44,9 +46,16 @@ def template_name(exp: Experiment) -> str:
 def _check(exp: Experiment) -> None:
     spec = exp.spec
     ts = spec.trial_template.trial_spec or {}
-    if (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job"):
+    if _is_job_trial(exp):
+        try:
+            check_job_trial(exp)
+        except JobTrialError as e:
+            raise CompileError(e.field, str(e).split(": ", 1)[1]) from None
+        _check_manifest_values(exp)
+    elif (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job"):
+        kinds = ", ".join(f"{a} {k}" for a, k in JOB_KINDS)
         raise CompileError(f"{_TT}.trialSpec.kind", f"{ts.get('apiVersion')}/{ts.get('kind')} trials are not supported "
-                           "on Argo yet; use a batch/v1 Job")
+                           f"on Argo; use one of: {kinds}")
     if spec.max_trial_count is None:
         raise CompileError("spec.maxTrialCount", "is required on Argo: each round nests the loop template one level "
                            f"deeper, and Argo stops at depth 100; set it (at most {MAX_ROUNDS} rounds)")
@@ -62,6 +71,25 @@ def _check(exp: Experiment) -> None:
     if "{{" in exp.to_json():
         where = "spec.trialTemplate.trialSpec" if "{{" in json.dumps(ts) else "spec"
         raise CompileError(where, "contains '{{', which Argo would read as one of its own variables; remove it")
+
+
+def _is_job_trial(exp: Experiment) -> bool:
+    """A Kubeflow training job: created by a resource step (a batch/v1 Job runs as the trial's own pod)."""
+    ts = exp.spec.trial_template.trial_spec or {}
+    return (ts.get("apiVersion"), ts.get("kind")) in JOB_KINDS[1:]
+
+
+_UNSAFE = re.compile(r'["\\\x00-\x1f]')
+
+
+def _check_manifest_values(exp: Experiment) -> None:
+    """Argo writes parameter values into the manifest's text: refuse values that would break it."""
+    for i, p in enumerate(exp.spec.parameters):
+        for value in p.feasible_space.values or []:
+            if _UNSAFE.search(value):
+                raise CompileError(f"spec.parameters[{i}].feasibleSpace.list",
+                                   f"{value!r}: a {exp.trial_kind} trial's values are written into the job manifest "
+                                   "by Argo, so they must not contain quotes, backslashes or control characters")
 
 
 def _arg(text: str, exp: Experiment) -> str:
@@ -131,6 +159,75 @@ def _trial_template(exp: Experiment) -> Container:
     )
 
 
+def _primary_replica(exp: Experiment) -> str:
+    """The replica type whose pods carry the metrics (Master, Chief or Launcher; else the first one)."""
+    ts = exp.spec.trial_template.trial_spec or {}
+    specs = next((v for k, v in (ts.get("spec") or {}).items() if k.endswith("ReplicaSpecs")), {}) or {}
+    return next((k for k in specs if k.lower() in ("master", "chief", "launcher")), next(iter(specs), "Master"))
+
+
+def _job_trial_template(exp: Experiment, image: str, experiment: str) -> Steps:
+    """A Kubeflow training job as a trial: create it (resource step), then ``hp-tune step launch --observe-only``.
+
+    The resource step waits in Argo's condition syntax (label selectors over the job's JSON):
+    done when the training operator sets ``status.completionTime`` (it does on success and on
+    failure), failed when the primary replica has a failed pod. The observe step then decides
+    the outcome with the experiment's own GJSON conditions, as Katib does, reads the primary
+    pod's log for the metrics and deletes the job unless ``retain``; the job is owned by the
+    workflow either way, so deleting the workflow deletes it.
+    """
+    spec = exp.spec
+    name_param = "{{inputs.parameters.%s}}" % _TRIAL_NAME
+    manifest = label_job(copy.deepcopy(spec.trial_template.trial_spec or {}), exp.name, name_param)
+    manifest["metadata"]["name"] = name_param
+    params = [tp.name for tp in spec.trial_template.trial_parameters or []]
+    inputs = [Parameter(name=_TRIAL_NAME)] + [Parameter(name=n) for n in params]
+    limit = deadline(manifest)
+    create = Resource(
+        name="create-job", action="create", set_owner_reference=True,
+        manifest=json.dumps(_render(manifest, exp), indent=1),
+        success_condition="status.completionTime",
+        failure_condition=f"status.replicaStatuses.{_primary_replica(exp)}.failed > 0",
+        active_deadline_seconds=int(limit + 60) if limit else None, inputs=inputs)
+    observe = Container(
+        name="observe-job", image=image, command=["hp-tune", "step"],
+        args=["launch", "--observe-only", "--experiment", experiment, "--name", name_param,
+              "--namespace", "{{workflow.namespace}}", "--output", _OBS,
+              *[x for n in params for x in ("--param", "%s={{inputs.parameters.%s}}" % (n, n))]],
+        inputs=inputs, outputs=[Parameter(name="observation", value_from=m.ValueFrom(path=_OBS))])
+    arguments = [Parameter(name=n, value="{{inputs.parameters.%s}}" % n) for n in [_TRIAL_NAME, *params]]
+    with Steps(name="trial", inputs=inputs, outputs=[Parameter(name="observation", value_from=m.ValueFrom(
+            parameter="{{steps.observe.outputs.parameters.observation}}"))]) as trial:
+        Step(name="create", template=create, arguments=arguments, continue_on=m.ContinueOn(failed=True, error=True))
+        Step(name="observe", template=observe, arguments=arguments)
+    return trial
+
+
+def rbac(exp: Experiment) -> list[dict[str, Any]]:
+    """The ServiceAccount, Role and RoleBinding a workflow with job trials runs as (``<experiment>-tune``).
+
+    The Argo executor creates the job and reports step results (``workflowtaskresults``); the
+    observe step reads the job, lists its pods, reads the primary pod's log and deletes the job.
+    """
+    ts = exp.spec.trial_template.trial_spec or {}
+    group, _, plural = resource_path(ts)
+    name, ns = template_name(exp), exp.metadata.namespace
+    meta = {"name": name, **({"namespace": ns} if ns else {}), "labels": {"hp-components/experiment": exp.name}}
+    rules = [
+        {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
+        {"apiGroups": [group], "resources": [plural], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    ]
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, **({"namespace": ns} if ns else {})}]},
+    ]
+
+
 def _step_container(exp: Experiment, name: str, image: str, args: list[str], inputs: list[Any],
                     outputs: list[Any]) -> Container:
     return Container(name=name, image=image, command=["hp-tune", "step"], args=args, inputs=inputs, outputs=outputs)
@@ -148,7 +245,7 @@ def _build(exp: Experiment, image: str | None, holder: Any) -> Any:
             inputs=[],
             outputs=[Parameter(name="trials", value_from=m.ValueFrom(path=out["params.json"])),
                      Artifact(name="batch", path=out["batch.json"])])
-        trial = _trial_template(exp)
+        trial = _job_trial_template(exp, image, experiment) if _is_job_trial(exp) else _trial_template(exp)
         collect = _step_container(
             exp, "collect", image,
             ["collect", "--experiment", experiment, "--history", "/tmp/hp/in/history.json",
@@ -194,7 +291,7 @@ def workflow_template(exp: Experiment, image: str | None = None) -> dict[str, An
     """The WorkflowTemplate ``<experiment>-tune`` (``argo submit --from workflowtemplate/<name>``)."""
     labels = {"hp-components/experiment": exp.name}
     holder = WorkflowTemplate(name=template_name(exp), namespace=exp.metadata.namespace, entrypoint="main",
-                              labels=labels)
+                              labels=labels, service_account_name=template_name(exp) if _is_job_trial(exp) else None)
     return _finish(_build(exp, image, holder).to_dict())
 
 
@@ -209,5 +306,6 @@ def _finish(doc: dict[str, Any]) -> dict[str, Any]:
 def workflow(exp: Experiment, image: str | None = None) -> dict[str, Any]:
     """A standalone Workflow (``argo submit workflow.yaml``), named ``<experiment>-<random>``."""
     labels = {"hp-components/experiment": exp.name}
-    holder = Workflow(generate_name=f"{exp.name}-", namespace=exp.metadata.namespace, entrypoint="main", labels=labels)
+    holder = Workflow(generate_name=f"{exp.name}-", namespace=exp.metadata.namespace, entrypoint="main", labels=labels,
+                      service_account_name=template_name(exp) if _is_job_trial(exp) else None)
     return _finish(_build(exp, image, holder).to_dict())
