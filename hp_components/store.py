@@ -141,6 +141,29 @@ def _sqlite_connection(path: str) -> sqlite3.Connection:
     return connection
 
 
+_UPSERT = {"sqlite": sqlalchemy.dialects.sqlite, "postgresql": sqlalchemy.dialects.postgresql}
+
+
+if _models is not None:
+    _COUNTS = sqlalchemy.select(
+        sqlalchemy.func.count(_models.TrialModel.trial_id),
+        sqlalchemy.func.sum(sqlalchemy.case((_models.TrialModel.state != TrialState.RUNNING, 1), else_=0)),
+    ).where(_models.TrialModel.study_id == sqlalchemy.bindparam("study_id"))
+
+
+def _upsert(session: Any, dialect: str, model: Any, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` into ``model``'s table, updating those whose ``keys`` exist (one statement)."""
+    if rows:
+        session.execute(_upsert_statement(dialect, model, keys, tuple(rows[0])), rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    insert = _UPSERT[dialect].insert(model.__table__)
+    return insert.on_conflict_do_update(index_elements=list(keys),
+                                        set_={c: insert.excluded[c] for c in columns if c not in keys})
+
+
 def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
     """A stored Optuna trial as a trial record."""
     ua = ft.user_attrs
@@ -267,11 +290,8 @@ class ExperimentStore:
         """(trials, finished trials) of the experiment in one query (None without the RDB models)."""
         if _models is None:
             return None
-        trial = _models.TrialModel
-        finished = sqlalchemy.case((trial.state != TrialState.RUNNING, 1), else_=0)
         with _create_scoped_session(self.storage.scoped_session) as session:
-            total, done = session.query(sqlalchemy.func.count(trial.trial_id), sqlalchemy.func.sum(finished)) \
-                .filter(trial.study_id == self.study_id).one()
+            total, done = session.execute(_COUNTS, {"study_id": self.study_id}).one()
         return int(total), int(done or 0)
 
     def sync(self, force: bool = False) -> list[Trial] | None:
@@ -292,8 +312,9 @@ class ExperimentStore:
         RUNNING) the final state of a trial in one transaction, the state last; UpdateFinishedTrialError
         (the trial is already finished) propagates with nothing written.
 
-        Uses the RDB storage's models and per-row writes inside one session; if those private APIs
-        are not there (another Optuna version), or the batch hits an integrity error, one call each.
+        With the RDB storage's models, plain statements and upserts (SQLite, PostgreSQL); else (another
+        Optuna version or database) Optuna's public API, one call each: a runner dying in between
+        leaves attributes without the final state (see ``_to_trial``).
         """
         reported = self._reported.get(trial_id, 0)
         steps = values_of.intermediate_values[reported:] if values_of else []
@@ -303,44 +324,36 @@ class ExperimentStore:
 
     def _write_rows(self, trial_id: int, attrs: dict[str, Any], steps: list[tuple[int, float]],
                     state: TrialState, value: float | None) -> None:
-        storage = self.storage
-        if _models is not None:
-            try:
-                with _create_scoped_session(storage.scoped_session) as session:
-                    trial = _models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-                    storage.check_trial_is_updatable(trial_id, trial.state)
-                    self._upsert_attrs(session, trial_id, attrs)
-                    for step, v in steps:
-                        storage._set_trial_intermediate_value_without_commit(session, trial_id, step, v)
-                    if state != TrialState.RUNNING:
-                        if value is not None:
-                            storage._set_trial_value_without_commit(session, trial, 0, value)
-                        trial.state, trial.datetime_complete = state, datetime.datetime.now()
-                return
-            except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.IntegrityError, AttributeError):
-                pass  # e.g. another runner inserted one of the keys at the same moment: one by one
-        for key, v in attrs.items():
-            storage.set_trial_user_attr(trial_id, key, v)
-        for step, v in steps:
-            storage.set_trial_intermediate_value(trial_id, step, v)
-        if state != TrialState.RUNNING:
-            storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
-
-    def _upsert_attrs(self, session: Any, trial_id: int, attrs: dict[str, Any]) -> None:
-        """User attributes of a trial in one statement (SQLite, PostgreSQL), else one upsert each."""
-        if not attrs:
-            return
-        model = _models.TrialUserAttributeModel
-        dialect = {"sqlite": sqlalchemy.dialects.sqlite, "postgresql": sqlalchemy.dialects.postgresql}.get(
-            self.storage.engine.name)
-        if dialect is None:
+        dialect = self.storage.engine.name
+        if _models is None or dialect not in _UPSERT:
             for key, v in attrs.items():
-                self.storage._set_trial_attr_without_commit(session, model, trial_id, key, v)
+                self.storage.set_trial_user_attr(trial_id, key, v)
+            for step, v in steps:
+                self.storage.set_trial_intermediate_value(trial_id, step, v)
+            if state != TrialState.RUNNING:
+                self.storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
             return
-        insert = dialect.insert(model.__table__)
-        session.execute(insert.on_conflict_do_update(index_elements=["trial_id", "key"],
-                                                     set_={"value_json": insert.excluded.value_json}),
-                        [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+        m = _models
+        with _create_scoped_session(self.storage.scoped_session) as session:
+            current = session.scalar(sqlalchemy.select(m.TrialModel.state)
+                                     .where(m.TrialModel.trial_id == trial_id).with_for_update())
+            if current is None:
+                raise KeyError(f"no trial with id {trial_id}")
+            self.storage.check_trial_is_updatable(trial_id, current)
+            _upsert(session, dialect, m.TrialUserAttributeModel, ("trial_id", "key"),
+                    [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+            _upsert(session, dialect, m.TrialIntermediateValueModel, ("trial_id", "step"), [
+                dict(zip(("trial_id", "step", "intermediate_value", "intermediate_value_type"),
+                         (trial_id, step, *m.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v))))
+                for step, v in steps])
+            if state == TrialState.RUNNING:
+                return
+            if value is not None:
+                stored, kind = m.TrialValueModel.value_to_stored_repr(value)
+                _upsert(session, dialect, m.TrialValueModel, ("trial_id", "objective"),
+                        [{"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}])
+            session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
+                            .values(state=state, datetime_complete=datetime.datetime.now()))
 
     def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any]) -> tuple[int, int]:
         """Insert a RUNNING trial in one transaction; returns its id and number.

@@ -6,6 +6,7 @@ loopback and sets it); each test gets a database of its own.
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -80,6 +81,20 @@ def test_store_round_trip(storage_url, basic_dict):
     assert [x.condition for x in again] == ["Created", "Succeeded", "Created"]
     assert again[1].objective_value == 0.5 and again[1].intermediate_values == [(0, 0.1), (1, 0.3)]
     assert again[1].assignments == created[1].assignments
+
+
+def test_non_finite_values_round_trip_and_a_finished_trial_stays_as_written(storage_url, basic_dict):
+    exp = parse_experiment(basic_dict)
+    store = ExperimentStore(storage_url, exp)
+    [t] = store.create(suggest(exp, [], 1))
+    t.intermediate_values += [(0, float("nan")), (1, float("inf"))]
+    t.condition, t.objective_value = "Succeeded", float("-inf")
+    assert store.save(t)
+    t.condition, t.objective_value = "Failed", None
+    assert not store.save(t)
+    [again] = ExperimentStore(storage_url, exp).history()
+    assert (again.condition, again.objective_value) == ("Succeeded", float("-inf"))
+    assert math.isnan(again.intermediate_values[0][1]) and again.intermediate_values[1] == (1, float("inf"))
 
 
 def test_sync_reads_the_history_only_when_another_store_changed_it(storage_url, basic_dict):
