@@ -1,6 +1,7 @@
 # The image the hp-components pipeline steps (suggest, collect, report) run in on KFP and Argo.
 #   docker build -t ghcr.io/hp-components/hp-components:0.1.0 .
 #   docker build --build-arg EXTRAS=kfp,argo,postgres -t my-registry/hp-components:dev .   # then --image my-registry/...
+# Your own search algorithm: FROM this image, RUN pip install your package, then compile with --image.
 # Training images need nothing from here: trials get the metrics wrapper's source as an argument.
 FROM python:3.11-slim
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import textwrap
 import pytest
 
 from hp_components.algorithms import ENTRY_POINT_GROUP, find_algorithm
-from hp_components.experiment import SpecError, load_experiment
+from hp_components.experiment import SpecError, load_experiment, parse_experiment
 from hp_components.suggest import suggest
 from tests.conftest import ROOT, make_experiment
 
@@ -91,3 +92,27 @@ def test_custom_algorithm_example_is_valid(monkeypatch):
     monkeypatch.chdir(ROOT)
     load_experiment(ROOT / "examples" / "custom-algorithm-digits.yaml")
     assert find_algorithm("examples.custom_algorithm:HillClimb").name == "hillclimb"
+
+
+def test_pipeline_steps_load_the_algorithm_from_their_image(tmp_path, basic_dict, monkeypatch):
+    """On Argo (and KFP) the suggest/collect steps run `hp-tune step` in the step image (`--image`):
+    an algorithm installed there is found by the same dotted path / entry point. Here the "image"
+    is this environment with the plugin on PYTHONPATH, and the workflow is interpreted for real;
+    without the plugin in the image the suggest step fails, naming it."""
+    from hp_components.argo import workflow
+    from tests.argo_engine import Interpreter
+    from tests.test_argo import TRIAL, script_experiment
+
+    monkeypatch.chdir(ROOT)  # the compiling machine has it too: compile validates the algorithm's settings
+    spec = script_experiment("argoplugin", TRIAL, maxTrialCount=6, parallelTrialCount=3, maxFailedTrialCount=6,
+                             algorithm={"algorithmName": "examples.custom_algorithm:HillClimb",
+                                        "algorithmSettings": [{"name": "n_startup_trials", "value": "3"}]})
+    doc = workflow(parse_experiment(spec))
+    monkeypatch.setenv("PYTHONPATH", "")
+    with pytest.raises(RuntimeError, match="examples.custom_algorithm"):
+        Interpreter(doc, tmp_path / "without").run()
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    engine = Interpreter(doc, tmp_path / "with")
+    engine.run()
+    history = json.loads(sorted((tmp_path / "with").glob("pod-*/tmp/hp/history.json"))[-1].read_text())
+    assert len(history) == 6 and engine.globals["done"] == "true"
