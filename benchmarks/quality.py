@@ -240,7 +240,8 @@ def make_plot(doc: dict[str, Any], out_dir) -> str | None:
             f, m, algo = k.split("/")
             if (f, m) == (fname, mode):
                 ax.plot(range(1, len(trace) + 1), [max(v, 1e-6) for v in trace], label=algo, color=color.get(algo),
-                        linestyle="-" if not algo.startswith(("optuna", "skopt", "hyperopt")) else "--")
+                        linestyle="-" if not algo.startswith(("optuna", "skopt", "hyperopt")) else "--",
+                        linewidth=2.5 if algo == "auto" else 1.0, zorder=3 if algo == "auto" else 2)
         ax.set_yscale("log")
         ax.set_title(f"{fname}, {mode}")
         ax.set_xlabel("trials")
