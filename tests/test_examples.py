@@ -75,3 +75,14 @@ def test_tpe_example_stops_at_its_goal(tmp_path):
     assert res.returncode == 0, res.stderr
     assert status["conditions"][-1]["reason"] == "ExperimentGoalReached"
     assert status["trials"] < 30
+
+
+def test_pytorchjob_example_trains_across_two_processes(tmp_path):
+    pytest.importorskip("torch")
+    res, status = _run(tmp_path, ROOT / "examples" / "pytorchjob-digits.yaml", maxTrialCount=2, parallelTrialCount=1)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert status["trialsSucceeded"] == 2
+    logs = sorted((tmp_path / "runs").rglob("worker-1.log"))
+    assert len(logs) == 2  # the worker (rank 1) ran beside each master
+    best = float(status["currentOptimalTrial"]["observation"]["metrics"][0]["latest"])
+    assert best > 0.5

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from hp_components.argo._compile import workflow_template
+from hp_components.argo._compile import rbac, workflow_template
 from hp_components.experiment import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,6 +25,9 @@ def expected() -> dict[str, str]:
         header = (f"# Generated from examples/{path.name} by: python -m hp_components.argo._pipelines\n"
                   f"# argo template create pipelines/argo-{path.name} && argo submit --from workflowtemplate/{doc['metadata']['name']}\n")
         out[f"argo-{path.name}"] = header + yaml.safe_dump(doc, sort_keys=False, width=1 << 20)
+        if doc["spec"].get("serviceAccountName"):  # job trials: the account, Role and RoleBinding they run as
+            out[f"argo-{path.stem}-rbac.yaml"] = (f"# Generated with pipelines/argo-{path.name}: kubectl apply -f it first\n"
+                                                  + yaml.safe_dump_all(rbac(load_experiment(path)), sort_keys=False))
     return out
 
 
