@@ -250,10 +250,11 @@ def compile_(
     exp = _load(file)
     driver = _driver(target)
     try:
-        driver.compile_experiment(exp, output, kind=kind, image=image, storage=None)
+        written = driver.compile_experiment(exp, output, kind=kind, image=image, storage=None) or [output]
     except ValueError as e:  # CompileError and friends: the spec cannot run on that engine
         raise _bad_input(str(e)) from None
-    out.print(f"wrote {output}", markup=False)
+    for path in written:
+        out.print(f"wrote {path}", markup=False)
 
 
 @app.command()

@@ -37,8 +37,11 @@ _KINDS = ("workflowtemplate", "workflow")
 
 
 def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowtemplate", image: str | None = None,
-                       storage: str | None = None) -> None:
-    """Write the WorkflowTemplate (or, with ``kind="workflow"``, a standalone Workflow) as YAML."""
+                       storage: str | None = None) -> list[Path]:
+    """Write the WorkflowTemplate (or, with ``kind="workflow"``, a standalone Workflow) as YAML; the files written.
+
+    Job trials also get ``<output>-rbac.yaml``: the ServiceAccount, Role and RoleBinding they run as.
+    """
     if kind not in _KINDS:
         raise CompileError("--kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
     if storage:
@@ -47,8 +50,10 @@ def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowte
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 20), encoding="utf-8")
-    if doc["spec"].get("serviceAccountName"):  # job trials: the account that may create jobs and read their logs
-        rbac_path(output).write_text(yaml.safe_dump_all(rbac(exp), sort_keys=False), encoding="utf-8")
+    if not doc["spec"].get("serviceAccountName"):
+        return [output]
+    rbac_path(output).write_text(yaml.safe_dump_all(rbac(exp), sort_keys=False), encoding="utf-8")
+    return [output, rbac_path(output)]
 
 
 def rbac_path(output: Path) -> Path:
