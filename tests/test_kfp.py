@@ -21,7 +21,7 @@ from hp_components.cli import main as cli_main  # noqa: E402
 from hp_components.experiment import load_experiment, parse_experiment  # noqa: E402
 from hp_components.kfp import UnsupportedExperiment, compile_experiment  # noqa: E402
 from hp_components.kfp._pipeline import rounds  # noqa: E402
-from hp_components.kfp._trial import WRAPPER_PROGRAM  # noqa: E402
+from hp_components.kfp._trial import WRAPPER_PROGRAM, launches_job  # noqa: E402
 from tests.conftest import DATA, ROOT, script_experiment  # noqa: E402
 
 # --------------------------------------------------------------------------- reading and running compiled IR
@@ -165,6 +165,10 @@ def assert_structure(ir: dict[str, Any], exp) -> None:
     for _, _, task in _tasks(ir):
         if task["componentRef"]["name"] in leaf:
             assert not task.get("cachingOptions", {}).get("enableCache", False)
+    assert json.loads(ir["root"]["inputDefinitions"]["parameters"]["experiment"]["defaultValue"]) == exp.to_dict()
+    if launches_job(exp):  # PyTorchJob, TFJob, ...: the launcher step (tests/test_kfp_launcher.py)
+        assert len(leaf_components(ir, "launch")) == n_rounds and not leaf_components(ir, f"{exp.name}-trial")
+        return
     # the trial: python3 -c <wrapper source from the pipeline input> <wrapper args> --output ... -- <command>
     trials = leaf_components(ir, f"{exp.name}-trial")
     assert len(trials) == n_rounds
@@ -172,7 +176,6 @@ def assert_structure(ir: dict[str, Any], exp) -> None:
     assert cmd[:3] == ["python3", "-c", "{{$.inputs.parameters['hp_wrapper']}}"]
     assert cmd[cmd.index("--output") + 1] == "{{$.outputs.parameters['observation'].output_file}}"
     assert ir["root"]["inputDefinitions"]["parameters"]["trial_wrapper"]["defaultValue"] == WRAPPER_PROGRAM
-    assert json.loads(ir["root"]["inputDefinitions"]["parameters"]["experiment"]["defaultValue"]) == exp.to_dict()
 
 
 @pytest.mark.parametrize("path", EXAMPLES + [DATA / "basic.yaml"], ids=lambda p: p.name)
@@ -248,10 +251,12 @@ def test_experiments_kfp_cannot_run_are_refused_naming_the_field(tmp_path: Path,
     ts = data["spec"]["trialTemplate"]["trialSpec"]
     data["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {
         "pytorchReplicaSpecs": {"Master": {"replicas": 1, "template": ts["spec"]["template"]}}}}
+    data["spec"]["metricsCollectorSpec"] = {"collector": {"kind": "File"}, "source": {  # the launcher reads the log
+        "fileSystemPath": {"path": "/tmp/m.log", "kind": "File", "format": "TEXT"}}}
     path = tmp_path / "pytorch.yaml"
     path.write_text(yaml.safe_dump(data))
     assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(tmp_path / "y.yaml")]) == 2
-    assert "spec.trialTemplate.trialSpec.kind" in capsys.readouterr().err
+    assert "spec.metricsCollectorSpec.collector.kind" in capsys.readouterr().err  # kinds: tests/test_kfp_launcher.py
     assert not (tmp_path / "y.yaml").exists()
 
 

@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hp_components.experiment import Experiment, SpecError, load_experiment
+from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
-from hp_components.kfp._trial import WRAPPER_PROGRAM, check_experiment, configure_trial_task, trial_component, trial_fields
+from hp_components.kfp._components import step_components
+from hp_components.kfp._trial import (WRAPPER_PROGRAM, check_experiment, configure_launcher_task, configure_trial_task,
+                                      launches_job, trial_component, trial_fields)
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
 
@@ -48,10 +51,20 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
     from hp_components.kfp._pipeline import tuning_graph
 
     check_experiment(exp)
-    comp = trial_component(exp)
     fields = trial_fields(exp)
+    if launches_job(exp):  # PyTorchJob, TFJob, ...: the launcher step creates the job and waits for it
+        launcher = step_components(image or DEFAULT_IMAGE).launch
 
-    def trial(item: Any, wrapper: Any) -> Any:
+        def launched(item: Any, wrapper: Any, experiment: Any) -> Any:
+            task = configure_launcher_task(launcher(experiment=experiment, trial=item))
+            task.set_display_name("trial")
+            return task, task.outputs["observation"]
+
+        return tuning_graph(exp, {"fields": fields}, launched, image=image)
+
+    comp = trial_component(exp)
+
+    def trial(item: Any, wrapper: Any, experiment: Any) -> Any:
         task = comp(hp_trial=item.hp_trial, hp_wrapper=wrapper, **{k: getattr(item, k) for k in fields})
         configure_trial_task(task, exp)
         task.set_display_name("trial")
@@ -79,7 +92,8 @@ def _shorten_header(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     head, sep, body = text.partition("\ncomponents:")
     lines = [("#    trial_wrapper: str [Default: the metrics wrapper, see root.inputDefinitions]"
-              if line.startswith("#    trial_wrapper: str [Default: ") else line) for line in head.split("\n")]
+              if line.startswith("#    trial_wrapper: str [Default: ") and not line.endswith("[Default: '']")
+              else line) for line in head.split("\n")]
     path.write_text("\n".join(lines) + sep + body, encoding="utf-8")
 
 
@@ -212,7 +226,7 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
                                                output=out_name)
         out_name = "Output"
 
-    def trial(item: Any, wrapper: Any) -> Any:
+    def trial(item: Any, wrapper: Any, experiment: Any) -> Any:
         task = trial_component(**{k: getattr(item, k) for k in fields}, **fixed)
         if configure is not None:
             configure(task)

@@ -1,4 +1,4 @@
-"""The suggest, collect and report steps as KFP lightweight Python components.
+"""The suggest, collect, report and launch steps as KFP lightweight Python components.
 
 Each is a thin shell over :mod:`hp_components.kfp._runtime`; the code runs in the
 hp-components image (``--image``, default :data:`hp_components.steps.DEFAULT_IMAGE`), which
@@ -91,15 +91,40 @@ def report(experiment: str, history: list, status: dict, metrics: Output[Metrics
         params, value, best.name if best is not None else "", status)
 
 
+def launch(experiment: str, trial: str) -> NamedTuple("LaunchOutputs", [("observation", str)]):
+    """Run one trial as a Kubernetes job (PyTorchJob, TFJob, MPIJob, XGBoostJob): the launcher step.
+
+    Creates the rendered trialSpec (named after the trial, in the experiment's namespace, else the
+    pipeline's), waits for Katib's success/failure conditions, reads the metrics from the primary
+    pod's log and deletes the job unless ``trialTemplate.retain`` (also when the step is stopped
+    with SIGTERM). ``trial`` is the loop item as JSON (``hp_trial`` and one key per trialParameter:
+    the backend hands a whole loop item over as a string); the ``observation`` output is the
+    result as JSON, what collect reads.
+
+    The pipeline's service account needs, in that namespace: create/get/delete on the job kind
+    (group ``kubeflow.org``, e.g. ``pytorchjobs``), list on ``pods`` and get on ``pods/log``.
+    Kubeflow's ``pipeline-runner`` role usually grants these.
+    """
+    import json
+    from collections import namedtuple
+
+    from hp_components.kfp._runtime import launch_trial
+
+    result = launch_trial(experiment, trial)
+    print(f"{result['name']}: {result['condition']} ({result['reason']}), objective {result['objectiveValue']}")
+    return namedtuple("LaunchOutputs", ["observation"])(json.dumps(result))
+
+
 class StepComponents(NamedTuple):
     suggest: Any
     collect: Any
     collect_metrics: Any
     report: Any
+    launch: Any
 
 
 @functools.lru_cache(maxsize=16)
 def step_components(image: str) -> StepComponents:
     """The step components, running in ``image``."""
     make = functools.partial(dsl.component, base_image=image, install_kfp_package=False)
-    return StepComponents(make(suggest), make(collect), make(collect_metrics), make(report))
+    return StepComponents(make(suggest), make(collect), make(collect_metrics), make(report), make(launch))

@@ -41,8 +41,9 @@ OUTPUT_NAMES = Outputs._fields
 #: more rounds than this draw a warning (the Argo Workflow KFP creates must fit in a Kubernetes object)
 MAX_ROUNDS = 200
 
-#: (loop item, the ``trial_wrapper`` input) -> (the trial task, the output that holds its observation)
-TrialFactory = Callable[[Any, Any], Tuple[Any, Any]]
+#: (loop item, the ``trial_wrapper`` input, the ``experiment`` input) -> (the trial task, the output that
+#: holds its observation)
+TrialFactory = Callable[[Any, Any, Any], Tuple[Any, Any]]
 
 
 def rounds(exp: Experiment) -> int:
@@ -93,7 +94,7 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
     def make_round(r: int, next_round: Any) -> Any:
         def round_(experiment: str, config: dict, history: list, trials: list, trial_wrapper: str = "") -> Outputs:
             with dsl.ParallelFor(trials, parallelism=parallelism, name=f"trials-{r}") as item:
-                task, observation = trial(item, trial_wrapper)
+                task, observation = trial(item, trial_wrapper, experiment)
                 _no_cache(task)
             c = _no_cache(collect(experiment=experiment, config=config, history=history, trials=trials,
                                   observations=dsl.Collected(observation)))

@@ -28,7 +28,7 @@ from hp_components.experiment import Experiment, load_experiment
 from hp_components.steps import collect_step, suggest_step
 from hp_components.trials import load_history
 
-__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls"]
+__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
 TRIAL_KEY = "hp_trial"
 ITEM_KEY = "hp_item"
@@ -71,6 +71,26 @@ def suggest_items(experiment: Any, history: Sequence[dict[str, Any]], config: di
     exp = experiment_from(experiment)
     batch = suggest_step(exp, load_history(list(history or [])))
     return [_flat(item, config) for item in batch], not batch
+
+
+def launch_trial(experiment: Any, item: str | dict[str, Any], *, poll: float = 5.0) -> dict[str, Any]:
+    """Run the loop item's trial (a dict or its JSON) as a Kubernetes job: the launcher step.
+
+    Create, wait, collect, delete (see :func:`hp_components.jobs.launch`). The job goes to the
+    experiment's ``metadata.namespace``, else the pod's own namespace; the result has the metrics
+    wrapper's shape::
+
+        launch_trial(exp_json, {"hp_trial": "ddp-0001", "x": "1.5", ...})["objectiveValue"]
+    """
+    from hp_components.jobs import KubeJobs, default_namespace, launch
+    from hp_components.kfp._trial import trial_fields
+
+    exp = experiment_from(experiment)
+    if isinstance(item, str):
+        item = json.loads(item)
+    values = {f["trialParameter"]: str(item[key]) for key, f in trial_fields(exp).items()}
+    return launch(exp, item[TRIAL_KEY], values, KubeJobs.from_environment(),
+                  namespace=exp.metadata.namespace or default_namespace(), poll=poll)
 
 
 def observation_of(value: Any, objective: str) -> dict[str, Any] | None:

@@ -1,5 +1,8 @@
 """The trial step of a compiled Katib Experiment: the user's container under the metrics wrapper.
 
+(A trialSpec that is not a ``batch/v1 Job`` - PyTorchJob, TFJob, MPIJob, XGBoostJob - runs
+through the launcher step instead, see :func:`launches_job` and :func:`configure_launcher_task`.)
+
 The trial runs in the trialSpec's image with its command, as::
 
     python3 -c "exec(compile('<source of hp_components/metrics.py>', 'metrics.py', 'exec'))" \
@@ -30,7 +33,7 @@ from hp_components.kfp._errors import UnsupportedExperiment
 from hp_components.kfp._runtime import TRIAL_KEY
 
 __all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
-           "check_experiment"]
+           "check_experiment", "launches_job", "configure_launcher_task"]
 
 _TT = "spec.trialTemplate.trialSpec"
 
@@ -41,10 +44,19 @@ def check_experiment(exp: Experiment) -> None:
     if spec.max_trial_count is None:
         raise UnsupportedExperiment("spec.maxTrialCount", "is required on KFP: rounds are unrolled at compile time "
                                     "(ceil(maxTrialCount / parallelTrialCount) of them); set it")
-    ts = spec.trial_template.trial_spec or {}
-    if ts.get("apiVersion") != "batch/v1" or ts.get("kind") != "Job":
-        raise UnsupportedExperiment(f"{_TT}.kind", f"{ts.get('apiVersion')}/{ts.get('kind')} trials are not supported "
-                                    "on KFP yet; use a batch/v1 Job (distributed kinds are planned)")
+    if launches_job(exp):
+        from hp_components.jobs import JobTrialError, check_job_trial
+
+        try:
+            check_job_trial(exp)
+        except JobTrialError as e:
+            raise UnsupportedExperiment(e.field, str(e).removeprefix(f"{e.field}: ")) from None
+
+
+def launches_job(exp: Experiment) -> bool:
+    """True when the trial runs as a Kubernetes job created by the launcher step (anything but a batch/v1 Job)."""
+    ts = exp.spec.trial_template.trial_spec or {}
+    return (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job")
 
 
 def _container(exp: Experiment) -> dict[str, Any]:
@@ -105,7 +117,7 @@ def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> str:
 
 
 def trial_component_text(exp: Experiment) -> str:
-    """The trial component as KFP component YAML (loads with ``load_component_from_text``)."""
+    """A batch/v1 Job trial as KFP component YAML (loads with ``load_component_from_text``)."""
     check_experiment(exp)
     c = _container(exp)
     command = [str(x) for x in (c.get("command") or [])] + [str(x) for x in (c.get("args") or [])]
@@ -208,6 +220,15 @@ def configure_trial_task(task: Any, exp: Experiment) -> Any:
     if ignored:
         warnings.warn(f"{_TT}: not carried over to KFP: {', '.join(ignored)}", stacklevel=3)
     return task
+
+
+#: what the launcher step requests: it only talks to the API server (the job's replicas keep their resources)
+LAUNCHER_CPU, LAUNCHER_MEMORY = "100m", "256Mi"
+
+
+def configure_launcher_task(task: Any) -> Any:
+    """A modest cpu/memory request on a launcher task; no accelerator, none of the trialSpec's resources."""
+    return task.set_cpu_request(LAUNCHER_CPU).set_memory_request(LAUNCHER_MEMORY)
 
 
 def _volumes(task: Any, pod: dict[str, Any], c: dict[str, Any], where: str) -> None:
