@@ -190,19 +190,25 @@ class OptunaAlgorithm(Algorithm):
 
 
 class RandomSearch(Algorithm):
-    """Uniform samples of the internal space; trial ``i`` is drawn from its own seed.
+    """Optuna's ``RandomSampler``; trial ``i`` is drawn from a sampler seeded for ``i`` alone.
 
     The seed of a point depends on ``random_state`` and the point's place in the history only,
     so a run with ``parallelTrialCount`` > 1 gets the same trials however its batches were cut
-    (one suggestion of 4, or 1 + 3 as slots free up).
+    (one suggestion of 4, or 1 + 3 as slots free up); one at a time, the points are the ones
+    earlier versions drew.
     """
 
     name = "random"
 
     def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
         random_state = self.options.get("random_state", seed)
-        rngs = (np.random.default_rng(derive_seed(random_state, len(history) + i)) for i in range(count))
-        return [(space.from_unit(rng.random(len(space))), {}) for rng in rngs]
+        return [(_random_point(space, derive_seed(random_state, len(history) + i)), {}) for i in range(count)]
+
+
+def _random_point(space: "SearchSpace", seed: int) -> dict[str, Any]:
+    """The first point Optuna's RandomSampler with ``seed`` draws from the space."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    return dict(study.ask(space.distributions).params)
 
 
 class TPE(OptunaAlgorithm):
