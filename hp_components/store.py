@@ -303,6 +303,8 @@ class ExperimentStore:
         self._seen = (len(frozen), sum(ft.state != TrialState.RUNNING for ft in frozen))
         return [self._record(ft) for ft in frozen]
 
+    # ------------------------------------------------------------------ writing
+
     def _wrote(self, trials: int = 0, finished: int = 0) -> None:
         self._seen = (self._seen[0] + trials, self._seen[1] + finished)
 
@@ -384,8 +386,6 @@ class ExperimentStore:
                     session.execute(sqlalchemy.insert(model.__table__), [
                         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
         return trial_id, number
-
-    # ------------------------------------------------------------------ writing
 
     def create(self, trials: Iterable[Trial]) -> list[Trial]:
         """Create trials as RUNNING, owned by this runner; returns them named by their store number.
