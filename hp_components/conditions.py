@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 __all__ = ["parse", "get", "holds", "job_outcome", "ConditionError", "MISSING"]
 
@@ -59,34 +59,31 @@ class _Part:
     query: _Query | None = None
 
 
-def _split(path: str) -> list[tuple[str, str]]:
-    """``(separator, component)`` pairs, splitting on ``.``/``|`` outside queries and quotes."""
-    out: list[tuple[str, str]] = []
-    sep, buf, depth, quote, i = "", [], 0, False, 0
-    while i < len(path):
-        ch = path[i]
-        if ch == "\\" and i + 1 < len(path):
-            buf += [ch, path[i + 1]]
-            i += 2
-            continue
-        if quote:
+def _top_level(text: str) -> Iterator[int]:
+    """Indexes of the characters outside quotes and parentheses that no backslash escapes."""
+    depth, quote, escaped = 0, False, False
+    for i, ch in enumerate(text):
+        if escaped or ch == "\\":
+            escaped = not escaped
+        elif quote:
             quote = ch != '"'
         elif ch == '"':
             quote = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch in ".|" and depth == 0:
-            out.append((sep, "".join(buf)))
-            sep, buf = ch, []
-            i += 1
-            continue
-        buf.append(ch)
-        i += 1
+        elif ch in "()":
+            depth += 1 if ch == "(" else -1
+        elif depth == 0:
+            yield i
     if quote or depth:
-        raise ConditionError(f"unbalanced {'quote' if quote else 'parentheses'} in {path!r}")
-    out.append((sep, "".join(buf)))
+        raise ConditionError(f"unbalanced {'quote' if quote else 'parentheses'} in {text!r}")
+
+
+def _split(path: str) -> list[tuple[str, str]]:
+    """``(separator, component)`` pairs, splitting on ``.``/``|`` outside queries and quotes."""
+    out, sep, start = [], "", 0
+    for i in (i for i in _top_level(path) if path[i] in ".|"):
+        out.append((sep, path[start:i]))
+        sep, start = path[i], i + 1
+    out.append((sep, path[start:]))
     return out
 
 
@@ -111,21 +108,12 @@ def _literal(text: str) -> str | float | bool | None:
 
 
 def _query(body: str, all_: bool) -> _Query:
-    quote, depth = False, 0
-    for i, ch in enumerate(body):
-        if quote:
-            quote = ch != '"' or body[i - 1] == "\\"
-        elif ch == '"':
-            quote = True
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif depth == 0 and ch in "=!<>%":
-            op = next(o for o in _OPS if body.startswith(o, i))
-            left = body[:i].strip()
-            return _Query(parse(left) if left else (), op, _literal(body[i + len(op):]), all_)
-    return _Query(parse(body.strip()), "", None, all_)
+    i = next((i for i in _top_level(body) if body[i] in "=!<>%"), None)
+    if i is None:
+        return _Query(parse(body.strip()), "", None, all_)
+    op = next(o for o in _OPS if body.startswith(o, i))
+    left = body[:i].strip()
+    return _Query(parse(left) if left else (), op, _literal(body[i + len(op):]), all_)
 
 
 def _component(sep: str, comp: str) -> _Part:
