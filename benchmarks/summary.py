@@ -78,15 +78,18 @@ def tables(results: Path = RESULTS) -> str:
     o = _load("overhead", results)
     if o:
         out += [f"### Orchestration overhead (`{o['command']}`, {o['date']})", "", o["what"] + ".", "",
-                "| wall (s) | ideal (s) | utilisation | bare process start (ms) | slot ms per trial beyond sleep | "
-                "beyond process start (ms) |", "|---|---|---|---|---|---|",
-                f"| {o['wall_s_median']:.2f} | {o['ideal_s']:.2f} | {o['utilisation']:.1%} | "
-                f"{o['bare_process_start_ms_median']:.1f} | {o['per_trial_slot_ms']:.1f} | "
-                f"{o['per_trial_overhead_beyond_start_ms']:.1f} |", ""]
+                "| trial sleep (s) | wall (s) | ideal (s) | utilisation | steady state | process start (ms) | "
+                "runner ms per trial beyond process start | steady state | runner CPU ms per trial |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for r in o.get("results", []):
+            out.append(f"| {r['sleep_s']:g} | {r['wall_s_median']:.2f} | {r['ideal_s']:.2f} | {r['utilisation']:.1%} | "
+                       f"{r['steady_utilisation']:.1%} | {r['process_start_ms']:.1f} | {r['per_trial_runner_ms']:.1f} | "
+                       f"{r['steady_per_trial_runner_ms']:.1f} | {r['runner_cpu_ms_per_trial']:.1f} |")
+        out.append("")
         if o.get("store_ops_ms_median"):
-            out += ["Where a trial's time goes on the runner's event loop (median ms per call, fresh SQLite store): "
+            out += ["Store work per trial on the runner's writer thread (median ms per call, fresh SQLite store): "
                     + ", ".join(f"`{k}` {v:.1f}" for k, v in o["store_ops_ms_median"].items())
-                    + f"; {o['store_ops_ms_per_trial_total']:.0f} ms in all.", ""]
+                    + f"; {o['store_ops_ms_per_trial_total']:.1f} ms in all.", ""]
     s = _load("size", results)
     if s:
         out += [f"### Pipeline size (`{s['command']}`, {s['date']})", ""]
