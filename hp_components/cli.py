@@ -276,6 +276,9 @@ def submit(
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(str(name), markup=False)
+    if target == "argo" and exp.trial_kind != "Job":
+        err.print(f"note: its {exp.trial_kind} trials run as service account {exp.name}-tune; if it does not exist yet: "
+                  f"hp-tune compile {file} --target argo -o wt.yaml && kubectl apply -f wt-rbac.yaml", markup=False)
 
 
 @app.command()

@@ -9,6 +9,9 @@ waits on Argo's label-selector conditions; the observe step runs ``hp-tune step 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -18,10 +21,10 @@ from hp_components.argo._errors import CompileError
 from hp_components.experiment import parse_experiment
 from hp_components.jobs import TRIAL_LABEL
 from tests.argo_engine import Interpreter, selector_matches, semantic_problems
-from tests.conftest import PY
+from tests.conftest import PY, ROOT
 from tests.k8s_fake import FakeCluster
 from tests.k8s_schemas import validate_manifest
-from tests.test_argo import schema_errors
+from tests.test_argo import _Fake, fake_server, schema_errors  # noqa: F401 (fixture)
 from tests.test_distributed import pytorchjob
 
 NS = "argo-team"
@@ -143,3 +146,21 @@ def test_what_cannot_run_is_refused_naming_the_field(change, field):
     with pytest.raises(CompileError) as err:
         workflow(parse_experiment(spec))
     assert err.value.field == field
+
+
+def test_submit_says_which_service_account_job_trials_need(fake_server, tmp_path, monkeypatch):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Config", "current-context": "t",
+                                          "clusters": [{"name": "c", "cluster": {"server": fake_server}}],
+                                          "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u", "namespace": NS}}],
+                                          "users": [{"name": "u", "user": {"token": "t"}}]}))
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(plain_pytorchjob("argosubmit")))
+    done = subprocess.run([sys.executable, "-m", "hp_components.cli", "submit", str(path), "--target", "argo"],
+                          env={**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().startswith("argosubmit-")  # stdout is the name only, for scripts
+    assert "service account argosubmit-tune" in done.stderr and "kubectl apply -f wt-rbac.yaml" in done.stderr
+    sent = _Fake.requests[0][2]
+    assert sent["spec"]["serviceAccountName"] == "argosubmit-tune"
