@@ -1,14 +1,16 @@
-"""The GP's own parts: the value transform it fits on, the posterior-mean point of a parallel batch."""
+"""The GP's own parts: the value transform it fits on, the posterior-mean and local points of a parallel batch."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from hp_components.algorithms import EXPLOIT_ATTR, _compress_bad_tail, _ExploitingGPSampler
+from hp_components.algorithms import (EXPLOIT_ATTR, LOCAL_ATTR, _compress_bad_tail, _ExploitingGPSampler,
+                                      _local_point)
 from hp_components.suggest import suggest
 from tests.conftest import make_experiment
 from tests.test_suggest import finish, score
@@ -85,3 +87,69 @@ def test_the_posterior_mean_is_available_in_this_optuna(monkeypatch):
     sampler.exploit_next = True
     study.ask({"x": FloatDistribution(0.0, 1.0)})
     assert [type(a).__name__ for a in captured] == ["UCB"]
+
+
+
+def edge_history(basic_dict):
+    """A GP history whose best trial has ``lr`` at the top of its range."""
+    exp, history = gp_history(basic_dict)
+    best = max(history, key=lambda t: t.objective_value)
+    best.assignments["lr"], best.objective_value = "0.1", best.objective_value + 10
+    return exp, history
+
+
+def test_a_parallel_batch_has_one_local_point_when_the_best_trial_is_on_an_edge(basic_dict):
+    exp, history = edge_history(basic_dict)
+    batch = suggest(exp, history, 4)
+    assert [bool(t.system_attrs.get(LOCAL_ATTR)) for t in batch] == [False, False, False, True]
+    assert 0.01 < float(batch[-1].assignments["lr"]) < 0.1, "a step inside the box from the edge"
+    assert not any(t.system_attrs.get(LOCAL_ATTR) for t in suggest(exp, history, 1)), "not when sequential"
+    done, running = history[:-2], history[-2:]
+    for t in running:
+        t.condition, t.objective_value = "Running", None
+    first = suggest(exp, done + running, 2)  # posterior mean + local
+    assert [bool(t.system_attrs.get(LOCAL_ATTR)) for t in first] == [False, True]
+    assert not suggest(exp, done + running + first, 1)[0].system_attrs.get(LOCAL_ATTR), "one at a time"
+
+
+LOCAL_SPACE = SimpleNamespace(distributions={"x": FloatDistribution(0.0, 1.0), "y": FloatDistribution(1e-4, 1.0, log=True)})
+
+
+def local_history(best: dict, failed_local: int = 0) -> list:
+    d = LOCAL_SPACE.distributions
+    out = [create_trial(state=TrialState.COMPLETE, value=1.0, params={"x": 0.9, "y": 0.5}, distributions=d),
+           create_trial(state=TrialState.COMPLETE, value=0.0, params=best, distributions=d)]
+    out += [create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.8, "y": 0.5}, distributions=d,
+                         system_attrs={LOCAL_ATTR: True}) for _ in range(failed_local)]
+    return out + [create_trial(state=TrialState.RUNNING, params={"x": 0.7, "y": 0.5}, distributions=d)]
+
+
+def test_a_local_point_at_a_bound_steps_inside_the_box():
+    for seed in range(20):
+        p = _local_point(local_history({"x": 0.0, "y": 1.0}), LOCAL_SPACE, "minimize", 3, True, seed)
+        assert 0.0 < p["x"] < 0.5 and 1e-2 < p["y"] < 1.0
+
+
+def test_an_int_on_a_bound_moves_at_least_one_step_inside_and_interior_values_stay():
+    d = {"n": IntDistribution(1, 5), "x": FloatDistribution(0.0, 1.0)}
+    history = [create_trial(state=TrialState.COMPLETE, value=v, params=p, distributions=d)
+               for v, p in ((1.0, {"n": 3, "x": 0.2}), (0.0, {"n": 1, "x": 0.4}))]
+    history.append(create_trial(state=TrialState.RUNNING, params={"n": 4, "x": 0.9}, distributions=d))
+    for seed in range(20):
+        p = _local_point(history, SimpleNamespace(distributions=d), "minimize", 3, True, seed)
+        assert 2 <= p["n"] <= 3 and p["x"] == 0.4
+
+
+def test_the_local_step_halves_after_each_local_point_that_did_not_improve():
+    best = {"x": 0.0, "y": 0.5}
+    points = [_local_point(local_history(best, n), LOCAL_SPACE, "minimize", 3, True, seed=7) for n in range(3)]
+    assert all(p["y"] == 0.5 for p in points), "only the coordinates on a bound move"
+    steps = [p["x"] for p in points]
+    assert steps[0] > 0 and steps[1] == pytest.approx(steps[0] / 2) and steps[2] == pytest.approx(steps[0] / 4)
+
+
+def test_no_local_point_inside_the_box_or_for_a_sequential_ask():
+    assert _local_point(local_history({"x": 0.5, "y": 0.5}), LOCAL_SPACE, "minimize", 3, True, 0) is None
+    edge = local_history({"x": 0.0, "y": 0.5})
+    assert _local_point(edge, LOCAL_SPACE, "minimize", 3, True, 0) is not None
+    assert _local_point(edge[:-1], LOCAL_SPACE, "minimize", 1, False, 0) is None  # nothing running, one point
