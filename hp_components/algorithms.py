@@ -558,9 +558,9 @@ def auto_choice(spec: "ExperimentSpec", n_history: int = 0) -> str:
     3. ``multivariate-tpe`` without PyTorch.
 
     Why (benchmarks/README.md, 48 trials in batches of 8, median over 10 seeds): the GP reaches
-    a regret 1000x lower than TPE on Branin (0.0003) and 10000x lower on a mixed
+    a regret 1000x lower than TPE on Branin (0.0001) and 10000x lower on a mixed
     float/int/categorical function (0.00002, Optuna's own GPSampler 0.001), and the lowest of
-    all on Hartmann6 (0.20; multivariate TPE 0.48); TPE and random search fall far behind under
+    all on Hartmann6 (0.14; multivariate TPE 0.48); TPE and random search fall far behind under
     batch parallelism.
     """
     from hp_components.space import grid_size
