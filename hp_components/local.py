@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import datetime as _dt
+import errno
+import functools
 import os
 import shutil
 import signal
@@ -94,6 +96,50 @@ def _die_with_runner() -> None:
     """In the trial process, before exec: die when the runner dies, even by kill -9 (Linux)."""
     if _PRCTL is not None:
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@functools.lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    """util-linux's ``setpriv`` if it can set the parent-death signal (Linux; most distributions)."""
+    path = shutil.which("setpriv") if _PRCTL is not None else None
+    if path is None:
+        return None
+    try:
+        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in usage else None
+
+
+def _check_program(program: str, env: dict[str, str], cwd: Path) -> None:
+    """Raise the OSError exec would raise for ``program`` (which setpriv would only print)."""
+    if "/" in program:
+        path = cwd / program
+        if not path.is_file():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
+async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any) -> asyncio.subprocess.Process:
+    """Start a trial process in its own session that dies with the runner (Linux: PR_SET_PDEATHSIG).
+
+    Through ``setpriv --pdeathsig KILL`` when there is one: without a ``preexec_fn`` Python can
+    vfork, which does not copy the runner's memory map, so the event loop is blocked ~0.2 ms per
+    start instead of ~5 ms (measured with torch and Optuna loaded). Otherwise the signal is set by
+    a ``preexec_fn``.
+    """
+    setpriv = _setpriv()
+    if setpriv is not None:
+        _check_program(argv[0], env, cwd)
+        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+    return await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.STDOUT, env=env,
+        cwd=str(cwd), start_new_session=True,
+        preexec_fn=_die_with_runner if _PRCTL is not None and setpriv is None else None,
+    )
 
 
 def _free_port() -> int:
@@ -435,11 +481,7 @@ class _Runner:
         try:
             worker_procs = await self._start_workers(trial, trial_dir, workers, full_env)
             try:
-                proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.STDOUT, env=full_env, cwd=str(self.workdir), start_new_session=True,
-                    preexec_fn=_die_with_runner if _PRCTL is not None else None,
-                )
+                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE)
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self._done(trial, "Failed", "TrialFailed", f"cannot start {argv[0]!r}: {err.strerror or err}")
@@ -496,11 +538,7 @@ class _Runner:
         procs = []
         for rank, worker in enumerate(workers, start=1):
             with open(trial_dir / f"worker-{rank}.log", "wb") as log:
-                proc = await asyncio.create_subprocess_exec(
-                    *worker.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
-                    env={**env, **worker.env, "RANK": str(rank)}, cwd=str(self.workdir), start_new_session=True,
-                    preexec_fn=_die_with_runner if _PRCTL is not None else None,
-                )
+                proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log)
             self.procs[f"{trial.name}/rank-{rank}"] = proc
             procs.append(proc)
         return procs

@@ -313,3 +313,53 @@ def test_warm_start_errors(tmp_path):
     run(tmp_path, other)
     with pytest.raises(RunnerError, match="objectives must match"):
         run(tmp_path, script_experiment("lonely2", QUADRATIC, maxTrialCount=1, parallelTrialCount=1), warm_start="maxer")
+
+
+@pytest.mark.parametrize("path", ["/usr/bin:/bin", "/nonexistent"], ids=["setpriv", "preexec_fn"])
+def test_trials_die_with_a_kill_9_runner(tmp_path, path):
+    """PR_SET_PDEATHSIG, set through setpriv (found on PATH) or, without it, a preexec_fn."""
+    import signal
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    script = """
+import os, time
+open(os.path.join(os.environ["HP_TRIAL_DIR"], "pid"), "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+    spec = script_experiment("orphan", script, maxTrialCount=1, parallelTrialCount=1)
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(spec))
+    runner = subprocess.Popen([sys.executable, "-m", "hp_components.cli", "run", str(tmp_path / "exp.yaml"), "-q",
+                               "--storage", f"sqlite:///{tmp_path}/s.db", "--run-dir", str(tmp_path / "runs")],
+                              cwd=tmp_path, env={**os.environ, "PATH": path, "PYTHONPATH": str(ROOT)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_files = lambda: list((tmp_path / "runs").rglob("pid"))  # noqa: E731
+    deadline = time.monotonic() + 60
+    while not pid_files() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    pid = int(pid_files()[0].read_text())
+    os.kill(runner.pid, signal.SIGKILL)  # the runner alone, not its process group
+    runner.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the trial outlived its runner")
+
+
+def test_a_program_not_on_path_is_a_failed_trial(tmp_path):
+    spec = script_experiment("noprogpath", "", maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "no-such-program-hp", "--x=${trialParameters.x}"]
+    _, result = run(tmp_path, spec)
+    assert result.history[0].condition == "Failed"
+    assert "cannot start 'no-such-program-hp'" in result.history[0].message
