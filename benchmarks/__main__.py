@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
                       trials=a.trials or (8 if q else 24), out_dir=a.out)
         elif part == "overhead":
             from benchmarks import overhead
-            overhead.run(trials=a.trials or (20 if q else 100), out_dir=a.out)
+            overhead.run(trials=a.trials or (20 if q else 100), out_dir=a.out, **({"sleeps": (0.2,), "repeats": 1} if q else {}))
         elif part == "size":
             from benchmarks import size
             counts = tuple(int(x) for x in a.sizes.split(",")) if a.sizes else (10, 100) if q else (10, 100, 1000)

@@ -1,6 +1,7 @@
 """Part 4: the local runner's cost per trial, against the ideal schedule and a bare process start.
 
-A trial is ``python -c 'sleep s; print objective'``. What it takes run alone without a runner, T
+A trial is ``python -c 'sleep s; print objective'``, and again ``sh -c 'sleep s; echo objective'``
+(a shell starts in ~1 ms, so what is left is the runner's own cost). What it takes run alone without a runner, T
 (process start + s, measured right before each run), is what no runner can avoid: ideal wall time
 is ``trials / parallel x T`` and utilisation is ideal / wall, the wall from the ``run_local`` call
 to its return (the runner's start-up included). Per trial, the slot time beyond the sleep splits
@@ -29,16 +30,23 @@ from hp_components.suggest import suggest
 PARAMS = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}]
 
 
-def trial_command(sleep: float) -> list[str]:
+#: the trial programs: a Python interpreter (its start costs ~25 ms of CPU, and on 2 cores the
+#: starts of parallel trials slow each other down) and a shell (starts in ~1 ms: what remains is the runner's)
+KINDS = ("python", "shell")
+
+
+def trial_command(sleep: float, kind: str = "python") -> list[str]:
+    if kind == "shell":
+        return ["/bin/sh", "-c", f"sleep {sleep}; echo objective=1", "sh"]
     return [sys.executable, "-c", f"import time; time.sleep({sleep}); print('objective=1')"]
 
 
-def standalone(sleep: float, repeats: int) -> list[float]:
+def standalone(sleep: float, repeats: int, kind: str = "python") -> list[float]:
     """Seconds the trial command takes run alone without a runner, start to exit."""
     out = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        subprocess.run(trial_command(sleep) + ["--x=0.5"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(trial_command(sleep, kind) + ["--x=0.5"], check=True, stdout=subprocess.DEVNULL)
         out.append(time.perf_counter() - t0)
     return out
 
@@ -48,10 +56,10 @@ def _cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def one_run(name: str, trials: int, parallel: int, sleep: float, algorithm: str) -> dict[str, float]:
+def one_run(name: str, trials: int, parallel: int, sleep: float, algorithm: str, kind: str = "python") -> dict[str, float]:
     """One run_local: wall, start-up (call to first trial started), steady span, runner CPU."""
     exp = experiment(name, PARAMS, algorithm=algorithm, max_trials=trials, parallel=parallel, seed=0,
-                     command=trial_command(sleep))
+                     command=trial_command(sleep, kind))
     events: dict[str, list[float]] = {"started": [], "finished": []}
 
     def on_event(kind: str, _payload: Any) -> None:
@@ -70,14 +78,14 @@ def one_run(name: str, trials: int, parallel: int, sleep: float, algorithm: str)
 
 
 def summarise(runs: list[dict[str, float]], alone: list[float], trials: int, parallel: int,
-              sleep: float) -> dict[str, Any]:
+              sleep: float, kind: str = "python") -> dict[str, Any]:
     trial_time = median(alone)
     start = trial_time - sleep
     ideal = trial_time * trials / parallel
     wall, steady = median([r["wall_s"] for r in runs]), median([r["steady_s"] for r in runs])
     slot, steady_slot = wall * parallel / trials - sleep, steady * parallel / trials - sleep
     return {
-        "sleep_s": sleep, "runs": runs, "trial_alone_s_all": alone, "process_start_ms": start * 1000,
+        "trial": kind, "sleep_s": sleep, "runs": runs, "trial_alone_s_all": alone, "process_start_ms": start * 1000,
         "wall_s_median": wall, "ideal_s": ideal, "utilisation": ideal / wall,
         "utilisation_vs_sleep_only": sleep * trials / parallel / wall,
         "steady_s_median": steady, "steady_utilisation": ideal / steady,
@@ -115,20 +123,21 @@ def store_ops(n: int = 40) -> dict[str, float]:
 
 
 def run(trials: int = 100, parallel: int = 4, sleeps: tuple[float, ...] = (0.2, 1.0), repeats: int = 3,
-        out_dir: Path | None = None, algorithm: str = "random") -> dict[str, Any]:
-    runs: dict[float, list[dict[str, float]]] = {s: [] for s in sleeps}
-    alone: dict[float, list[float]] = {s: [] for s in sleeps}
+        out_dir: Path | None = None, algorithm: str = "random", kinds: tuple[str, ...] = KINDS) -> dict[str, Any]:
+    cases = [(kind, sleep) for kind in kinds for sleep in sleeps]
+    runs: dict[tuple[str, float], list[dict[str, float]]] = {c: [] for c in cases}
+    alone: dict[tuple[str, float], list[float]] = {c: [] for c in cases}
     for r in range(repeats):
-        for sleep in sleeps:
-            alone[sleep] += standalone(sleep, 5)
-            runs[sleep].append(one_run(f"overhead-{r}", trials, parallel, sleep, algorithm))
-    results = [summarise(runs[s], alone[s], trials, parallel, s) for s in sleeps]
+        for kind, sleep in cases:
+            alone[kind, sleep] += standalone(sleep, 5, kind)
+            runs[kind, sleep].append(one_run(f"overhead-{r}", trials, parallel, sleep, algorithm, kind))
+    results = [summarise(runs[c], alone[c], trials, parallel, c[1], c[0]) for c in cases]
     head = results[0]
-    what = (f"{trials} trials of `python -c 'sleep s'` at parallelTrialCount {parallel} through run_local (fresh SQLite "
+    what = (f"{trials} trials of `python -c 'sleep s'` (and of `sh -c 'sleep s'`) at parallelTrialCount {parallel} through run_local (fresh SQLite "
             f"store, algorithm {algorithm}), median of {repeats} runs; ideal = trials / {parallel} x the command's time "
             "run alone without a runner (process start + s), wall = the run_local call to its return; runner overhead "
             f"= slot time - s - process start, including the slowdown of {parallel} process starts sharing the cores. "
-            + "; ".join(f"s = {o['sleep_s']:g} s: utilisation {o['utilisation']:.1%} end to end, "
+            + "; ".join(f"{o['trial']}, s = {o['sleep_s']:g} s: utilisation {o['utilisation']:.1%} end to end, "
                         f"{o['steady_utilisation']:.1%} in steady state (first start to last result), start-up "
                         f"{o['startup_s_median']:.2f} s, runner overhead per trial {o['per_trial_runner_ms']:.1f} ms "
                         f"end to end, {o['steady_per_trial_runner_ms']:.1f} ms in steady state, runner CPU "
@@ -144,7 +153,7 @@ def run(trials: int = 100, parallel: int = 4, sleeps: tuple[float, ...] = (0.2, 
     doc["store_ops_ms_per_trial_total"] = sum(ops.values())
     write_result("overhead", doc, out_dir)
     for o in results:
-        print(f"overhead, {o['sleep_s']:g} s trials: wall {o['wall_s_median']:.2f} s vs ideal {o['ideal_s']:.2f} s -> "
+        print(f"overhead, {o['trial']} {o['sleep_s']:g} s trials: wall {o['wall_s_median']:.2f} s vs ideal {o['ideal_s']:.2f} s -> "
               f"utilisation {o['utilisation']:.1%} (steady state {o['steady_utilisation']:.1%}); start-up "
               f"{o['startup_s_median']:.2f} s; per trial: process start {o['process_start_ms']:.1f} ms, runner "
               f"{o['per_trial_runner_ms']:.1f} ms (steady state {o['steady_per_trial_runner_ms']:.1f} ms), "

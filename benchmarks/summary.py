@@ -78,11 +78,11 @@ def tables(results: Path = RESULTS) -> str:
     o = _load("overhead", results)
     if o:
         out += [f"### Orchestration overhead (`{o['command']}`, {o['date']})", "", o["what"] + ".", "",
-                "| trial sleep (s) | wall (s) | ideal (s) | utilisation | steady state | process start (ms) | "
+                "| trial | sleep (s) | wall (s) | ideal (s) | utilisation | steady state | process start (ms) | "
                 "runner ms per trial beyond process start | steady state | runner CPU ms per trial |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in o.get("results", []):
-            out.append(f"| {r['sleep_s']:g} | {r['wall_s_median']:.2f} | {r['ideal_s']:.2f} | {r['utilisation']:.1%} | "
+            out.append(f"| {r.get('trial', 'python')} | {r['sleep_s']:g} | {r['wall_s_median']:.2f} | {r['ideal_s']:.2f} | {r['utilisation']:.1%} | "
                        f"{r['steady_utilisation']:.1%} | {r['process_start_ms']:.1f} | {r['per_trial_runner_ms']:.1f} | "
                        f"{r['steady_per_trial_runner_ms']:.1f} | {r['runner_cpu_ms_per_trial']:.1f} |")
         out.append("")
