@@ -38,6 +38,7 @@ from hp_components.template import deadline, render_values
 
 __all__ = ["TRIAL_LABEL", "EXPERIMENT_LABEL", "JOB_KINDS", "KubeJobs", "launch", "trial_manifest", "pod_templates",
            "primary_pod_selector", "resource_path", "label_job", "check_job_trial", "JobTrialError",
+           "created_as_job", "replica_specs",
            "default_namespace"]
 
 #: label on every pod of a trial's job (and the job): the trial's name
@@ -54,8 +55,15 @@ class JobTrialError(ValueError):
     """A trialSpec that cannot run as a job here: ``field`` names the part of the experiment."""
 
     def __init__(self, field: str, message: str):
-        self.field = field
+        self.field, self.message = field, message
         super().__init__(f"{field}: {message}")
+
+
+def created_as_job(exp: Experiment) -> bool:
+    """True when a pipeline step creates the trial as a Kubernetes job: every trialSpec kind but a
+    ``batch/v1 Job``, which the KFP and Argo drivers run as the trial step's own pod."""
+    ts = exp.spec.trial_template.trial_spec or {}
+    return (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job")
 
 
 def check_job_trial(exp: Experiment) -> None:
@@ -77,16 +85,20 @@ def resource_path(manifest: dict[str, Any]) -> tuple[str, str, str]:
     return group, version, f"{str(manifest.get('kind', '')).lower()}s"
 
 
+def replica_specs(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A training job's replica type -> replica spec (``spec.pytorchReplicaSpecs`` ...); {} for a Job."""
+    spec = manifest.get("spec") or {}
+    return next((v for k, v in spec.items() if k.endswith("ReplicaSpecs") and isinstance(v, dict)), {})
+
+
 def pod_templates(manifest: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Every pod template in a job (``spec.template``, each replica's ``template``)."""
     spec = manifest.get("spec") or {}
     if isinstance(spec.get("template"), dict):
         yield spec["template"]
-    for key, replicas in spec.items():
-        if key.endswith("ReplicaSpecs") and isinstance(replicas, dict):
-            for replica in replicas.values():
-                if isinstance(replica, dict) and isinstance(replica.get("template"), dict):
-                    yield replica["template"]
+    for replica in replica_specs(manifest).values():
+        if isinstance(replica, dict) and isinstance(replica.get("template"), dict):
+            yield replica["template"]
 
 
 def _label(obj: dict[str, Any], labels: dict[str, str]) -> None:

@@ -21,7 +21,8 @@ from hp_components.cli import main as cli_main  # noqa: E402
 from hp_components.experiment import load_experiment, parse_experiment  # noqa: E402
 from hp_components.kfp import UnsupportedExperiment, compile_experiment  # noqa: E402
 from hp_components.kfp._pipeline import rounds  # noqa: E402
-from hp_components.kfp._trial import WRAPPER_PROGRAM, launches_job  # noqa: E402
+from hp_components.jobs import created_as_job  # noqa: E402
+from hp_components.kfp._trial import WRAPPER_PROGRAM  # noqa: E402
 from tests.conftest import DATA, ROOT, script_experiment  # noqa: E402
 
 # --------------------------------------------------------------------------- reading and running compiled IR
@@ -166,7 +167,7 @@ def assert_structure(ir: dict[str, Any], exp) -> None:
         if task["componentRef"]["name"] in leaf:
             assert not task.get("cachingOptions", {}).get("enableCache", False)
     assert json.loads(ir["root"]["inputDefinitions"]["parameters"]["experiment"]["defaultValue"]) == exp.to_dict()
-    if launches_job(exp):  # PyTorchJob, TFJob, ...: the launcher step (tests/test_kfp_launcher.py)
+    if created_as_job(exp):  # PyTorchJob, TFJob, ...: the launcher step (tests/test_kfp_launcher.py)
         assert len(leaf_components(ir, "launch")) == n_rounds and not leaf_components(ir, f"{exp.name}-trial")
         return
     # the trial: python3 -c <wrapper source from the pipeline input> <wrapper args> --output ... -- <command>

@@ -22,7 +22,7 @@ from typing import Any
 from hera.workflows import Artifact, Container, Parameter, RawArtifact, Resource, Step, Steps, Workflow, WorkflowTemplate, models as m
 
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
-from hp_components.jobs import JOB_KINDS, JobTrialError, check_job_trial, label_job, resource_path
+from hp_components.jobs import JobTrialError, check_job_trial, created_as_job, label_job, replica_specs, resource_path
 from hp_components.steps import DEFAULT_IMAGE, WRAPPER_PROGRAM, wrapper_args
 from hp_components.template import deadline
 
@@ -46,16 +46,12 @@ def template_name(exp: Experiment) -> str:
 def _check(exp: Experiment) -> None:
     spec = exp.spec
     ts = spec.trial_template.trial_spec or {}
-    if _is_job_trial(exp):
+    if created_as_job(exp):
         try:
             check_job_trial(exp)
         except JobTrialError as e:
-            raise CompileError(e.field, str(e).split(": ", 1)[1]) from None
+            raise CompileError(e.field, e.message) from None
         _check_manifest_values(exp)
-    elif (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job"):
-        kinds = ", ".join(f"{a} {k}" for a, k in JOB_KINDS)
-        raise CompileError(f"{_TT}.trialSpec.kind", f"{ts.get('apiVersion')}/{ts.get('kind')} trials are not supported "
-                           f"on Argo; use one of: {kinds}")
     if spec.max_trial_count is None:
         raise CompileError("spec.maxTrialCount", "is required on Argo: each round nests the loop template one level "
                            f"deeper, and Argo stops at depth 100; set it (at most {MAX_ROUNDS} rounds)")
@@ -71,12 +67,6 @@ def _check(exp: Experiment) -> None:
     if "{{" in exp.to_json():
         where = "spec.trialTemplate.trialSpec" if "{{" in json.dumps(ts) else "spec"
         raise CompileError(where, "contains '{{', which Argo would read as one of its own variables; remove it")
-
-
-def _is_job_trial(exp: Experiment) -> bool:
-    """A Kubeflow training job: created by a resource step (a batch/v1 Job runs as the trial's own pod)."""
-    ts = exp.spec.trial_template.trial_spec or {}
-    return (ts.get("apiVersion"), ts.get("kind")) in JOB_KINDS[1:]
 
 
 _UNSAFE = re.compile(r'["\\\x00-\x1f]')
@@ -161,8 +151,7 @@ def _trial_template(exp: Experiment) -> Container:
 
 def _primary_replica(exp: Experiment) -> str:
     """The replica type whose pods carry the metrics (Master, Chief or Launcher; else the first one)."""
-    ts = exp.spec.trial_template.trial_spec or {}
-    specs = next((v for k, v in (ts.get("spec") or {}).items() if k.endswith("ReplicaSpecs")), {}) or {}
+    specs = replica_specs(exp.spec.trial_template.trial_spec or {})
     return next((k for k in specs if k.lower() in ("master", "chief", "launcher")), next(iter(specs), "Master"))
 
 
@@ -245,7 +234,7 @@ def _build(exp: Experiment, image: str | None, holder: Any) -> Any:
             inputs=[],
             outputs=[Parameter(name="trials", value_from=m.ValueFrom(path=out["params.json"])),
                      Artifact(name="batch", path=out["batch.json"])])
-        trial = _job_trial_template(exp, image, experiment) if _is_job_trial(exp) else _trial_template(exp)
+        trial = _job_trial_template(exp, image, experiment) if created_as_job(exp) else _trial_template(exp)
         collect = _step_container(
             exp, "collect", image,
             ["collect", "--experiment", experiment, "--history", "/tmp/hp/in/history.json",
@@ -291,7 +280,7 @@ def workflow_template(exp: Experiment, image: str | None = None) -> dict[str, An
     """The WorkflowTemplate ``<experiment>-tune`` (``argo submit --from workflowtemplate/<name>``)."""
     labels = {"hp-components/experiment": exp.name}
     holder = WorkflowTemplate(name=template_name(exp), namespace=exp.metadata.namespace, entrypoint="main",
-                              labels=labels, service_account_name=template_name(exp) if _is_job_trial(exp) else None)
+                              labels=labels, service_account_name=template_name(exp) if created_as_job(exp) else None)
     return _finish(_build(exp, image, holder).to_dict())
 
 
@@ -307,5 +296,5 @@ def workflow(exp: Experiment, image: str | None = None) -> dict[str, Any]:
     """A standalone Workflow (``argo submit workflow.yaml``), named ``<experiment>-<random>``."""
     labels = {"hp-components/experiment": exp.name}
     holder = Workflow(generate_name=f"{exp.name}-", namespace=exp.metadata.namespace, entrypoint="main", labels=labels,
-                      service_account_name=template_name(exp) if _is_job_trial(exp) else None)
+                      service_account_name=template_name(exp) if created_as_job(exp) else None)
     return _finish(_build(exp, image, holder).to_dict())

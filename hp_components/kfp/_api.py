@@ -37,8 +37,9 @@ from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 from hp_components.kfp._components import step_components
+from hp_components.jobs import created_as_job
 from hp_components.kfp._trial import (WRAPPER_PROGRAM, check_experiment, configure_launcher_task, configure_trial_task,
-                                      launches_job, trial_component, trial_fields)
+                                      trial_component, trial_fields)
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
 
@@ -52,7 +53,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
 
     check_experiment(exp)
     fields = trial_fields(exp)
-    if launches_job(exp):  # PyTorchJob, TFJob, ...: the launcher step creates the job and waits for it
+    if created_as_job(exp):  # PyTorchJob, TFJob, ...: the launcher step creates the job and waits for it
         launcher = step_components(image or DEFAULT_IMAGE).launch
 
         def launched(item: Any, wrapper: Any, experiment: Any) -> Any:

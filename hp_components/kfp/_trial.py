@@ -1,7 +1,8 @@
 """The trial step of a compiled Katib Experiment: the user's container under the metrics wrapper.
 
 (A trialSpec that is not a ``batch/v1 Job`` - PyTorchJob, TFJob, MPIJob, XGBoostJob - runs
-through the launcher step instead, see :func:`launches_job` and :func:`configure_launcher_task`.)
+through the launcher step instead, see :func:`hp_components.jobs.created_as_job` and
+:func:`configure_launcher_task`.)
 
 The trial runs in the trialSpec's image with its command, as::
 
@@ -27,13 +28,14 @@ from typing import Any
 import yaml
 
 from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.jobs import JobTrialError, check_job_trial, created_as_job
 from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
 
 from hp_components.kfp._errors import UnsupportedExperiment
 from hp_components.kfp._runtime import TRIAL_KEY
 
 __all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
-           "check_experiment", "launches_job", "configure_launcher_task"]
+           "check_experiment", "configure_launcher_task"]
 
 _TT = "spec.trialTemplate.trialSpec"
 
@@ -44,19 +46,11 @@ def check_experiment(exp: Experiment) -> None:
     if spec.max_trial_count is None:
         raise UnsupportedExperiment("spec.maxTrialCount", "is required on KFP: rounds are unrolled at compile time "
                                     "(ceil(maxTrialCount / parallelTrialCount) of them); set it")
-    if launches_job(exp):
-        from hp_components.jobs import JobTrialError, check_job_trial
-
+    if created_as_job(exp):
         try:
             check_job_trial(exp)
         except JobTrialError as e:
-            raise UnsupportedExperiment(e.field, str(e).removeprefix(f"{e.field}: ")) from None
-
-
-def launches_job(exp: Experiment) -> bool:
-    """True when the trial runs as a Kubernetes job created by the launcher step (anything but a batch/v1 Job)."""
-    ts = exp.spec.trial_template.trial_spec or {}
-    return (ts.get("apiVersion"), ts.get("kind")) != ("batch/v1", "Job")
+            raise UnsupportedExperiment(e.field, e.message) from None
 
 
 def _container(exp: Experiment) -> dict[str, Any]:
