@@ -268,6 +268,10 @@ class _Runner:
         """Run a store operation on the writer thread (after every one submitted before it)."""
         return asyncio.wrap_future(self.writer.submit(fn, *args))
 
+    async def _reload(self) -> None:
+        """Read the whole history from the store (start-up, idle polls, after losing a race)."""
+        self.known = {t.name: t for t in await self._io(self.store.sync, True)}
+
     def _view(self) -> list[Trial]:
         """The history as this runner knows it: stored, running (with their reports) and unsaved."""
         view = dict(self.known)
@@ -277,7 +281,7 @@ class _Runner:
 
     async def _schedule(self) -> RunResult:
         reruns = await self._io(self.store.recover)
-        self.known = {t.name: t for t in await self._io(self.store.sync, True)}
+        await self._reload()
         self.on_event("status", experiment_status(self.exp, list(self.known.values())))
         suggestion_done = False
         last_beat = time.monotonic()
@@ -303,7 +307,7 @@ class _Runner:
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
                 reruns += await self._io(self.store.recover)
-                self.known = {t.name: t for t in await self._io(self.store.sync, True)}
+                await self._reload()
                 continue
             done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -335,7 +339,7 @@ class _Runner:
         created = await asyncio.shield(self.creating)
         self.creating = None
         if len(created) < len(batch):  # another runner took the last trial slots: see its trials
-            self.known = {t.name: t for t in await self._io(self.store.sync, True)}
+            await self._reload()
         for trial in created:
             self.known[trial.name] = replace(trial)
             self.tasks[asyncio.create_task(self._run_trial(trial))] = trial
