@@ -15,12 +15,17 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
-from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.experiment import TRIAL_META_RE, Experiment, find_containers
 from hp_components.trials import Trial
 
-__all__ = ["trial_parameters", "render_trial_spec", "render_values", "primary_container", "pytorch_workers", "deadline", "Container", "TemplateError"]
+__all__ = ["PLACEHOLDER_RE", "trial_parameters", "render_text", "render", "meta_value", "primary_container_spec",
+           "render_trial_spec", "render_values", "primary_container", "pytorch_workers", "deadline", "Container",
+           "TemplateError"]
+
+#: Katib's two placeholder kinds in one pattern: group 1 ``trialParameters`` or ``trialSpec``, group 2 the key
+PLACEHOLDER_RE = re.compile(r"\$\{(trialParameters|trialSpec)\.(.+?)\}")
 
 _K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -29,7 +34,32 @@ class TemplateError(ValueError):
     """A trialSpec that cannot be run the way asked (for example a container without a command)."""
 
 
-def _meta_value(experiment: Experiment, trial_name: str, key: str) -> str:
+def render_text(text: str, parameter: Callable[[str], str], meta: Callable[[str], str]) -> str:
+    """``text`` with each ``${trialParameters.x}`` -> ``parameter(x)`` and ``${trialSpec.K}`` -> ``meta(K)``.
+
+    The only place ``${...}`` is rendered, for every engine: locally the callbacks give values, the
+    Argo and KFP drivers give their engine's placeholders. One pass: what a callback returns is
+    never scanned again, so a value that reads ``${trialSpec.Name}`` stays that text. ::
+
+        render_text("--lr=${trialParameters.lr} ${trialSpec.Name}", {"lr": "0.1"}.__getitem__,
+                    lambda key: "t-1")   # -> '--lr=0.1 t-1'
+    """
+    return PLACEHOLDER_RE.sub(lambda m: (parameter if m.group(1) == "trialParameters" else meta)(m.group(2)), text)
+
+
+def render(obj: Any, parameter: Callable[[str], str], meta: Callable[[str], str]) -> Any:
+    """:func:`render_text` applied to every string leaf of a JSON-like value (a copy; keys untouched)."""
+    if isinstance(obj, str):
+        return render_text(obj, parameter, meta)
+    if isinstance(obj, dict):
+        return {k: render(v, parameter, meta) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [render(v, parameter, meta) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def meta_value(experiment: Experiment, trial_name: str, key: str) -> str:
+    """What ``${trialSpec.<key>}`` is for a trial: Name, Namespace, Kind, APIVersion, Labels[k], Annotations[k]."""
     ts = experiment.spec.trial_template.trial_spec or {}
     md = ts.get("metadata") or {}
     simple = {
@@ -54,19 +84,8 @@ def trial_parameters(experiment: Experiment, trial: Trial) -> dict[str, str]:
             out[tp.name] = trial.assignments[tp.reference]
         else:
             m = TRIAL_META_RE.fullmatch(tp.reference)
-            out[tp.name] = _meta_value(experiment, trial.name, m.group(1)) if m else ""
+            out[tp.name] = meta_value(experiment, trial.name, m.group(1)) if m else ""
     return out
-
-
-def _substitute(obj: Any, values: dict[str, str], experiment: Experiment, trial_name: str) -> Any:
-    if isinstance(obj, str):
-        s = TRIAL_PARAM_RE.sub(lambda m: values.get(m.group(1), m.group(0)), obj)
-        return TRIAL_META_RE.sub(lambda m: _meta_value(experiment, trial_name, m.group(1)), s)
-    if isinstance(obj, dict):
-        return {k: _substitute(v, values, experiment, trial_name) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_substitute(v, values, experiment, trial_name) for v in obj]
-    return copy.deepcopy(obj)
 
 
 def render_trial_spec(experiment: Experiment, trial: Trial) -> dict[str, Any]:
@@ -76,7 +95,9 @@ def render_trial_spec(experiment: Experiment, trial: Trial) -> dict[str, Any]:
 
 def render_values(experiment: Experiment, trial_name: str, values: dict[str, str]) -> dict[str, Any]:
     """The trialSpec with ``${trialParameters.x}`` -> ``values[x]`` and the trial's metadata, named ``trial_name``."""
-    rendered = _substitute(experiment.spec.trial_template.trial_spec or {}, values, experiment, trial_name)
+    rendered = render(experiment.spec.trial_template.trial_spec or {},
+                      lambda name: values.get(name, "${trialParameters.%s}" % name),
+                      lambda key: meta_value(experiment, trial_name, key))
     rendered.setdefault("metadata", {})
     rendered["metadata"] = {**(rendered["metadata"] or {}), "name": trial_name}
     return rendered
@@ -116,13 +137,23 @@ def deadline(rendered: dict[str, Any]) -> float | None:
     return min(found) if found else None
 
 
-def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Container:
-    """The command, env, deadline and GPU count of the primary container of a rendered trialSpec."""
+def primary_container_spec(experiment: Experiment, trial_spec: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The primary container (``primaryContainerName``) of ``trial_spec`` (default: the experiment's).
+
+    Raises :class:`TemplateError` naming ``spec.trialTemplate.primaryContainerName`` when there is none.
+    """
     name = experiment.spec.trial_template.primary_container_name
-    containers = find_containers(rendered, name)
+    spec = (experiment.spec.trial_template.trial_spec or {}) if trial_spec is None else trial_spec
+    containers = find_containers(spec, name)
     if not containers:
         raise TemplateError(f"spec.trialTemplate.primaryContainerName: no container named {name!r}")
-    return _container(containers[0], name, deadline(rendered))
+    return containers[0]
+
+
+def primary_container(experiment: Experiment, rendered: dict[str, Any]) -> Container:
+    """The command, env, deadline and GPU count of the primary container of a rendered trialSpec."""
+    c = primary_container_spec(experiment, rendered)
+    return _container(c, experiment.spec.trial_template.primary_container_name, deadline(rendered))
 
 
 def _container(c: dict[str, Any], name: str, timeout: float | None) -> Container:

@@ -17,14 +17,14 @@ import copy
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Callable
 
 from hera.workflows import Artifact, Container, Parameter, RawArtifact, Resource, Step, Steps, Workflow, WorkflowTemplate, models as m
 
-from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.experiment import Experiment
 from hp_components.jobs import JobTrialError, check_job_trial, created_as_job, label_job, replica_specs, resource_path
 from hp_components.steps import DEFAULT_IMAGE, WRAPPER_PROGRAM, wrapper_args
-from hp_components.template import deadline
+from hp_components.template import TemplateError, deadline, meta_value, primary_container_spec, render, render_text
 
 from hp_components.argo._errors import CompileError
 
@@ -84,24 +84,19 @@ def _check_manifest_values(exp: Experiment) -> None:
 
 def _arg(text: str, exp: Experiment) -> str:
     """A trialSpec string with ``${trialParameters.x}`` and ``${trialSpec.*}`` as Argo inputs."""
-    from hp_components.template import _meta_value  # the static metadata values the local runner uses
+    return render_text(text, *_placeholders(exp))
 
-    def meta(match: re.Match[str]) -> str:
-        key = match.group(1)
-        return "{{inputs.parameters.%s}}" % _TRIAL_NAME if key == "Name" else _meta_value(exp, "", key)
 
-    text = TRIAL_PARAM_RE.sub(lambda mt: "{{inputs.parameters.%s}}" % mt.group(1), text)
-    return TRIAL_META_RE.sub(meta, text)
+def _placeholders(exp: Experiment) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """The template's callbacks: a trial parameter or the trial's name -> its Argo input; other metadata static."""
+    def meta(key: str) -> str:
+        return "{{inputs.parameters.%s}}" % _TRIAL_NAME if key == "Name" else meta_value(exp, "", key)
+
+    return (lambda name: "{{inputs.parameters.%s}}" % name), meta
 
 
 def _render(obj: Any, exp: Experiment) -> Any:
-    if isinstance(obj, str):
-        return _arg(obj, exp)
-    if isinstance(obj, dict):
-        return {k: _render(v, exp) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_render(v, exp) for v in obj]
-    return obj
+    return render(obj, *_placeholders(exp))
 
 
 def _resources(res: dict[str, Any] | None) -> m.ResourceRequirements | None:
@@ -116,9 +111,10 @@ def _trial_template(exp: Experiment) -> Container:
     spec = exp.spec
     ts = spec.trial_template.trial_spec or {}
     name = spec.trial_template.primary_container_name
-    [c, *_] = find_containers(ts, name) or [None]
-    if c is None:
-        raise CompileError(f"{_TT}.primaryContainerName", f"no container named {name!r} in the trialSpec")
+    try:
+        c = primary_container_spec(exp)
+    except TemplateError:
+        raise CompileError(f"{_TT}.primaryContainerName", f"no container named {name!r} in the trialSpec") from None
     user = [str(x) for x in (c.get("command") or []) + (c.get("args") or [])]
     if not user:
         raise CompileError(f"{_TT}.trialSpec", f"container {name!r} needs a command: the metrics wrapper runs it")

@@ -27,9 +27,10 @@ from typing import Any
 
 import yaml
 
-from hp_components.experiment import TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, find_containers
+from hp_components.experiment import Experiment
 from hp_components.jobs import JobTrialError, check_job_trial, created_as_job
 from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
+from hp_components.template import PLACEHOLDER_RE, TemplateError, meta_value, primary_container_spec, render_text
 
 from hp_components.kfp._errors import UnsupportedExperiment
 from hp_components.kfp._runtime import TRIAL_KEY
@@ -54,11 +55,11 @@ def check_experiment(exp: Experiment) -> None:
 
 
 def _container(exp: Experiment) -> dict[str, Any]:
-    name = exp.spec.trial_template.primary_container_name
-    found = find_containers(exp.spec.trial_template.trial_spec or {}, name)
-    if not found:
-        raise UnsupportedExperiment("spec.trialTemplate.primaryContainerName", f"no container named {name!r}")
-    return found[0]
+    try:
+        return primary_container_spec(exp)
+    except TemplateError:
+        name = exp.spec.trial_template.primary_container_name
+        raise UnsupportedExperiment("spec.trialTemplate.primaryContainerName", f"no container named {name!r}") from None
 
 
 def _pod_spec(exp: Experiment) -> dict[str, Any]:
@@ -86,9 +87,7 @@ def _meta(exp: Experiment, key: str) -> str | None:
     """Static trial metadata (``${trialSpec.Namespace}`` ...); None for the name (an input)."""
     if key == "Name":
         return None
-    from hp_components.template import _meta_value  # the same values the local runner uses
-
-    return _meta_value(exp, "", key)
+    return meta_value(exp, "", key)
 
 
 def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> str:
@@ -100,14 +99,11 @@ def _arg(text: str, exp: Experiment, keys: dict[str, str]) -> str:
     def placeholder(name: str) -> str:
         return "{{$.inputs.parameters['%s']}}" % name
 
-    def trial_param(m: re.Match[str]) -> str:
-        return placeholder(keys[m.group(1)])
-
-    def meta(m: re.Match[str]) -> str:
-        value = _meta(exp, m.group(1))
+    def meta(key: str) -> str:
+        value = _meta(exp, key)
         return placeholder(TRIAL_KEY) if value is None else value
 
-    return TRIAL_META_RE.sub(meta, TRIAL_PARAM_RE.sub(trial_param, text))
+    return render_text(text, lambda name: placeholder(keys[name]), meta)
 
 
 def trial_component_text(exp: Experiment) -> str:
@@ -177,7 +173,7 @@ def configure_trial_task(task: Any, exp: Experiment) -> Any:
         name = env.get("name")
         if "value" in env:
             value = str(env["value"])
-            if TRIAL_PARAM_RE.search(value) or TRIAL_META_RE.search(value):
+            if PLACEHOLDER_RE.search(value):
                 raise UnsupportedExperiment(f"{where} env[{i}].value", "KFP cannot substitute trial parameters into "
                                             "env values; pass them as command arguments")
             task.set_env_variable(name, value)
