@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 from hp_components.conditions import job_outcome
 from hp_components.experiment import KUBEFLOW_JOB_KINDS, Experiment
-from hp_components.metrics import MetricsParser, objective_value
+from hp_components.metrics import MetricsParser, Outcome, judge, objective_value
 from hp_components.template import deadline, render_values
 
 __all__ = ["TRIAL_LABEL", "EXPERIMENT_LABEL", "JOB_KINDS", "KubeJobs", "launch", "trial_manifest", "pod_templates",
@@ -235,10 +235,8 @@ def _raise_stopped(*_: Any) -> None:
     raise _Stopped()
 
 
-def _result(name: str, condition: str, reason: str, metrics: list[Any] | None = None,
-            value: float | None = None) -> dict[str, Any]:
-    return {"name": name, "condition": condition, "reason": reason, "exitCode": None,
-            "metrics": metrics or [], "objectiveValue": value}
+def _result(name: str, outcome: Outcome, metrics: list[Any] | None = None, value: float | None = None) -> dict[str, Any]:
+    return {"name": name, **outcome._asdict(), "exitCode": None, "metrics": metrics or [], "objectiveValue": value}
 
 
 def _metrics(exp: Experiment, log: str) -> tuple[list[Any], float | None]:
@@ -258,21 +256,21 @@ def _detail(detail: Any) -> str:
 
 
 def _wait(jobs: KubeJobs, exp: Experiment, manifest: dict[str, Any], namespace: str, poll: float,
-          timeout: float | None, sleep: Callable[[float], None]) -> tuple[str, str]:
-    """Poll the job until a condition holds: ``(Succeeded|Failed, reason)``."""
+          timeout: float | None, sleep: Callable[[float], None]) -> dict[str, Any]:
+    """Poll the job until a condition holds: the facts for :func:`~hp_components.metrics.judge` ({} = succeeded)."""
     tt = exp.spec.trial_template
     started = time.monotonic()
     while True:
         job = jobs.get(manifest, namespace)
         if job is None:
-            return "Failed", "JobDeleted: the job was deleted before it finished"
+            return {"failure": ("JobDeleted", "the job was deleted before it finished")}
         outcome, detail = job_outcome(job, tt.success_condition, tt.failure_condition)
         if outcome == "Failed":
-            return "Failed", "TrialFailed" + (f": {_detail(detail)}" if _detail(detail) else "")
+            return {"failure": ("TrialFailed", _detail(detail) or "the job's failureCondition holds")}
         if outcome == "Succeeded":
-            return "Succeeded", "TrialSucceeded"
+            return {}
         if timeout is not None and time.monotonic() - started > timeout:
-            return "Failed", f"DeadlineExceeded: the job did not finish within {timeout:g} s"
+            return {"timed_out": timeout}
         sleep(poll)
 
 
@@ -296,23 +294,19 @@ def launch(exp: Experiment, trial_name: str, values: dict[str, str], jobs: KubeJ
     try:
         if create:
             jobs.create(manifest, namespace)
-        condition, reason = _wait(jobs, exp, manifest, namespace, poll, timeout, sleep)
+        facts = _wait(jobs, exp, manifest, namespace, poll, timeout, sleep)
         log, pod = jobs.primary_log(primary_pod_selector(exp, trial_name), tt.primary_container_name, namespace)
     except _Stopped:
-        condition, reason, log = "Failed", "Killed: the trial step was stopped", None
+        facts, log = {"failure": ("Killed", "the trial step was stopped")}, None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
         if not tt.retain:
             jobs.delete(manifest, namespace)
+    objective = exp.spec.objective.objective_metric_name
     if log is None:
-        if condition == "Succeeded":
-            return _result(trial_name, "MetricsUnavailable", "MetricsUnavailable: no primary pod "
-                           f"({primary_pod_selector(exp, trial_name)}) with a log")
-        return _result(trial_name, condition, reason)
+        note = f"no primary pod ({primary_pod_selector(exp, trial_name)}) with a log"
+        return _result(trial_name, judge(objective=objective, value=None, note=note, **facts))
     metrics, value = _metrics(exp, log)
-    if condition == "Succeeded" and value is None:
-        name = exp.spec.objective.objective_metric_name
-        return _result(trial_name, "MetricsUnavailable", f"MetricsUnavailable: objective metric {name!r} was not "
-                       f"reported in the log of pod {pod}", metrics)
-    return _result(trial_name, condition, reason, metrics, value)
+    outcome = judge(objective=objective, value=value, note=f"read from the log of pod {pod}", **facts)
+    return _result(trial_name, outcome, metrics, value)

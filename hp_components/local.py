@@ -41,7 +41,7 @@ from typing import Any, Callable
 from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment
-from hp_components.metrics import MetricsParser, objective_value
+from hp_components.metrics import MetricsParser, judge, launch_failure, objective_value
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
@@ -396,7 +396,8 @@ class _Runner:
         self.stop_as = (condition, reason)
         if self.creating is not None:  # created, never started
             for trial in await self.creating:
-                self._result(self._done(trial, condition, reason, self._stop_message()))
+                self._result(self._done(trial, *judge(objective=self.metric_names[0], value=None,
+                                                      stopped=(condition, reason, self._stop_message()))))
             self.creating = None
         if self.tasks:
             for name, proc in list(self.procs.items()):
@@ -453,8 +454,8 @@ class _Runner:
         workers = pytorch_workers(self.exp, rendered)
         gpus = self._take_gpus(container.gpus)
         if gpus is None:
-            return self._done(trial, "Failed", "InsufficientGPUs",
-                              f"needs {container.gpus} GPUs; fewer are free on this machine")
+            return self._done(trial, *judge(objective=self.metric_names[0], value=None, failure=(
+                "InsufficientGPUs", f"needs {container.gpus} GPUs; fewer are free on this machine")))
         argv, env = list(container.argv), dict(container.env)
         metrics_file = None
         if self.file_path:
@@ -488,7 +489,8 @@ class _Runner:
                 proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE)
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
-                return self._done(trial, "Failed", "TrialFailed", f"cannot start {argv[0]!r}: {err.strerror or err}")
+                return self._done(trial, *judge(objective=self.metric_names[0], value=None,
+                                                failure=launch_failure(argv[0], err)))
             self.procs[trial.name] = proc
             timed_out = False
             try:
@@ -517,24 +519,15 @@ class _Runner:
                 pass
         trial.observation = parser.observation()
         trial.objective_value = objective_value(trial.observation, self.metric_names[0], self.strategy)
-        if trial.name in self.stopped_early:
-            return self._done(trial, "EarlyStopped", "TrialEarlyStopped",
-                              f"stopped by {self.exp.spec.early_stopping.algorithm_name} at step {len(trial.intermediate_values)}")  # type: ignore[union-attr]
-        if trial.name in self.signalled and self.stop_as and not timed_out:
-            return self._done(trial, *self.stop_as, self._stop_message())
-        if timed_out:
-            return self._done(trial, "Failed", "DeadlineExceeded", f"ran longer than activeDeadlineSeconds ({container.timeout:g} s)")
-        if rc != 0:
-            how = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-            return self._done(trial, "Failed", "TrialFailed", f"the training process ended with {how}")
-        for rank, wrc in enumerate(worker_rcs, start=1):
-            if wrc != 0:
-                how = f"killed by signal {-wrc}" if wrc < 0 else f"exit code {wrc}"
-                return self._done(trial, "Failed", "TrialFailed", f"PyTorchJob worker (rank {rank}) ended with {how}")
-        if trial.objective_value is None:
-            return self._done(trial, "MetricsUnavailable", "MetricsUnavailable",
-                              f"the objective metric {self.metric_names[0]!r} was not reported")
-        return self._done(trial, "Succeeded", "TrialSucceeded", "")
+        es = self.exp.spec.early_stopping
+        outcome = judge(
+            objective=self.metric_names[0], value=trial.objective_value, returncode=rc, workers=worker_rcs,
+            early_stopped=f"stopped by {es.algorithm_name} at step {len(trial.intermediate_values)}"
+            if es and trial.name in self.stopped_early else "",
+            stopped=(*self.stop_as, self._stop_message()) if trial.name in self.signalled and self.stop_as
+            and not timed_out else None,
+            timed_out=container.timeout if timed_out else None)
+        return self._done(trial, *outcome)
 
     async def _start_workers(self, trial: Trial, trial_dir: Path, workers: list[Container],
                              env: dict[str, str]) -> list[asyncio.subprocess.Process]:

@@ -61,9 +61,9 @@ import tempfile
 import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-__all__ = ["DEFAULT_FILTER", "MetricsParser", "objective_value", "run_trial", "main"]
+__all__ = ["DEFAULT_FILTER", "MetricsParser", "Outcome", "judge", "launch_failure", "objective_value", "run_trial", "main"]
 
 #: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -536,8 +536,8 @@ def _resolve_strategies(names: List[str], strategies: Optional[Dict[str, str]]) 
     return {name: _check_strategy(given.get(name, "latest")) for name in names}
 
 
-def _launch(argv: List[str]) -> Tuple[Optional[subprocess.Popen[bytes]], str]:
-    """Start the command (no shell, own process group); (process, "") or (None, failure reason)."""
+def _launch(argv: List[str]) -> Tuple[Optional[subprocess.Popen[bytes]], Optional[Tuple[str, str]]]:
+    """Start the command (no shell, own process group); (process, None) or (None, (reason, message))."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")  # a Python child's metrics reach us before a timeout kill
     try:
@@ -545,13 +545,16 @@ def _launch(argv: List[str]) -> Tuple[Optional[subprocess.Popen[bytes]], str]:
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             env=env, start_new_session=os.name == "posix",
         )
-    except FileNotFoundError as err:
-        return None, f"CommandNotFound: {argv[0]!r}: {err.strerror or err}"
-    except PermissionError as err:
-        return None, f"CommandNotExecutable: {argv[0]!r}: {err.strerror or err}"
     except (OSError, ValueError) as err:
-        return None, f"CommandNotStarted: {argv[0]!r}: {err}"
-    return proc, ""
+        return None, launch_failure(argv[0], err)
+    return proc, None
+
+
+def launch_failure(program: str, err: Exception) -> Tuple[str, str]:
+    """``(reason, message)`` for a training command that could not start, as :func:`judge` takes it."""
+    reason = ("CommandNotFound" if isinstance(err, FileNotFoundError) else
+              "CommandNotExecutable" if isinstance(err, PermissionError) else "CommandNotStarted")
+    return reason, f"cannot start {program!r}: {getattr(err, 'strerror', None) or err}"
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -621,7 +624,8 @@ class _ForwardSignals:
         _signal_group(self._proc, signum)
 
 
-def _run_process(argv: List[str], timeout: Optional[float], sink: _Sink) -> Tuple[Optional[int], bool, str]:
+def _run_process(argv: List[str], timeout: Optional[float],
+                 sink: _Sink) -> Tuple[Optional[int], bool, Optional[Tuple[str, str]]]:
     """Run the command, streaming its output into ``sink``: (return code, timed out, launch failure)."""
     proc, failure = _launch(argv)
     if proc is None:
@@ -635,7 +639,7 @@ def _run_process(argv: List[str], timeout: Optional[float], sink: _Sink) -> Tupl
     sink.close()
     if not reader.is_alive():
         proc.stdout.close()
-    return proc.returncode, timed_out, ""
+    return proc.returncode, timed_out, None
 
 
 def _parse_file(parser: MetricsParser, path: str) -> str:
@@ -663,22 +667,51 @@ def _signal_name(signum: int) -> str:
         return f"signal {signum}"
 
 
-def _classify(returncode: Optional[int], timed_out: bool, failure: str, objective: str,
-              value: Optional[float], note: str) -> Tuple[str, str]:
-    """(condition, reason) of a finished trial."""
+class Outcome(NamedTuple):
+    """How a trial ended: Katib's condition, a reason (one CamelCase word) and a message for people."""
+
+    condition: str
+    reason: str
+    message: str = ""
+
+
+def _how(returncode: int) -> str:
+    return f"killed by {_signal_name(-returncode)}" if returncode < 0 else f"exit code {returncode}"
+
+
+def judge(*, objective: str, value: Optional[float], returncode: Optional[int] = None,
+          failure: Optional[Tuple[str, str]] = None, early_stopped: str = "",
+          stopped: Optional[Tuple[str, str, str]] = None, timed_out: Optional[float] = None,
+          workers: Sequence[int] = (), note: str = "") -> Outcome:
+    """The one judge of a finished trial, for every engine (local runner, trial wrapper, job launcher).
+
+    The facts, most decisive first: ``failure`` ``(reason, message)``, the trial could not run or its
+    job failed (``("TrialFailed", "BackoffLimitExceeded: ...")``); ``early_stopped``, the early-stopping
+    rule's message; ``stopped`` ``(condition, reason, message)``, the runner stopped it (``Killed``,
+    ``Interrupted``); ``timed_out``, the deadline in seconds it ran past; ``returncode`` of the
+    training process (negative: killed by that signal); ``workers``, the return codes of the other
+    replicas; ``value``, the objective's value (None: not reported, ``note`` says what was seen). ::
+
+        judge(objective="loss", value=None, returncode=3)
+        # Outcome(condition='Failed', reason='TrialFailed', message='the training process ended with exit code 3')
+    """
     if failure:
-        return "Failed", failure
-    if timed_out:
-        return "Failed", "DeadlineExceeded"
-    assert returncode is not None
-    if returncode < 0:
-        return "Failed", f"TrialFailed: killed by {_signal_name(-returncode)}"
-    if returncode != 0:
-        return "Failed", f"TrialFailed: exit code {returncode}"
+        return Outcome("Failed", *failure)
+    if early_stopped:
+        return Outcome("EarlyStopped", "TrialEarlyStopped", early_stopped)
+    if stopped:
+        return Outcome(*stopped)
+    if timed_out is not None:
+        return Outcome("Failed", "DeadlineExceeded", f"did not finish within {timed_out:g} s (activeDeadlineSeconds)")
+    if returncode:
+        return Outcome("Failed", "TrialFailed", f"the training process ended with {_how(returncode)}")
+    for rank, code in enumerate(workers, start=1):
+        if code:
+            return Outcome("Failed", "TrialFailed", f"PyTorchJob worker (rank {rank}) ended with {_how(code)}")
     if value is None:
-        detail = f"objective metric {objective!r} was not reported"
-        return "MetricsUnavailable", f"MetricsUnavailable: {detail}" + (f" ({note})" if note else "")
-    return "Succeeded", "TrialSucceeded"
+        return Outcome("MetricsUnavailable", "MetricsUnavailable",
+                       f"the objective metric {objective!r} was not reported" + (f" ({note})" if note else ""))
+    return Outcome("Succeeded", "TrialSucceeded", "")
 
 
 def _open_log(log_path: Optional[str]) -> Optional[IO[bytes]]:
@@ -698,8 +731,8 @@ def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str],
     The command runs without a shell in its own process group; its stdout and stderr are
     passed through to our stdout (and ``log_path``). Metrics come from that output
     (StdOut collector) or, with ``file_path``, from that file once the process ended
-    (File collector). Returns ``{"condition", "reason", "exitCode", "metrics",
-    "objectiveValue"}``; a failing training process is a result, not an exception.
+    (File collector). Returns ``{"condition", "reason", "message", "exitCode", "metrics",
+    "objectiveValue"}`` (the outcome from :func:`judge`); a failing training process is a result, not an exception.
     ValueError / OSError are raised only for invalid arguments (or an unwritable log).
     """
     if isinstance(metrics, str):
@@ -721,10 +754,10 @@ def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str],
     value = objective_value(observation, objective, chosen[objective])
     if parser.ignored_values and not note:
         note = f"{parser.ignored_values} value(s) that are not finite numbers were ignored"
-    condition, reason = _classify(returncode, timed_out, failure, objective, value, note)
+    outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure,
+                    timed_out=limit if timed_out else None, note=note)
     return {
-        "condition": condition,
-        "reason": reason,
+        **outcome._asdict(),
         "exitCode": None if returncode is None else _exit_code(returncode),
         "metrics": observation["metrics"],
         "objectiveValue": value,
@@ -812,7 +845,8 @@ def _write_json_atomic(path: str, data: Dict[str, Any]) -> None:
 def _summary_line(result: Dict[str, Any], objective: str, strategy: str) -> str:
     value = result["objectiveValue"]
     shown = "unavailable" if value is None else _format_value(value)
-    return (f"trial {result['condition']} ({result['reason']}), exit code {result['exitCode']}, "
+    why = result["reason"] + (f": {result['message']}" if result.get("message") else "")
+    return (f"trial {result['condition']} ({why}), exit code {result['exitCode']}, "
             f"{objective} ({strategy}) = {shown}")
 
 

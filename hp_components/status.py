@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from hp_components.experiment import Experiment
-from hp_components.trials import ACTIVE, FAILED, FINISHED, Trial
+from hp_components.trials import ACTIVE, FAILED, FINISHED, OBSERVED, Trial
 
 __all__ = ["ExperimentStatus", "experiment_status", "best_trial", "remaining_slots"]
 
@@ -51,9 +51,10 @@ def _now() -> str:
 
 
 def best_trial(experiment: Experiment, history: Sequence[Trial]) -> Trial | None:
-    """The trial with the best objective value (first one wins a tie), or None."""
+    """The trial with the best objective value (first one wins a tie) among those whose metrics count
+    (:data:`~hp_components.trials.OBSERVED`: Succeeded or EarlyStopped, as in Katib), or None."""
     sign = -1.0 if experiment.spec.objective.type == "maximize" else 1.0
-    scored = [t for t in history if t.objective_value is not None and t.condition != "Interrupted"]
+    scored = [t for t in history if t.objective_value is not None and t.condition in OBSERVED]
     return min(scored, key=lambda t: sign * t.objective_value, default=None)  # type: ignore[operator]
 
 

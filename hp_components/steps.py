@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 from hp_components import metrics as _metrics
 from hp_components.experiment import Experiment
-from hp_components.metrics import objective_value
+from hp_components.metrics import judge, objective_value
 from hp_components.status import experiment_status
 from hp_components.suggest import suggest
 from hp_components.template import deadline, trial_parameters
@@ -73,15 +73,14 @@ def trial_from_observation(experiment: Experiment, item: dict[str, Any], observa
         return trial
     condition = observation.get("condition", "Failed")
     trial.condition = condition if condition in FINISHED else "Failed"
-    reason = str(observation.get("reason", ""))
-    trial.reason, _, trial.message = reason.partition(": ")  # the wrapper says "TrialFailed: exit code 3"
-    trial.message = str(observation.get("message", trial.message))
+    trial.reason = str(observation.get("reason", ""))
+    trial.message = str(observation.get("message", ""))
     trial.observation = {"metrics": list(observation.get("metrics", []))}
     obj = experiment.spec.objective
     trial.objective_value = objective_value(trial.observation, obj.objective_metric_name,
                                             obj.strategies()[obj.objective_metric_name])
-    if trial.condition == "Succeeded" and trial.objective_value is None:
-        trial.condition, trial.reason = "MetricsUnavailable", "MetricsUnavailable"
+    if trial.condition == "Succeeded" and trial.objective_value is None:  # an observation not from the judge
+        trial.condition, trial.reason, trial.message = judge(objective=obj.objective_metric_name, value=None)
     return trial
 
 

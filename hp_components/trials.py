@@ -31,6 +31,7 @@ __all__ = [
     "FINISHED",
     "FAILED",
     "ACTIVE",
+    "OBSERVED",
     "dump_history",
     "load_history",
     "trial_name",
@@ -51,6 +52,9 @@ FINISHED = frozenset({"Succeeded", "Failed", "MetricsUnavailable", "EarlyStopped
 #: conditions that count toward ``maxFailedTrialCount`` (Katib: failed + metrics unavailable)
 FAILED = frozenset({"Failed", "MetricsUnavailable"})
 ACTIVE = frozenset({"Created", "Running"})
+#: conditions whose metrics count (Katib keeps an observation only for a trial that succeeded or was
+#: stopped early: pkg/controller.v1beta1/trial/trial_controller.go): a Failed trial is never best
+OBSERVED = frozenset({"Succeeded", "EarlyStopped"})
 
 
 def trial_name(experiment_name: str, number: int) -> str:

@@ -132,7 +132,7 @@ def test_failures_are_recorded_and_stop_the_loop(tmp_path):
     assert (status["condition"], status["reason"]) == ("Failed", "ExperimentFailed")
     history = _history(engine)
     assert [t["condition"] for t in history] == ["Failed", "Failed"]
-    assert history[0]["message"] == "exit code 3"
+    assert history[0]["message"] == "the training process ended with exit code 3"
     assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == 1, "no round after the limit"
 
 

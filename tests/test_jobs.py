@@ -102,7 +102,7 @@ def test_katib_training_operator_examples_render_to_valid_jobs(path):
 def test_failed_job_is_a_failed_trial_with_the_jobs_reason(cluster):
     result = run(job_experiment(code="3"))
     assert result["condition"] == "Failed"
-    assert result["reason"].startswith("TrialFailed: BackoffLimitExceeded")
+    assert result["reason"] == "TrialFailed" and result["message"].startswith("BackoffLimitExceeded")
     assert len([p for p in cluster.pods if p[1].startswith("t-0001")]) == 0  # deleted with the job
     assert result["metrics"]  # what it printed before failing is kept, as Katib does
 
@@ -118,14 +118,14 @@ def test_deadline_exceeded(cluster):
     exp = job_experiment(activeDeadlineSeconds=1)
     set_command(exp, "import time; time.sleep(60)")
     result = run(exp)
-    assert result["condition"] == "Failed" and result["reason"].startswith("TrialFailed: DeadlineExceeded")
+    assert result["condition"] == "Failed" and result["reason"] == "TrialFailed" and result["message"].startswith("DeadlineExceeded")
 
 
 def test_no_objective_in_the_log_is_metrics_unavailable(cluster):
     exp = job_experiment()
     set_command(exp, "print('loss=1')")
     result = run(exp)
-    assert result["condition"] == "MetricsUnavailable" and "'accuracy' was not reported in the log of pod t-0001-0" in result["reason"]
+    assert result["condition"] == "MetricsUnavailable" and "'accuracy' was not reported (read from the log of pod t-0001-0)" in result["message"]
 
 
 def test_observe_only_waits_for_a_job_created_elsewhere(cluster):
@@ -175,7 +175,7 @@ def test_a_failing_worker_fails_the_pytorchjob_trial(cluster):
     exp["spec"]["trialTemplate"]["trialSpec"]["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["command"] = \
         [PY, "-c", "import time; print('loss=1', flush=True); time.sleep(60)", "${trialParameters.x}"]
     result = run(exp, values={"x": "2"})
-    assert result["condition"] == "Failed" and result["reason"] == "TrialFailed: PyTorchJobFailed: a replica failed"
+    assert result["condition"] == "Failed" and (result["reason"], result["message"]) == ("TrialFailed", "PyTorchJobFailed: a replica failed")
 
 
 def test_file_collector_and_unknown_kinds_are_refused():
@@ -205,7 +205,8 @@ def test_cli_step_launch_and_sigterm_deletes_the_job(cluster, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=60)
-    assert json.loads(out.read_text())["reason"] == "Killed: the trial step was stopped"
+    assert json.loads(out.read_text())["reason"] == "Killed"
+    assert json.loads(out.read_text())["message"] == "the trial step was stopped"
     assert ("jobs", "t-0006", "Background") in cluster.deleted
 
 

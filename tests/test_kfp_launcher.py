@@ -191,7 +191,7 @@ def test_launcher_retains_the_job_and_uses_the_experiments_namespace(cluster: Fa
 def test_a_failing_replica_is_a_recorded_failed_trial(cluster: FakeCluster) -> None:
     data = distributed(master="import sys; print('loss=1', flush=True); sys.exit(4)")
     result = launch_trial(parse_experiment(data).to_json(), first_item(data), poll=0.05)
-    assert result["condition"] == "Failed" and result["reason"] == "TrialFailed: PyTorchJobFailed: a replica failed"
+    assert result["condition"] == "Failed" and (result["reason"], result["message"]) == ("TrialFailed", "PyTorchJobFailed: a replica failed")
     assert [m for m, _ in calls(cluster)].count("DELETE") == 1
 
 

@@ -321,7 +321,7 @@ def test_run_trial_failed_exit_code() -> None:
     result = m.run_trial(py("print('accuracy=0.9'); raise SystemExit(3)"), objective="accuracy", metrics=[])
     assert result["condition"] == "Failed"
     assert result["exitCode"] == 3
-    assert "exit code 3" in result["reason"]
+    assert (result["reason"], result["message"]) == ("TrialFailed", "the training process ended with exit code 3")
     assert result["objectiveValue"] == 0.9  # metrics reported before the failure are kept
 
 
@@ -329,14 +329,14 @@ def test_run_trial_killed_by_signal() -> None:
     result = m.run_trial(py("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), objective="a", metrics=[])
     assert result["condition"] == "Failed"
     assert result["exitCode"] == 128 + signal.SIGKILL
-    assert "SIGKILL" in result["reason"]
+    assert result["reason"] == "TrialFailed" and "SIGKILL" in result["message"]
 
 
 def test_run_trial_metrics_unavailable() -> None:
     result = m.run_trial(py("print('nothing to see'); print('loss=0.1')"), objective="accuracy", metrics=["loss"])
     assert result["condition"] == "MetricsUnavailable"
     assert result["reason"].startswith("MetricsUnavailable")
-    assert "'accuracy'" in result["reason"]
+    assert "'accuracy'" in result["message"]
     assert result["exitCode"] == 0
     assert result["objectiveValue"] is None
     assert [x["name"] for x in result["metrics"]] == ["loss"]
@@ -345,7 +345,7 @@ def test_run_trial_metrics_unavailable() -> None:
 def test_run_trial_nan_objective_is_metrics_unavailable() -> None:
     result = m.run_trial(py("print('loss=nan')"), objective="loss", metrics=[])
     assert result["condition"] == "MetricsUnavailable"
-    assert "not finite" in result["reason"]
+    assert "not finite" in result["message"]
 
 
 def test_run_trial_timeout_is_deadline_exceeded_and_quick() -> None:
@@ -402,7 +402,7 @@ def test_run_trial_does_not_wait_forever_for_background_children(monkeypatch: py
 def test_run_trial_command_not_found() -> None:
     result = m.run_trial(["hp-no-such-command-xyz", "--flag"], objective="a", metrics=[])
     assert result["condition"] == "Failed"
-    assert "hp-no-such-command-xyz" in result["reason"]
+    assert "hp-no-such-command-xyz" in result["message"]
     assert result["exitCode"] is None
     assert result["objectiveValue"] is None and result["metrics"] == []
 
@@ -411,7 +411,7 @@ def test_run_trial_command_not_executable(tmp_path: Path) -> None:
     script = tmp_path / "train.sh"
     script.write_text("echo a=1\n")
     result = m.run_trial([str(script)], objective="a", metrics=[])
-    assert result["condition"] == "Failed" and str(script) in result["reason"]
+    assert result["condition"] == "Failed" and str(script) in result["message"]
 
 
 def test_run_trial_argument_reaches_child_verbatim(tmp_path: Path) -> None:
@@ -461,7 +461,7 @@ def test_run_trial_file_collector_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "never-written.log"
     result = m.run_trial(py("print('acc=1')"), objective="acc", metrics=[], file_path=str(path))
     assert result["condition"] == "MetricsUnavailable"
-    assert "does not exist" in result["reason"]
+    assert "does not exist" in result["message"]
 
 
 @pytest.mark.parametrize(
@@ -568,7 +568,7 @@ def test_cli_forwards_sigterm_to_the_training(tmp_path: Path) -> None:
     assert time.monotonic() - start < 5
     assert proc.returncode == 0, err
     result = json.loads(out.read_text())
-    assert result["condition"] == "Failed" and "SIGTERM" in result["reason"]
+    assert result["condition"] == "Failed" and "SIGTERM" in result["message"]
     assert result["objectiveValue"] == 0.4
 
 

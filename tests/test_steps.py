@@ -52,10 +52,10 @@ def test_loop_terminates_and_carries_state():
 def test_missing_observation_is_a_failed_trial():
     exp = parse_experiment(script_experiment("miss", SCRIPT, maxTrialCount=4, parallelTrialCount=2))
     batch = suggest_step(exp, [])
-    out = collect_step(exp, [], batch, [None, {"condition": "Failed", "reason": "TrialFailed: exit code 1", "metrics": []}])
+    out = collect_step(exp, [], batch, [None, {"condition": "Failed", "reason": "TrialFailed", "message": "the training process ended with exit code 1", "metrics": []}])
     conds = [(t["condition"], t.get("reason")) for t in out["history"]]
     assert conds == [("Failed", "NoObservation"), ("Failed", "TrialFailed")]
-    assert out["history"][1]["message"] == "exit code 1"
+    assert out["history"][1]["message"] == "the training process ended with exit code 1"
 
 
 def test_empty_batch_ends_a_grid():
