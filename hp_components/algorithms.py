@@ -41,11 +41,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from hp_components.space import SearchSpace, grid_size
 from hp_components.trials import Trial
 
 if TYPE_CHECKING:
-    from hp_components.experiment import ExperimentSpec
-    from hp_components.space import SearchSpace
+    from hp_components.spec import ExperimentSpec
 
 __all__ = [
     "Algorithm",
@@ -563,8 +563,6 @@ def auto_choice(spec: "ExperimentSpec", n_history: int = 0) -> str:
     all on Hartmann6 (0.14; multivariate TPE 0.48); TPE and random search fall far behind under
     batch parallelism.
     """
-    from hp_components.space import grid_size
-
     budget = spec.max_trial_count
     if all(p.parameter_type != "double" for p in spec.parameters) and budget is not None:
         if grid_size(spec.parameters) <= budget:

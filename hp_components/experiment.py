@@ -22,30 +22,27 @@ grid needs steps, algorithm settings).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union
+from typing import Any, Mapping, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from hp_components import algorithms
 from hp_components.conditions import ConditionError, parse as parse_condition
+from hp_components.earlystop import validate_early_stopping
+from hp_components.space import grid_size
+from hp_components.spec import *  # noqa: F403  the model, re-exported: hp_components.experiment is its public home
+from hp_components.spec import __all__ as _spec_names
+from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, ExperimentSpec,
+                                 FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
+                                 find_containers, is_meta_reference)
 
-__all__ = [
-    "Experiment",
-    "SpecError",
-    "load_experiment",
-    "parse_experiment",
-    "TRIAL_PARAM_RE",
-    "TRIAL_META_RE",
-]
+__all__ = ["load_experiment", "parse_experiment", *_spec_names]
 
-TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.(.+?)\}")
-TRIAL_META_RE = re.compile(r"\$\{trialSpec\.(.+?)\}")
-_META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40
 _MAX_COUNT = 100_000
@@ -65,7 +62,6 @@ _JOB_CONDITIONS = {
         'status.conditions.#(type=="Failed")#|#(status=="True")#',
     ),
 }
-KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
 _PRIMARY_POD_LABELS = {
     "kubeflow": {"training.kubeflow.org/job-role": "master"},
     "TrainJob": {
@@ -73,232 +69,6 @@ _PRIMARY_POD_LABELS = {
         "batch.kubernetes.io/job-completion-index": "0",
     },
 }
-
-
-class SpecError(ValueError):
-    """A spec that cannot run. ``problems`` lists ``(field path, message)`` pairs, all of them."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(f"{p}: {m}" for p, m in problems))
-
-
-# --------------------------------------------------------------------------- model
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
-    )
-
-
-def _stringify(value: Any) -> Any:
-    """Katib keeps numbers in ``feasibleSpace`` and settings as strings; accept YAML numbers too."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        return repr(value) if isinstance(value, float) else str(value)
-    return value
-
-
-class MetricStrategy(_Model):
-    name: str
-    value: Literal["min", "max", "latest"]
-
-
-class ObjectiveSpec(_Model):
-    type: Literal["minimize", "maximize"]
-    goal: float | None = None
-    objective_metric_name: str
-    additional_metric_names: list[str] = Field(default_factory=list)
-    metric_strategies: list[MetricStrategy] = Field(default_factory=list)
-
-    @field_validator("goal", mode="before")
-    @classmethod
-    def _goal_number(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be a number")
-        return v
-
-    def strategies(self) -> dict[str, str]:
-        """Metric name -> ``min``/``max``/``latest``, with Katib's defaults filled in."""
-        default = "min" if self.type == "minimize" else "max"
-        out = {s.name: s.value for s in self.metric_strategies}
-        for name in [self.objective_metric_name, *self.additional_metric_names]:
-            out.setdefault(name, default)
-        return out
-
-    @property
-    def metric_names(self) -> list[str]:
-        return [self.objective_metric_name, *self.additional_metric_names]
-
-
-class AlgorithmSetting(_Model):
-    name: str
-    value: str = ""
-
-    _v = field_validator("value", mode="before")(lambda cls, v: _stringify(v))
-
-
-class AlgorithmSpec(_Model):
-    algorithm_name: str
-    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
-
-    def settings(self) -> dict[str, str]:
-        return {s.name: s.value for s in self.algorithm_settings}
-
-
-class FeasibleSpace(_Model):
-    max: str | None = None
-    min: str | None = None
-    values: list[str] | None = Field(None, alias="list")
-    step: str | None = None
-    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] = "uniform"
-
-    @field_validator("max", "min", "step", mode="before")
-    @classmethod
-    def _num_str(cls, v: Any) -> Any:
-        return _stringify(v)
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _list_str(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [_stringify(x) for x in v]
-        return v
-
-    @field_validator("distribution", mode="before")
-    @classmethod
-    def _dist_default(cls, v: Any) -> Any:
-        return "uniform" if v in (None, "") else v
-
-
-class ParameterSpec(_Model):
-    name: str
-    parameter_type: Literal["double", "int", "discrete", "categorical"]
-    feasible_space: FeasibleSpace
-
-
-class TrialParameterSpec(_Model):
-    name: str
-    description: str = ""
-    reference: str
-
-
-class TrialTemplate(_Model):
-    retain: bool = False
-    trial_parameters: list[TrialParameterSpec] | None = None
-    trial_spec: dict[str, Any] | None = None
-    config_map: dict[str, Any] | None = None
-    primary_pod_labels: dict[str, str] | None = None
-    primary_container_name: str = ""
-    success_condition: str = ""
-    failure_condition: str = ""
-
-
-class FileSystemPath(_Model):
-    path: str = ""
-    kind: Literal["File", "Directory"] = "File"
-    format: Literal["TEXT", "JSON", ""] = ""
-
-
-class FilterSpec(_Model):
-    metrics_format: list[str] = Field(default_factory=list)
-
-
-class SourceSpec(_Model):
-    file_system_path: FileSystemPath | None = None
-    filter: FilterSpec | None = None
-    http_get: dict[str, Any] | None = None
-
-
-class CollectorSpec(_Model):
-    kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"] = (
-        "StdOut"
-    )
-    custom_collector: dict[str, Any] | None = None
-
-
-class MetricsCollectorSpec(_Model):
-    source: SourceSpec | None = None
-    collector: CollectorSpec = Field(default_factory=CollectorSpec)
-
-    @property
-    def filters(self) -> list[str]:
-        if self.source and self.source.filter:
-            return list(self.source.filter.metrics_format)
-        return []
-
-    @property
-    def file_path(self) -> str | None:
-        if self.collector.kind == "File" and self.source and self.source.file_system_path:
-            return self.source.file_system_path.path
-        return None
-
-    @property
-    def file_format(self) -> str:
-        if self.source and self.source.file_system_path and self.source.file_system_path.format:
-            return self.source.file_system_path.format
-        return "TEXT"
-
-
-class EarlyStoppingSpec(_Model):
-    algorithm_name: str
-    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
-
-    def settings(self) -> dict[str, str]:
-        return {s.name: s.value for s in self.algorithm_settings}
-
-
-class ExperimentSpec(_Model):
-    parameters: list[ParameterSpec] = Field(default_factory=list)
-    objective: ObjectiveSpec
-    algorithm: AlgorithmSpec
-    early_stopping: EarlyStoppingSpec | None = None
-    trial_template: TrialTemplate
-    parallel_trial_count: int = Field(3, strict=True)
-    max_trial_count: int | None = Field(None, strict=True)
-    max_failed_trial_count: int | None = Field(None, strict=True)
-    metrics_collector_spec: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec)
-    nas_config: dict[str, Any] | None = None
-    resume_policy: Literal["Never", "LongRunning", "FromVolume", ""] = "Never"
-
-
-class Metadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: str
-    namespace: str | None = None
-    labels: dict[str, str] | None = None
-    annotations: dict[str, str] | None = None
-
-
-class Experiment(_Model):
-    """A Katib Experiment with Katib's defaults applied. Build it with :func:`load_experiment`."""
-
-    api_version: Literal["kubeflow.org/v1beta1"] = "kubeflow.org/v1beta1"
-    kind: Literal["Experiment"] = "Experiment"
-    metadata: Metadata
-    spec: ExperimentSpec
-    status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    def to_dict(self) -> dict[str, Any]:
-        """The spec as Katib YAML would hold it (camelCase, defaults filled in, no status)."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"status"}, mode="json")
-
-    def to_yaml(self) -> str:
-        """The spec as Katib YAML, ready for ``kubectl apply`` or ``hp-tune run``."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def trial_kind(self) -> str:
-        return str((self.spec.trial_template.trial_spec or {}).get("kind", ""))
 
 
 # --------------------------------------------------------------------------- loading
@@ -440,8 +210,6 @@ def _num(value: str | None) -> float | None:
 
 
 def _check(exp: Experiment) -> list[tuple[str, str]]:
-    from hp_components import algorithms  # local import: algorithms imports this module
-    from hp_components.earlystop import validate_early_stopping
 
     problems: list[tuple[str, str]] = []
     add = lambda path, msg: problems.append((path, msg))  # noqa: E731
@@ -561,8 +329,6 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
             if fs.distribution != "uniform":
                 add(f"{base}.feasibleSpace.distribution", f"{fs.distribution} applies to double and int parameters only")
     if grid:
-        from hp_components.space import grid_size  # noqa: PLC0415  (space imports this module)
-
         try:
             size = grid_size(spec.parameters)
         except ValueError:  # a parameter problem, reported above
@@ -581,18 +347,6 @@ def _walk_strings(obj: Any):
     elif isinstance(obj, list):
         for v in obj:
             yield from _walk_strings(v)
-
-
-def is_meta_reference(reference: str) -> bool:
-    """``${trialSpec.Name}``-style references (Katib's trial metadata keys)."""
-    m = TRIAL_META_RE.fullmatch(reference)
-    if not m:
-        return False
-    key = m.group(1)
-    if key in _META_KEYS:
-        return True
-    sub = re.fullmatch(r"(.+)\[(.+)\]", key)
-    return bool(sub and sub.group(1) in ("Labels", "Annotations"))
 
 
 def _check_trial_template(exp: Experiment, add: Any) -> None:
@@ -664,25 +418,7 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
     for s in _walk_strings(ts):
         for key in TRIAL_META_RE.findall(s):
             if not is_meta_reference("${trialSpec.%s}" % key):
-                add(f"{base}.trialSpec", f"${{trialSpec.{key}}} is not trial metadata Katib knows ({', '.join(_META_KEYS)})")
-
-
-def find_containers(trial_spec: Any, name: str) -> list[dict[str, Any]]:
-    """All containers called ``name`` in a trialSpec, at any depth (Job, PyTorchJob, ...)."""
-    found: list[dict[str, Any]] = []
-
-    def walk(obj: Any) -> None:
-        if isinstance(obj, dict):
-            for key, value in obj.items():
-                if key in ("containers", "initContainers") and isinstance(value, list):
-                    found.extend(c for c in value if isinstance(c, dict) and c.get("name") == name and key == "containers")
-                walk(value)
-        elif isinstance(obj, list):
-            for value in obj:
-                walk(value)
-
-    walk(trial_spec)
-    return found
+                add(f"{base}.trialSpec", f"${{trialSpec.{key}}} is not trial metadata Katib knows ({', '.join(META_KEYS)})")
 
 
 def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:

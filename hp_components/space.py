@@ -30,7 +30,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from hp_components.experiment import ParameterSpec
+from hp_components.spec import ParameterSpec
 
 __all__ = ["SearchSpace", "grid_size", "format_value"]
 
