@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 from hp_components import algorithms
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
+from hp_components.metrics import COLLECTORS, Collector, collector
 from hp_components.space import grid_size
 from hp_components.spec import *  # noqa: F403  the model, re-exported: hp_components.experiment is its public home
 from hp_components.spec import __all__ as _spec_names
@@ -41,7 +42,7 @@ from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, TRIAL_META_RE, TR
                                  FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
                                  find_containers, is_meta_reference)
 
-__all__ = ["load_experiment", "parse_experiment", *_spec_names]
+__all__ = ["load_experiment", "parse_experiment", "trial_collector", *_spec_names]
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40
@@ -69,6 +70,18 @@ _PRIMARY_POD_LABELS = {
         "batch.kubernetes.io/job-completion-index": "0",
     },
 }
+
+
+def trial_collector(experiment: Experiment) -> Collector:
+    """A fresh metrics collector for one trial of ``experiment`` (``metricsCollectorSpec``), the one the
+    local runner, the job launcher and the validator use (the wrapper builds it from its arguments)::
+
+        c = trial_collector(exp)
+        c.feed_output("accuracy=0.9")
+    """
+    mc = experiment.spec.metrics_collector_spec
+    return collector(mc.collector.kind, experiment.spec.objective.metric_names, filters=mc.filters or None,
+                     file_path=mc.file_path, file_format=mc.file_format)
 
 
 # --------------------------------------------------------------------------- loading
@@ -424,8 +437,8 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
 def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:
     base = "spec.metricsCollectorSpec"
     kind = mc.collector.kind
-    if kind not in ("StdOut", "File"):
-        add(f"{base}.collector.kind", f"collector {kind} is not supported here; use StdOut or File")
+    if kind not in COLLECTORS:
+        add(f"{base}.collector.kind", f"collector {kind} is not supported here; use {' or '.join(COLLECTORS)}")
     if kind == "File":
         fsp = mc.source.file_system_path if mc.source else None
         if fsp is None or fsp.kind != "File" or not fsp.path.startswith("/"):
@@ -442,3 +455,8 @@ def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:
             continue
         if not two_groups.match(f) or compiled.groups < 2:
             add(path, f"{f!r} needs two groups: the metric name, then its value")
+            continue
+        try:  # as the trials will use it (the runtime's flags)
+            collector("StdOut", ["metric"], filters=[f])
+        except ValueError as err:
+            add(path, str(err))

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from hp_components.conditions import job_outcome
-from hp_components.experiment import KUBEFLOW_JOB_KINDS, Experiment
-from hp_components.metrics import MetricsParser, Outcome, judge, objective_value
+from hp_components.experiment import KUBEFLOW_JOB_KINDS, Experiment, trial_collector
+from hp_components.metrics import MAX_LINE, Outcome, judge, objective_value
 from hp_components.template import deadline, render_values
 
 __all__ = ["TRIAL_LABEL", "EXPERIMENT_LABEL", "JOB_KINDS", "KubeJobs", "launch", "trial_manifest", "pod_templates",
@@ -240,13 +240,13 @@ def _result(name: str, outcome: Outcome, metrics: list[Any] | None = None, value
 
 
 def _metrics(exp: Experiment, log: str) -> tuple[list[Any], float | None]:
-    obj = exp.spec.objective
-    mc = exp.spec.metrics_collector_spec
-    parser = MetricsParser([obj.objective_metric_name, *obj.additional_metric_names], mc.filters or None, "TEXT")
-    parser.feed_text(log)
-    observation = parser.observation()
-    name = obj.objective_metric_name
-    return observation["metrics"], objective_value(observation, name, obj.strategies()[name])
+    """The metrics in the primary container's log (job trials use the StdOut collector: check_job_trial)."""
+    collecting = trial_collector(exp)
+    for line in log.split("\n"):
+        collecting.feed_output(line[:MAX_LINE])
+    observation = collecting.observation()
+    name = exp.spec.objective.objective_metric_name
+    return observation["metrics"], objective_value(observation, name, exp.spec.objective.strategies()[name])
 
 
 def _detail(detail: Any) -> str:

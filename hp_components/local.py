@@ -40,8 +40,8 @@ from typing import Any, Callable
 
 from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
-from hp_components.experiment import Experiment, parse_experiment
-from hp_components.metrics import MetricsParser, judge, launch_failure, objective_value
+from hp_components.experiment import Experiment, parse_experiment, trial_collector
+from hp_components.metrics import Collector, FileCollector, judge, launch_failure, objective_value
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
@@ -191,7 +191,15 @@ def check_runnable(experiment: Experiment) -> None:
     problem = algo.runtime_problem()
     if problem:
         raise RunnerError(f"spec.algorithm.algorithmName: {problem}")
-    _probe_container(experiment)
+    probe = _probe_container(experiment)
+    collecting = trial_collector(experiment)
+    if isinstance(collecting, FileCollector) and experiment.spec.parallel_trial_count > 1 \
+            and not collecting.names_path(probe.argv, probe.env):
+        # Katib's pods each have their own file; trials sharing one would record each other's values
+        raise RunnerError(
+            f"spec.metricsCollectorSpec.source.fileSystemPath.path: {collecting.spec_path!r} is not named in the "
+            "trial's command or env, so parallel trials here would all write the same file; pass the path to "
+            "the command (each trial then gets its own copy) or set parallelTrialCount: 1")
 
 
 class _Runner:
@@ -231,10 +239,6 @@ class _Runner:
         self.stopper = get_early_stopping(es.algorithm_name, es.settings(), spec.objective.type) if es else None
         self.metric_names = spec.objective.metric_names
         self.strategy = spec.objective.strategies()[spec.objective.objective_metric_name]
-        mc = spec.metrics_collector_spec
-        self.filters = mc.filters or None
-        self.file_path = mc.file_path
-        self.file_format = mc.file_format
 
     # ------------------------------------------------------------------ the schedule
     #
@@ -456,18 +460,9 @@ class _Runner:
         if gpus is None:
             return self._done(trial, *judge(objective=self.metric_names[0], value=None, failure=(
                 "InsufficientGPUs", f"needs {container.gpus} GPUs; fewer are free on this machine")))
-        argv, env = list(container.argv), dict(container.env)
-        metrics_file = None
-        if self.file_path:
-            # each trial writes its own copy of the collector's file, wherever the spec puts it
-            metrics_file = str((trial_dir / Path(self.file_path).name).resolve())
-            argv = [a.replace(self.file_path, metrics_file) for a in argv]
-            env = {k: v.replace(self.file_path, metrics_file) for k, v in env.items()}
-            if not any(metrics_file in a for a in argv + list(env.values())):
-                metrics_file = self.file_path  # the trial writes the path itself: read it there
-            with_file = Path(metrics_file)
-            if with_file.exists() and metrics_file != self.file_path:
-                with_file.unlink()
+        collecting = trial_collector(self.exp)
+        # each trial writes its own copy of a File collector's file, wherever the spec puts it
+        argv, env = collecting.prepare(list(container.argv), dict(container.env), str(trial_dir))
         full_env = {
             **os.environ,
             **env,
@@ -480,7 +475,6 @@ class _Runner:
             full_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         if workers:
             full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(len(workers) + 1), RANK="0")
-        parser = MetricsParser(self.metric_names, self.filters, "TEXT")
         log = open(trial_dir / "output.log", "wb")
         worker_procs: list[asyncio.subprocess.Process] = []
         try:
@@ -494,7 +488,7 @@ class _Runner:
             self.procs[trial.name] = proc
             timed_out = False
             try:
-                await asyncio.wait_for(self._pump(proc, parser, log, trial, stdout=not self.file_path), container.timeout)
+                await asyncio.wait_for(self._pump(proc, collecting, log, trial), container.timeout)
             except asyncio.TimeoutError:
                 timed_out = True
                 self._signal(trial.name, proc, signal.SIGTERM)
@@ -509,19 +503,12 @@ class _Runner:
             log.close()
             if gpus:
                 self.free_gpus += gpus
-        if metrics_file:
-            parser = MetricsParser(self.metric_names, self.filters if self.file_format == "TEXT" else None, self.file_format)
-            try:
-                with open(metrics_file, "rb") as fh:
-                    for line in fh:
-                        parser.feed(line[:_MAX_LINE])
-            except OSError:
-                pass
-        trial.observation = parser.observation()
+        note = collecting.finish()
+        trial.observation = collecting.observation()
         trial.objective_value = objective_value(trial.observation, self.metric_names[0], self.strategy)
         es = self.exp.spec.early_stopping
         outcome = judge(
-            objective=self.metric_names[0], value=trial.objective_value, returncode=rc, workers=worker_rcs,
+            objective=self.metric_names[0], value=trial.objective_value, returncode=rc, workers=worker_rcs, note=note,
             early_stopped=f"stopped by {es.algorithm_name} at step {len(trial.intermediate_values)}"
             if es and trial.name in self.stopped_early else "",
             stopped=(*self.stop_as, self._stop_message()) if trial.name in self.signalled and self.stop_as
@@ -560,9 +547,8 @@ class _Runner:
         trial.completion_time = _now()
         return trial
 
-    async def _pump(self, proc: asyncio.subprocess.Process, parser: MetricsParser, log: Any, trial: Trial,
-                    stdout: bool) -> None:
-        """Copy the trial's output to its log and feed each line to the metrics parser."""
+    async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any, trial: Trial) -> None:
+        """Copy the trial's output to its log and feed each line to the metrics collector."""
         assert proc.stdout is not None
         written = 0
         pending = b""
@@ -577,14 +563,12 @@ class _Runner:
                 written += len(chunk)
                 if written >= _MAX_LOG:
                     log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
-            if not stdout:
-                continue
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if len(pending) > _MAX_LINE:
                 pending = pending[:_MAX_LINE]
             for line in lines:
-                for name, value in parser.feed(line[:_MAX_LINE]):
+                for name, value in collecting.feed_output(line[:_MAX_LINE]):
                     if name == objective and reports < _MAX_REPORTS:
                         trial.intermediate_values.append((reports, value))
                         reports += 1
@@ -592,8 +576,8 @@ class _Runner:
                                 self.stopper.should_stop(self.history, trial.intermediate_values):
                             self.stopped_early.add(trial.name)
                             self._signal(trial.name, proc, signal.SIGTERM)
-        if stdout and pending:
-            parser.feed(pending)
+        if pending:
+            collecting.feed_output(pending)
 
 
 def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:

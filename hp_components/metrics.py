@@ -63,7 +63,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-__all__ = ["DEFAULT_FILTER", "MetricsParser", "Outcome", "judge", "launch_failure", "objective_value", "run_trial", "main"]
+__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "MetricsParser", "collector", "Outcome", "judge", "launch_failure", "objective_value", "run_trial", "main"]
 
 #: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -423,17 +423,108 @@ def _check_strategy(strategy: str) -> str:
     return value
 
 
+# --------------------------------------------------------------------------- collectors
+
+
+class Collector:
+    """One trial's metrics collector, the same object for the local runner, the trial wrapper and the
+    validator. The StdOut kind parses the training output; :class:`FileCollector` reads a file.
+
+    >>> c = collector("StdOut", ["loss"])
+    >>> c.feed_output("epoch 1: loss=0.5")
+    [('loss', 0.5)]
+    >>> c.finish(), c.observation()["metrics"][0]["latest"]
+    ('', '0.5')
+
+    Its life: :meth:`prepare` the command and environment, :meth:`feed_output` each output line,
+    :meth:`finish` once the process ended, then :meth:`observation`. A new kind is a subclass
+    registered in :data:`COLLECTORS`.
+    """
+
+    kind = "StdOut"
+
+    def __init__(self, metric_names: Sequence[str], *, filters: Optional[Sequence[str]] = None,
+                 file_path: Optional[str] = None, file_format: str = "TEXT") -> None:
+        self.parser = MetricsParser(metric_names, filters, file_format)
+
+    def prepare(self, argv: List[str], env: Dict[str, str], trial_dir: Optional[str] = None) -> Tuple[List[str], Dict[str, str]]:
+        """The command and environment to run (``trial_dir``: where this trial may keep files)."""
+        return argv, env
+
+    def feed_output(self, line: Union[str, bytes]) -> List[Tuple[str, float]]:
+        """One line of the training output; the (name, value) pairs it reported."""
+        return self.parser.feed(line)
+
+    def finish(self) -> str:
+        """After the process ended: read what is left; a note on what went wrong, or ""."""
+        if self.parser.ignored_values:
+            return f"{self.parser.ignored_values} value(s) that are not finite numbers were ignored"
+        return ""
+
+    def observation(self) -> Dict[str, List[Dict[str, str]]]:
+        """Katib's observation of what was collected."""
+        return self.parser.observation()
+
+
+class FileCollector(Collector):
+    """Katib's File collector: metrics from ``file_path`` (TEXT or JSON lines), not from the output.
+
+    Katib gives each trial pod its own file; locally :meth:`prepare` does the same, rewriting the path
+    in the command and environment to a file in the trial's folder (``path_in_trial_dir``)."""
+
+    kind = "File"
+
+    def __init__(self, metric_names: Sequence[str], *, filters: Optional[Sequence[str]] = None,
+                 file_path: Optional[str] = None, file_format: str = "TEXT") -> None:
+        if not file_path:
+            raise ValueError("the File collector needs the path of the metrics file")
+        super().__init__(metric_names, filters=filters, file_format=file_format)
+        self.spec_path = file_path
+        self.path = file_path
+
+    def names_path(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
+        """Whether the command or its environment names the file (so each trial can get its own)."""
+        return any(self.spec_path in a for a in [*argv, *env.values()])
+
+    def prepare(self, argv: List[str], env: Dict[str, str], trial_dir: Optional[str] = None) -> Tuple[List[str], Dict[str, str]]:
+        if trial_dir is None or not self.names_path(argv, env):
+            return argv, env
+        self.path = os.path.join(os.path.abspath(trial_dir), os.path.basename(self.spec_path))
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        return ([a.replace(self.spec_path, self.path) for a in argv],
+                {k: v.replace(self.spec_path, self.path) for k, v in env.items()})
+
+    def feed_output(self, line: Union[str, bytes]) -> List[Tuple[str, float]]:
+        return []
+
+    def finish(self) -> str:
+        return _parse_file(self.parser, self.path) or super().finish()
+
+
+#: collector kind (``metricsCollectorSpec.collector.kind``) -> class
+COLLECTORS: Dict[str, Callable[..., Collector]] = {"StdOut": Collector, "File": FileCollector}
+
+
+def collector(kind: str, metric_names: Sequence[str], *, filters: Optional[Sequence[str]] = None,
+              file_path: Optional[str] = None, file_format: str = "TEXT") -> Collector:
+    """A collector of ``kind``; ValueError saying what is wrong (an unknown kind, a bad filter)."""
+    if kind not in COLLECTORS:
+        raise ValueError(f"collector {kind} is not supported here; use {' or '.join(COLLECTORS)}")
+    return COLLECTORS[kind](metric_names, filters=filters, file_path=file_path, file_format=file_format)
+
+
 # --------------------------------------------------------------------------- trial wrapper
 
 
 class _Sink:
-    """Where the trial's output goes: our stdout, the log file and (StdOut collector) the parser.
+    """Where the trial's output goes: our stdout, the log file and the collector.
 
     Thread-safe; after :meth:`close` everything is dropped, so an abandoned reader thread
     cannot touch the results.
     """
 
-    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[MetricsParser]) -> None:
+    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[Collector]) -> None:
         self._stdout = stdout
         self._log = log
         self._parser = parser
@@ -452,7 +543,7 @@ class _Sink:
         """Parse the unterminated last line, then drop all further output."""
         with self._lock:
             if self._open and self._parser is not None and self._pending:
-                self._parser.feed(self._pending)
+                self._parser.feed_output(self._pending)
             self._open = False
 
     def _echo(self, chunk: bytes) -> None:
@@ -474,7 +565,7 @@ class _Sink:
         *lines, pending = (self._pending + chunk).split(b"\n")
         self._pending = pending[:MAX_LINE]
         for line in lines:
-            self._parser.feed(line[:MAX_LINE])
+            self._parser.feed_output(line[:MAX_LINE])
 
 
 def _write_binary(stream: IO[Any], chunk: bytes) -> None:
@@ -739,21 +830,20 @@ def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str],
         raise ValueError("metrics must be a list of metric names, not a string")
     names = _check_names([objective, *metrics])
     chosen = _resolve_strategies(names, strategies)
-    parser = MetricsParser(names, filters, file_format)
+    kind = "File" if file_path else "StdOut"
+    collecting = collector(kind, names, filters=filters, file_path=file_path, file_format=file_format)
     argv = _check_command(command)
     limit = _check_timeout(timeout)
     log = _open_log(log_path)
     try:
-        sink = _Sink(sys.stdout, log, None if file_path else parser)
+        sink = _Sink(sys.stdout, log, collecting)
         returncode, timed_out, failure = _run_process(argv, limit, sink)
     finally:
         if log is not None:
             log.close()
-    note = _parse_file(parser, file_path) if file_path and not failure else ""
-    observation = parser.observation()
+    note = collecting.finish() if not failure else ""
+    observation = collecting.observation()
     value = objective_value(observation, objective, chosen[objective])
-    if parser.ignored_values and not note:
-        note = f"{parser.ignored_values} value(s) that are not finite numbers were ignored"
     outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure,
                     timed_out=limit if timed_out else None, note=note)
     return {

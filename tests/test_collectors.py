@@ -1,0 +1,100 @@
+"""One contract for every metrics collector kind (``metrics.COLLECTORS``), as Optuna runs one suite over
+every storage: prepare the command, feed the output, finish, observe. Then the File collector's own rule
+(each trial its own file, as each Katib pod has its own) through the local runner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hp_components.experiment import parse_experiment, trial_collector
+from hp_components.local import RunnerError, run_local
+from hp_components.metrics import COLLECTORS, Collector, FileCollector, collector
+from tests.conftest import script_experiment
+
+LINES = ["epoch 1: loss=0.5 accuracy=0.7", "epoch 2: loss=0.25 accuracy=0.8"]
+
+
+def _run(kind: str, tmp_path: Path, fmt: str = "TEXT") -> Collector:
+    """Drive a collector the way the runner and the wrapper do, the trial writing its metrics."""
+    path = str(tmp_path / "spec" / "metrics.log")
+    c = collector(kind, ["loss", "accuracy"], file_path=path if kind == "File" else None, file_format=fmt)
+    argv, env = c.prepare(["train", f"--out={path}"], {"LOG": path}, str(tmp_path))
+    target = argv[1].split("=", 1)[1]
+    if kind == "File":
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "w") as fh:
+            for i, line in enumerate(LINES):
+                fh.write((json.dumps({"loss": str(0.5 / (i + 1)), "accuracy": ["0.7", "0.8"][i]}) if fmt == "JSON"
+                          else line) + "\n")
+    for line in LINES:
+        c.feed_output(line)
+    assert c.finish() == ""
+    return c
+
+
+@pytest.mark.parametrize("kind, fmt", [("StdOut", "TEXT"), ("File", "TEXT"), ("File", "JSON")])
+def test_every_collector_observes_the_same_metrics(kind, fmt, tmp_path):
+    c = _run(kind, tmp_path, fmt)
+    metrics = {m["name"]: m for m in c.observation()["metrics"]}
+    assert metrics["loss"] == {"name": "loss", "min": "0.25", "max": "0.5", "latest": "0.25"}
+    assert metrics["accuracy"]["latest"] == "0.8"
+
+
+@pytest.mark.parametrize("kind", sorted(COLLECTORS))
+def test_every_collector_says_what_it_missed(kind, tmp_path):
+    c = collector(kind, ["loss"], file_path=str(tmp_path / "never-written.log") if kind == "File" else None)
+    c.feed_output("loss=nan")
+    note = c.finish()
+    assert note and c.observation() == {"metrics": []}
+    assert ("never-written.log" in note and "does not exist" in note) if kind == "File" else "not finite" in note
+
+
+def test_an_unknown_kind_and_a_bad_filter_are_refused_by_name():
+    with pytest.raises(ValueError, match="collector Prometheus is not supported here; use StdOut or File"):
+        collector("Prometheus", ["loss"])
+    with pytest.raises(ValueError, match="needs two groups"):
+        collector("StdOut", ["loss"], filters=["(loss)=.*"])
+    with pytest.raises(ValueError, match="the File collector needs the path"):
+        collector("File", ["loss"])
+
+
+def test_the_file_collector_moves_a_named_path_into_the_trials_folder(tmp_path):
+    c = FileCollector(["loss"], file_path="/var/log/katib/metrics.log")
+    argv, env = c.prepare(["python", "t.py", "--log=/var/log/katib/metrics.log"], {"A": "/var/log/katib/metrics.log"},
+                          str(tmp_path))
+    assert argv[2] == f"--log={tmp_path}/metrics.log" and env["A"] == f"{tmp_path}/metrics.log"
+    assert c.path == f"{tmp_path}/metrics.log"
+    # on a cluster (no trial folder) the pod has a file system of its own: nothing moves
+    assert FileCollector(["loss"], file_path="/m.log").prepare(["x", "/m.log"], {}, None) == (["x", "/m.log"], {})
+
+
+FILE_TRIAL = "import sys, time; time.sleep(0.3); open(sys.argv[1], 'w').write(f'loss={sys.argv[2][4:]}\\n')"
+
+
+def _file_experiment(name: str, args: list[str], parallel: int) -> dict:
+    spec = script_experiment(name, FILE_TRIAL, args=args, maxTrialCount=4, parallelTrialCount=parallel)
+    spec["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"kind": "File", "path": "/tmp/hp-shared-metrics-test.log"}}}
+    return spec
+
+
+def test_parallel_trials_each_get_their_own_metrics_file(tmp_path):
+    spec = _file_experiment("ownfile", ["/tmp/hp-shared-metrics-test.log", "--x=${trialParameters.x}"], 4)
+    result = run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
+    assert len(result.history) == 4
+    for t in result.history:
+        assert t.condition == "Succeeded"
+        assert t.objective_value == pytest.approx(float(t.assignments["x"]))  # its own value, not a neighbour's
+
+
+def test_a_file_path_the_command_does_not_name_is_refused_for_parallel_trials(tmp_path):
+    """Katib runs a collector per pod (pkg/metricscollector/v1beta1/file-metricscollector): files are never
+    shared. A path the command does not name cannot be moved, so parallel local trials would share it."""
+    spec = _file_experiment("sharedfile", ["--x=${trialParameters.x}"], 2)
+    with pytest.raises(RunnerError, match="fileSystemPath.path: '/tmp/hp-shared-metrics-test.log' is not named"):
+        run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
+    assert isinstance(trial_collector(parse_experiment(spec)), FileCollector)
