@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hp_components.drivers import BUILTIN, Driver, DriverError, get_driver
 from hp_components.experiment import Experiment, SpecError, load_experiment
 from hp_components.status import ExperimentStatus
 from hp_components.store import DEFAULT_STORAGE, StoreConflict
@@ -221,36 +222,30 @@ def dashboard(
     run_server(rdb, host=host, port=port)
 
 
-_TARGETS = ("kfp", "argo")
-
-
-def _driver(target: str) -> Any:
-    """The engine driver module (``hp_components.kfp`` or ``hp_components.argo``), imported on demand."""
-    import importlib
-
-    if target not in _TARGETS:
-        raise _bad_input(f"--target must be one of {', '.join(_TARGETS)}, not {target!r}")
+def _driver(target: str) -> Driver:
+    """The driver for ``--target`` (built-in or a plug-in's), or exit 2 naming the choices or the extra."""
     try:
-        return importlib.import_module(f"hp_components.{target}")
-    except ImportError as e:
-        if (e.name or "").startswith("hp_components"):
-            raise
-        raise _bad_input(f"--target {target} needs extra packages ({e.name}): pip install 'hp-components[{target}]'") from None
+        return get_driver(target)
+    except DriverError as e:
+        raise _bad_input(str(e)) from None
+
+
+_TARGET_HELP = "Where to run: " + ", ".join(BUILTIN) + " (or a plug-in's driver)"
 
 
 @app.command("compile")
 def compile_(
     file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
-    target: str = typer.Option(..., "--target", "-t", help="kfp (a KFP v2 pipeline) or argo (Argo Workflows)"),
+    target: str = typer.Option(..., "--target", "-t", help=_TARGET_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the compiled YAML"),
-    kind: str = typer.Option("workflowtemplate", help="argo: workflowtemplate or workflow"),
+    kind: Optional[str] = typer.Option(None, help="argo: workflowtemplate (default) or workflow"),
     image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
 ) -> None:
-    """Compile an experiment into a pipeline for an engine (KFP v2 IR YAML, or Argo YAML)."""
+    """Compile an experiment for an engine (KFP v2 IR YAML, Argo YAML, or the defaulted spec for local)."""
     exp = _load(file)
     driver = _driver(target)
     try:
-        written = driver.compile_experiment(exp, output, kind=kind, image=image, storage=None) or [output]
+        written = driver.compile(exp, output, image=image, kind=kind)
     except ValueError as e:  # CompileError and friends: the spec cannot run on that engine
         raise _bad_input(str(e)) from None
     for path in written:
@@ -260,10 +255,10 @@ def compile_(
 @app.command()
 def submit(
     file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
-    target: str = typer.Option(..., "--target", "-t", help="kfp or argo"),
+    target: str = typer.Option(..., "--target", "-t", help=_TARGET_HELP),
     host: Optional[str] = typer.Option(None, help="kfp: the KFP API endpoint"),
     argo_server: Optional[str] = typer.Option(None, help="argo: submit through this Argo Server instead of the Kubernetes API"),
-    token: Optional[str] = typer.Option(None, help="argo: bearer token for the Argo Server"),
+    token: Optional[str] = typer.Option(None, help="kfp, argo: bearer token for the API"),
     namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace (default: the experiment's, else your context's)"),
     image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
 ) -> None:
@@ -271,28 +266,30 @@ def submit(
     exp = _load(file)
     driver = _driver(target)
     try:
-        name = driver.submit(exp, host=host, argo_server=argo_server, token=token, namespace=namespace,
-                             image=image, storage=None)
+        name = driver.submit(exp, image=image, namespace=namespace, host=host, argo_server=argo_server, token=token)
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(str(name), markup=False)
-    if target == "argo" and exp.trial_kind != "Job":
-        err.print(f"note: its {exp.trial_kind} trials run as service account {exp.name}-tune; if it does not exist yet: "
-                  f"hp-tune compile {file} --target argo -o wt.yaml && kubectl apply -f wt-rbac.yaml", markup=False)
+    note = driver.after_submit(exp, str(file))
+    if note:
+        err.print(note, markup=False)
 
 
 @app.command()
 def status(
-    name: str = typer.Argument(..., help="The run (Argo Workflow) name that submit printed"),
-    target: str = typer.Option("argo", "--target", "-t", help="argo"),
-    argo_server: Optional[str] = typer.Option(None, help="Read through this Argo Server instead of the Kubernetes API"),
-    token: Optional[str] = typer.Option(None, help="Bearer token for the Argo Server"),
+    name: str = typer.Argument(..., help="The run that submit printed (an Argo Workflow, a KFP run id, a local experiment)"),
+    target: str = typer.Option("argo", "--target", "-t", help=_TARGET_HELP),
+    host: Optional[str] = typer.Option(None, help="kfp: the KFP API endpoint"),
+    argo_server: Optional[str] = typer.Option(None, help="argo: read through this Argo Server instead of the Kubernetes API"),
+    token: Optional[str] = typer.Option(None, help="kfp, argo: bearer token for the API"),
     namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace"),
+    storage: Optional[str] = typer.Option(None, help="local: the experiment store"),
 ) -> None:
     """Progress, trials and the best result of a submitted run, as JSON."""
     driver = _driver(target)
     try:
-        result = driver.read_status(name, argo_server=argo_server, token=token, namespace=namespace)
+        result = driver.status(name, namespace=namespace, host=host, argo_server=argo_server, token=token,
+                               storage=storage)
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(json.dumps(result, indent=2), markup=False, highlight=False, soft_wrap=True)

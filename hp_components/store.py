@@ -53,7 +53,7 @@ from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.trials import Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER"]
+__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER", "load_finished", "load_stored"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
@@ -189,20 +189,25 @@ def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
     )
 
 
-def load_finished(url: str, name: str) -> tuple[dict[str, Any], list[Trial]]:
-    """The stored spec and the finished trials of experiment ``name`` (for a warm start).
+def load_stored(url: str, name: str, what: str = "--warm-start") -> tuple[dict[str, Any], list[Trial]]:
+    """The stored spec and every trial of experiment ``name``.
 
-    Raises StoreConflict when the storage has no experiment of that name.
+    Raises StoreConflict (its message starting with ``what``) when the storage has no experiment of that name.
     """
     storage = make_storage(url)
     try:
         study_id = storage.get_study_id_from_name(name)
     except KeyError:
-        raise StoreConflict(f"--warm-start: no experiment named {name!r} in {url}") from None
+        raise StoreConflict(f"{what}: no experiment named {name!r} in {url}") from None
     spec = storage.get_study_user_attrs(study_id).get(_SPEC_KEY)
     if spec is None:
-        raise StoreConflict(f"--warm-start: the study {name!r} in {url} was not made by hp-components")
-    trials = [_to_trial(ft, name) for ft in storage.get_all_trials(study_id, deepcopy=False)]
+        raise StoreConflict(f"{what}: the study {name!r} in {url} was not made by hp-components")
+    return spec, [_to_trial(ft, name) for ft in storage.get_all_trials(study_id, deepcopy=False)]
+
+
+def load_finished(url: str, name: str) -> tuple[dict[str, Any], list[Trial]]:
+    """The stored spec and the finished trials of experiment ``name`` (for a warm start)."""
+    spec, trials = load_stored(url, name)
     return spec, [t for t in trials if t.condition in ("Succeeded", "EarlyStopped")]
 
 

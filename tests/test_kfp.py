@@ -326,7 +326,7 @@ def test_failed_trials_are_recorded_and_stop_the_run_at_the_limit(tmp_path: Path
     assert status["conditions"][-1]["reason"] == "ExperimentFailed"
     assert n == 2 and len(launched) == 4 < 12  # no third round: the run stopped launching trials
     assert status["trialsFailed"] == 4 and rep["best_trial"] == "" and rep["best_parameters"] == {}
-    assert "TrialFailed: exit code 3" in rep["report"].read_text()
+    assert "TrialFailed: the training process ended with exit code 3" in rep["report"].read_text()
     assert "Failed" in rep["report"].read_text() and "max failed count" in rep["report"].read_text()
 
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "1.9", "max": "2"}}]

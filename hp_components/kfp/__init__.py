@@ -30,18 +30,15 @@ __all__ = ["DEFAULT_IMAGE", "KfpError", "UnsupportedExperiment", "compile_experi
            "read_status", "search_experiment", "submit", "tune"]
 
 
-def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None = None, token: str | None = None,
-           namespace: str | None = None, image: str | None = None, storage: str | None = None) -> str:
-    """Compile and start ``exp`` on the KFP at ``host``; returns the run id (``argo_server``/``storage`` unused)."""
+def submit(exp: Experiment, *, host: str | None = None, token: str | None = None, namespace: str | None = None,
+           image: str | None = None) -> str:
+    """Compile and start ``exp`` on the KFP at ``host``; returns the run id."""
     from hp_components.kfp._submit import submit_experiment
 
-    if argo_server:
-        raise KfpError("--argo-server is for --target argo; KFP takes --host")
     return submit_experiment(exp, host=host, namespace=namespace, image=image, token=token)
 
 
-def read_status(name: str, *, argo_server: str | None = None, token: str | None = None,
-                namespace: str | None = None) -> dict:
+def read_status(name: str, *, host: str | None = None, token: str | None = None, namespace: str | None = None) -> dict:
     """``hp-tune status`` is not implemented for KFP yet: the run's page in the KFP UI shows the report."""
     raise KfpError("hp-tune status supports --target argo only; for a KFP run open it in the KFP UI (the report "
                    f"step's Markdown/HTML) or use kfp.Client(host).get_run({name!r})")

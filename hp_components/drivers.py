@@ -1,0 +1,121 @@
+"""Drivers: where an experiment runs (``hp-tune --target NAME``), one interface for every engine.
+
+A driver compiles an experiment for its engine, starts a run and reads a run's status. The built-in
+ones are ``local`` (this machine), ``kfp`` (Kubeflow Pipelines v2) and ``argo`` (Argo Workflows); a
+new engine (Tekton, Ray, ...) is one package that registers a :class:`Driver` subclass under the entry
+point group ``hp_components.drivers``, as algorithms register under ``hp_components.algorithms``::
+
+    # pyproject.toml of a plug-in
+    [project.entry-points."hp_components.drivers"]
+    tekton = "hp_tekton:TektonDriver"
+
+    from hp_components.drivers import get_driver
+    driver = get_driver("argo")
+    driver.compile(exp, Path("wt.yaml"), image="registry.example/hp-components:0.1.0", kind="workflow")
+    run = driver.submit(exp, namespace="ml")
+    driver.status(run, namespace="ml")["best"]
+
+Each driver declares its own options (:attr:`Driver.options`); :meth:`Driver.check_options` refuses any
+other with a message naming the option and the driver's own, so no driver accepts another's options
+only to refuse them. The contract every driver keeps is tested by one suite (tests/test_drivers.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import importlib.metadata
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+from hp_components.experiment import Experiment
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "STATUS_KEYS", "Driver", "DriverError", "available", "get_driver"]
+
+ENTRY_POINT_GROUP = "hp_components.drivers"
+#: the drivers that come with hp-components: name -> "module:class" (imported on first use)
+BUILTIN = {
+    "local": "hp_components._local_driver:LocalDriver",
+    "kfp": "hp_components.kfp._driver:KfpDriver",
+    "argo": "hp_components.argo._driver:ArgoDriver",
+}
+#: the keys of every :meth:`Driver.status` answer
+STATUS_KEYS = ("name", "phase", "done", "status", "best", "trials")
+
+
+class DriverError(ValueError):
+    """A driver cannot do what was asked (an unknown target or option, a missing extra)."""
+
+
+class Driver(abc.ABC):
+    """One engine. Subclasses set :attr:`name`, :attr:`extra`, :attr:`options` and the three methods.
+
+    - :meth:`compile` writes what the engine runs; returns the files written.
+    - :meth:`submit` starts a run of ``exp``; returns the run's id (what :meth:`status` takes).
+    - :meth:`status` says where a run stands: a dict with :data:`STATUS_KEYS` (``phase``, ``done``,
+      Katib's ``status`` summary, ``best`` ``{name, parameters, objective}`` and ``trials``, each
+      ``{name, condition, objectiveValue, parameters}``).
+
+    A spec the engine cannot run, or a bad option value, raises a ValueError naming the field.
+    """
+
+    name: ClassVar[str] = ""
+    #: the pip extra the driver needs (``pip install 'hp-components[<extra>]'``), "" for none
+    extra: ClassVar[str] = ""
+    #: option name (as a keyword argument) -> what it means; shown by ``hp-tune`` as ``--option-name``
+    options: ClassVar[Mapping[str, str]] = {}
+
+    def check_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The options that were given (None dropped); DriverError naming any this driver does not take."""
+        chosen = {k: v for k, v in given.items() if v is not None}
+        unknown = sorted(set(chosen) - set(self.options))
+        if unknown:
+            own = ", ".join(_flag(o) for o in self.options) or "none"
+            raise DriverError(f"{', '.join(_flag(o) for o in unknown)}: not an option of --target {self.name} "
+                              f"(its options: {own})")
+        return chosen
+
+    @abc.abstractmethod
+    def compile(self, exp: Experiment, output: Path, *, image: str | None = None, **options: Any) -> list[Path]:
+        """Write what the engine runs for ``exp`` at ``output`` (and next to it); the files written."""
+
+    @abc.abstractmethod
+    def submit(self, exp: Experiment, *, image: str | None = None, namespace: str | None = None, **options: Any) -> str:
+        """Start a run of ``exp``; its id."""
+
+    @abc.abstractmethod
+    def status(self, run: str, *, namespace: str | None = None, **options: Any) -> dict[str, Any]:
+        """Where run ``run`` stands (the keys in :data:`STATUS_KEYS`)."""
+
+    def after_submit(self, exp: Experiment, spec_file: str) -> str:
+        """A note for the user once a run started ("" for none)."""
+        return ""
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def available() -> dict[str, str]:
+    """Every driver's name -> where it lives (built-in and plug-ins)."""
+    found = dict(BUILTIN)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def get_driver(name: str) -> Driver:
+    """The driver called ``name``; DriverError naming the choices, or the extra to install."""
+    where = available().get(name)
+    if where is None:
+        raise DriverError(f"--target must be one of {', '.join(sorted(available()))}, not {name!r}")
+    module, _, attr = where.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except ImportError as e:
+        if (e.name or "").startswith("hp_components"):
+            raise
+        raise DriverError(f"--target {name} needs extra packages ({e.name}): pip install 'hp-components[{name}]'") from None
+    if not (isinstance(cls, type) and issubclass(cls, Driver)):
+        raise DriverError(f"driver {name!r} ({where}) is not a subclass of hp_components.drivers.Driver")
+    return cls()
