@@ -41,6 +41,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from hp_components.settings import Setting, choice_setting, float_setting, int_setting, read_settings
 from hp_components.space import SearchSpace, grid_size
 from hp_components.trials import Trial
 
@@ -67,39 +68,6 @@ Suggestion = tuple[dict[str, Any], dict[str, Any]]
 # --------------------------------------------------------------------------- settings
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One algorithm setting: how to parse Katib's string value and what is allowed."""
-
-    parse: Callable[[str], Any]
-    rule: str
-    check: Callable[[Any], bool] = lambda v: True
-
-    def read(self, raw: str) -> Any:
-        value = self.parse(raw)
-        if not self.check(value):
-            raise ValueError
-        return value
-
-
-def _int_setting(low: int, high: int | None = None) -> Setting:
-    rule = f"a whole number >= {low}" + (f" and <= {high}" if high is not None else "")
-    return Setting(lambda s: int(s, 10), rule, lambda v: v >= low and (high is None or v <= high))
-
-
-def _float_setting(low: float, high: float | None = None, low_open: bool = False) -> Setting:
-    rule = f"a number {'>' if low_open else '>='} {low}" + (f" and <= {high}" if high is not None else "")
-    return Setting(
-        float,
-        rule,
-        lambda v: math.isfinite(v) and (v > low if low_open else v >= low) and (high is None or v <= high),
-    )
-
-
-def _choice_setting(*choices: str) -> Setting:
-    return Setting(str, "one of " + ", ".join(choices), lambda v: v in choices)
-
-
 def _bool(raw: str) -> bool:
     if raw.lower() in ("true", "1", "yes"):
         return True
@@ -109,7 +77,7 @@ def _bool(raw: str) -> bool:
 
 
 _BOOL = Setting(_bool, "true or false")
-_SEED = _int_setting(0, 2**32 - 1)
+_SEED = int_setting(0, 2**32 - 1)
 
 
 def derive_seed(random_state: int, n_history: int) -> int:
@@ -216,8 +184,8 @@ class TPE(OptunaAlgorithm):
     multivariate: ClassVar[bool] = False
     settings = {
         "random_state": _SEED,
-        "n_startup_trials": _int_setting(0),
-        "n_ei_candidates": _int_setting(1),
+        "n_startup_trials": int_setting(0),
+        "n_ei_candidates": int_setting(1),
         "constant_liar": _BOOL,
     }
 
@@ -242,9 +210,9 @@ class CMAES(OptunaAlgorithm):
     name = "cmaes"
     settings = {
         "random_state": _SEED,
-        "sigma": _float_setting(0.0, low_open=True),
-        "restart_strategy": _choice_setting("none", "ipop", "bipop"),
-        "n_startup_trials": _int_setting(0),
+        "sigma": float_setting(0.0, low_open=True),
+        "restart_strategy": choice_setting("none", "ipop", "bipop"),
+        "n_startup_trials": int_setting(0),
     }
 
     def sampler(self, seed, space):
@@ -270,10 +238,10 @@ class GaussianProcess(OptunaAlgorithm):
     name = "bayesianoptimization"
     settings = {
         "random_state": _SEED,
-        "n_initial_points": _int_setting(1),
-        "base_estimator": _choice_setting("GP"),
-        "acq_func": _choice_setting("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
-        "acq_optimizer": _choice_setting("auto", "sampling", "lbfgs"),
+        "n_initial_points": int_setting(1),
+        "base_estimator": choice_setting("GP"),
+        "acq_func": choice_setting("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
+        "acq_optimizer": choice_setting("auto", "sampling", "lbfgs"),
     }
     accepted = {
         "acq_func": "Optuna's GPSampler always uses log expected improvement",
@@ -592,23 +560,6 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
     a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Auto)
 }
 
-def _read_settings(table: dict[str, Setting], raw: dict[str, str], path: str,
-                   algorithm: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    values: dict[str, Any] = {}
-    problems: list[tuple[str, str]] = []
-    for i, (key, text) in enumerate(raw.items()):
-        where = f"{path}.algorithmSettings[{i}]"
-        if key not in table:
-            known = ", ".join(sorted(table)) or "none"
-            problems.append((f"{where}.name", f"{key!r} is not a setting of {algorithm} (known: {known})"))
-            continue
-        try:
-            values[key] = table[key].read(text)
-        except (ValueError, TypeError):
-            problems.append((f"{where}.value", f"{key} must be {table[key].rule}, not {text!r}"))
-    return values, problems
-
-
 ENTRY_POINT_GROUP = "hp_components.algorithms"
 
 
@@ -660,7 +611,7 @@ def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None",
         algo = find_algorithm(name)
     except PluginError as e:
         return [(f"{path}.algorithmName", str(e))]
-    _, problems = _read_settings(algo.settings, settings, path, name)
+    _, problems = read_settings(algo.settings, settings, path, name)
     if spec is not None and spec.parameters:
         try:
             problems += [(f"{path}.algorithmName", msg) for msg in algo(dict()).check_space(spec)]
@@ -675,7 +626,7 @@ def get_algorithm(name: str, settings: dict[str, str], spec: "ExperimentSpec | N
     if problems:
         raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
     algo = find_algorithm(name)
-    values, _ = _read_settings(algo.settings, settings, "", name)
+    values, _ = read_settings(algo.settings, settings, "", name)
     if algo is Auto:
         return Auto(values, spec)
     return algo(values)

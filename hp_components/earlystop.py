@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from hp_components.settings import Setting, int_setting, read_settings
 from hp_components.trials import Trial
 
 __all__ = ["EarlyStopping", "MedianStop", "OptunaPruner", "get_early_stopping", "validate_early_stopping", "SETTINGS"]
@@ -34,57 +35,30 @@ __all__ = ["EarlyStopping", "MedianStop", "OptunaPruner", "get_early_stopping", 
 Values = Sequence[tuple[int, float]]
 
 
-def _positive_int(low: int):
-    def parse(raw: str) -> int:
-        value = int(raw, 10)
-        if value < low:
-            raise ValueError
-        return value
-
-    return parse, f"a whole number >= {low}"
-
-
-#: per algorithm: setting name -> (parser, rule for the error message, default)
-SETTINGS: dict[str, dict[str, tuple[Any, str, Any]]] = {
+#: per algorithm: setting name -> its parser, rule and default
+SETTINGS: dict[str, dict[str, Setting]] = {
     "medianstop": {
-        "min_trials_required": (*_positive_int(1), 3),
-        "start_step": (*_positive_int(1), 4),
+        "min_trials_required": int_setting(1, default=3),
+        "start_step": int_setting(1, default=4),
     },
     "hyperband": {
-        "min_resource": (*_positive_int(1), 1),
-        "max_resource": (*_positive_int(1), 100),
-        "reduction_factor": (*_positive_int(2), 3),
+        "min_resource": int_setting(1, default=1),
+        "max_resource": int_setting(1, default=100),
+        "reduction_factor": int_setting(2, default=3),
     },
     "successive-halving": {
-        "min_resource": (*_positive_int(1), 1),
-        "reduction_factor": (*_positive_int(2), 4),
-        "min_early_stopping_rate": (*_positive_int(0), 0),
+        "min_resource": int_setting(1, default=1),
+        "reduction_factor": int_setting(2, default=4),
+        "min_early_stopping_rate": int_setting(0, default=0),
     },
 }
-
-
-def _read(name: str, raw: dict[str, str], path: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    table = SETTINGS[name]
-    values = {key: default for key, (_, _, default) in table.items()}
-    problems = []
-    for i, (key, text) in enumerate(raw.items()):
-        where = f"{path}.algorithmSettings[{i}]"
-        if key not in table:
-            problems.append((f"{where}.name", f"{key!r} is not a setting of {name} (known: {', '.join(table)})"))
-            continue
-        parse, rule, _ = table[key]
-        try:
-            values[key] = parse(text)
-        except (ValueError, TypeError):
-            problems.append((f"{where}.value", f"{key} must be {rule}, not {text!r}"))
-    return values, problems
 
 
 def validate_early_stopping(name: str, settings: dict[str, str], path: str = "spec.earlyStopping") -> list[tuple[str, str]]:
     """Problems with an early stopping algorithm name and its settings, each with its field path."""
     if name not in SETTINGS:
         return [(f"{path}.algorithmName", f"{name!r} is not supported; use one of {', '.join(SETTINGS)}")]
-    return _read(name, settings, path)[1]
+    return read_settings(SETTINGS[name], settings, path, name)[1]
 
 
 class EarlyStopping:
@@ -162,4 +136,4 @@ def get_early_stopping(name: str, settings: dict[str, str], direction: str) -> E
     problems = validate_early_stopping(name, settings)
     if problems:
         raise ValueError("; ".join(f"{p}: {m}" for p, m in problems))
-    return _CLASSES[name](_read(name, settings, "")[0], direction)
+    return _CLASSES[name](read_settings(SETTINGS[name], settings, "", name)[0], direction)
