@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from hp_components.experiment import Experiment
+from hp_components.space import SearchSpace
 from hp_components.status import ExperimentStatus
 from hp_components.trials import Trial
 
@@ -75,25 +75,14 @@ def write_outputs(directory: str | os.PathLike[str], experiment: Experiment, sta
 
 def _study(experiment: Experiment, history: Sequence[Trial]) -> optuna.Study:
     """Finished trials in an in-memory study, parameters as the trials saw them (for Optuna's charts)."""
-    dists: dict[str, BaseDistribution] = {}
-    kinds = {}
-    for p in experiment.spec.parameters:
-        fs, kind = p.feasible_space, p.parameter_type
-        kinds[p.name] = kind
-        log = fs.distribution in ("logUniform", "logNormal")
-        if kind == "double":
-            dists[p.name] = FloatDistribution(float(fs.min), float(fs.max), log=log)
-        elif kind == "int":
-            dists[p.name] = IntDistribution(int(float(fs.min)), int(float(fs.max)), log=log)
-        else:
-            dists[p.name] = CategoricalDistribution(list(fs.values or []))
+    space = SearchSpace(experiment.spec.parameters)
+    dists = space.shown_distributions
     study = optuna.create_study(direction=experiment.spec.objective.type, study_name=experiment.name)
     for t in history:
         if t.condition != "Succeeded" or t.objective_value is None:
             continue
         try:
-            params = {k: float(v) if kinds[k] == "double" else int(v) if kinds[k] == "int" else v
-                      for k, v in t.assignments.items() if k in dists}
+            params = space.shown(t.assignments)
             study.add_trial(optuna.trial.create_trial(value=t.objective_value, params=params, distributions=dists,
                                                       user_attrs={"name": t.name}))
         except (ValueError, KeyError):

@@ -82,6 +82,15 @@ class _Param:
                 high = self.lo + math.floor((self.hi - self.lo) / step_f + 1e-9) * step_f
             self.dist = FloatDistribution(self.lo, high, log=self.log, step=step_f)
 
+    @property
+    def shown_dist(self) -> BaseDistribution:
+        """The distribution in the values' own terms (a normal parameter's is its value range, not quantiles)."""
+        return FloatDistribution(self.lo, self.hi, log=self.log) if self.normal else self.dist
+
+    def shown(self, assignment: str) -> Any:
+        """A Katib assignment as a value of :attr:`shown_dist`; ValueError when it is outside."""
+        return float(assignment) if self.normal else self.internal(assignment)
+
     # normal / logNormal: quantile <-> value
     def _from_quantile(self, q: float) -> float:
         lo, hi = (math.log(self.lo), math.log(self.hi)) if self.log else (self.lo, self.hi)
@@ -197,6 +206,15 @@ class SearchSpace:
                 raise ValueError(f"no value for parameter {p.name!r}")
             out[p.name] = p.internal(assignments[p.name])
         return out
+
+    @property
+    def shown_distributions(self) -> dict[str, BaseDistribution]:
+        """Per parameter, the distribution of its values as people read them (for charts and dashboards)."""
+        return {p.name: p.shown_dist for p in self._params}
+
+    def shown(self, assignments: dict[str, str]) -> dict[str, Any]:
+        """Katib assignment strings -> values of :attr:`shown_distributions`; ValueError when one is outside."""
+        return {p.name: p.shown(assignments[p.name]) for p in self._params if p.name in assignments}
 
     def from_unit(self, point: Sequence[float]) -> dict[str, Any]:
         """A point of the unit cube (one coordinate per parameter) -> internal values."""

@@ -113,3 +113,22 @@ def test_dashboard_serves_the_store(finished):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_reports_study_uses_the_search_spaces_distributions_with_their_steps():
+    from hp_components.report import _study
+    from hp_components.space import SearchSpace
+    from hp_components.trials import Trial
+
+    spec = script_experiment("steps", "print('loss=1')", params=[
+        {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "2", "max": "10", "step": "4"}},
+        {"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "step": "0.25"}},
+        {"name": "m", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1", "distribution": "normal"}}])
+    exp = parse_experiment(spec)
+    history = [Trial(name="t1", assignments={"n": "6", "x": "0.75", "m": "0.4"}, condition="Succeeded", objective_value=1.0),
+               Trial(name="t2", assignments={"n": "5", "x": "0.5", "m": "0.4"}, condition="Succeeded", objective_value=2.0)]
+    study = _study(exp, history)
+    assert study.trials[0].distributions == SearchSpace(exp.spec.parameters).shown_distributions
+    assert study.trials[0].distributions["n"].step == 4 and study.trials[0].distributions["x"].step == 0.25
+    assert study.trials[0].params == {"n": 6, "x": 0.75, "m": 0.4}
+    assert len(study.trials) == 1  # n=5 is not on the int's step: it cannot come from this space
