@@ -22,16 +22,8 @@ Each trial sees ``KATIB_TRIAL_NAME`` (as Katib sets it), ``HP_TRIAL_NAME``,
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import datetime as _dt
-import errno
-import functools
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -41,12 +33,14 @@ from typing import Any, Callable
 from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
-from hp_components.metrics import Collector, FileCollector, judge, launch_failure, objective_value
+from hp_components._gpus import GpuPool, detect_gpus
+from hp_components._trial_process import TrialProcess, end, now
+from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
 from hp_components.suggest import suggest
-from hp_components.template import Container, TemplateError, primary_container, pytorch_workers, render_trial_spec
+from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial
 
 __all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
@@ -73,97 +67,6 @@ class RunResult:
     history: list[Trial]
     interrupted: bool = False
     run_dir: Path = field(default_factory=Path)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _prctl() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_runner() -> None:
-    """In the trial process, before exec: die when the runner dies, even by kill -9 (Linux)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@functools.lru_cache(maxsize=1)
-def _setpriv() -> str | None:
-    """util-linux's ``setpriv`` if it can set the parent-death signal (Linux; most distributions)."""
-    path = shutil.which("setpriv") if _PRCTL is not None else None
-    if path is None:
-        return None
-    try:
-        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in usage else None
-
-
-def _check_program(program: str, env: dict[str, str], cwd: Path) -> None:
-    """Raise the OSError exec would raise for ``program`` (which setpriv would only print)."""
-    if "/" in program:
-        path = cwd / program
-        if not path.is_file():
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-        if not os.access(path, os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
-    elif shutil.which(program, path=env.get("PATH", os.defpath)) is None:
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-
-
-async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any) -> asyncio.subprocess.Process:
-    """Start a trial process in its own session that dies with the runner (Linux: PR_SET_PDEATHSIG).
-
-    Through ``setpriv --pdeathsig KILL`` when there is one: without a ``preexec_fn`` Python can
-    vfork, which does not copy the runner's memory map, so the event loop is blocked ~0.2 ms per
-    start instead of ~5 ms (measured with torch and Optuna loaded). Otherwise the signal is set by
-    a ``preexec_fn``.
-    """
-    setpriv = _setpriv()
-    if setpriv is not None:
-        _check_program(argv[0], env, cwd)
-        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    return await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.STDOUT, env=env,
-        cwd=str(cwd), start_new_session=True,
-        preexec_fn=_die_with_runner if _PRCTL is not None and setpriv is None else None,
-    )
-
-
-def _free_port() -> int:
-    """A TCP port free on loopback right now (for a PyTorchJob's rendezvous)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def detect_gpus() -> list[str]:
-    """GPU ids for trials: ``HP_GPUS``, else ``CUDA_VISIBLE_DEVICES``, else ``nvidia-smi``, else none."""
-    for var in ("HP_GPUS", "CUDA_VISIBLE_DEVICES"):
-        if var in os.environ:
-            return [g.strip() for g in os.environ[var].split(",") if g.strip() and g.strip() != "-1"]
-    if shutil.which("nvidia-smi"):
-        try:
-            out = subprocess.run(
-                ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                capture_output=True, text=True, timeout=20, check=True,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return []
-        return [line.strip() for line in out.splitlines() if line.strip()]
-    return []
 
 
 def _probe_container(experiment: Experiment) -> Container:
@@ -220,25 +123,17 @@ class _Runner:
         self.to_save: list[Trial] = []
         self.commits: dict[asyncio.Future[Any], list[Trial]] = {}
         self.creating: asyncio.Future[list[Trial]] | None = None
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-        self.signalled: set[str] = set()
+        self.running: dict[str, TrialProcess] = {}
         self.stop_as: tuple[str, str] | None = None
-        self.free_gpus = detect_gpus()
-        self.total_gpus = len(self.free_gpus)
-        self.gpu_need = gpus_per_trial(experiment)
-        if self.total_gpus and self.gpu_need > self.total_gpus:
-            raise RunnerError(
-                f"each trial asks for nvidia.com/gpu: {self.gpu_need}, but this machine has {self.total_gpus} GPUs"
-            )
-        self.warned_gpu = False
+        try:
+            self.gpus = GpuPool(detect_gpus(), gpus_per_trial(experiment), lambda message: on_event("warning", message))
+        except ValueError as err:
+            raise RunnerError(str(err)) from None
         self.result: RunResult | None = None
         self.history: list[Trial] = []
-        self.stopped_early: set[str] = set()
         spec = experiment.spec
         es = spec.early_stopping
         self.stopper = get_early_stopping(es.algorithm_name, es.settings(), spec.objective.type) if es else None
-        self.metric_names = spec.objective.metric_names
-        self.strategy = spec.objective.strategies()[spec.objective.objective_metric_name]
 
     # ------------------------------------------------------------------ the schedule
     #
@@ -331,14 +226,14 @@ class _Runner:
         left = remaining_slots(self.exp, view)
         if left is not None:
             want = min(want, left)
-        gpu_slots = self._gpu_slots()
+        gpu_slots = self.gpus.slots()
         return want if gpu_slots is None else min(want, gpu_slots)
 
     async def _start(self, batch: list[Trial]) -> None:
         """Create the trials (Running) in the store, then start their processes."""
-        now = _now()
+        started = now()
         for trial in batch:
-            trial.condition, trial.start_time = "Running", now
+            trial.condition, trial.start_time = "Running", started
         self.creating = self._io(self.store.create, batch)
         created = await asyncio.shield(self.creating)
         self.creating = None
@@ -400,15 +295,16 @@ class _Runner:
         self.stop_as = (condition, reason)
         if self.creating is not None:  # created, never started
             for trial in await self.creating:
-                self._result(self._done(trial, *judge(objective=self.metric_names[0], value=None,
-                                                      stopped=(condition, reason, self._stop_message()))))
+                self._result(end(trial, judge(objective=self.exp.spec.objective.objective_metric_name,
+                                                           value=None, stopped=(condition, reason, self._stop_message()))))
             self.creating = None
         if self.tasks:
-            for name, proc in list(self.procs.items()):
-                self._signal(name, proc, signal.SIGTERM)
+            for tp in self.running.values():
+                tp.stopped = (condition, reason, self._stop_message())
+                tp.signal(signal.SIGTERM)
             done, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
-            for name, proc in list(self.procs.items()):
-                self._signal(name, proc, signal.SIGKILL)
+            for tp in self.running.values():
+                tp.signal(signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending)
             for task in list(self.tasks):
@@ -422,162 +318,28 @@ class _Runner:
         return "stopped because the experiment ended" if self.stop_as and self.stop_as[0] == "Killed" \
             else "stopped by the user; runs again on resume"
 
-    def _signal(self, name: str, proc: asyncio.subprocess.Process, sig: int) -> None:
-        self.signalled.add(name)
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
     # ------------------------------------------------------------------ one trial
 
-    def _gpu_slots(self) -> int | None:
-        """How many more trials the free GPUs allow (None: no limit from GPUs)."""
-        if self.gpu_need <= 0 or not self.total_gpus:
-            return None
-        return len(self.free_gpus) // self.gpu_need
-
-    def _take_gpus(self, n: int) -> list[str] | None:
-        if n <= 0:
-            return []
-        if not self.total_gpus:
-            if not self.warned_gpu:
-                self.warned_gpu = True
-                self.on_event("warning", f"trials ask for nvidia.com/gpu: {n}, but this machine has no GPU; they run on the CPU")
-            return []
-        if len(self.free_gpus) < n:
-            return None
-        taken, self.free_gpus = self.free_gpus[:n], self.free_gpus[n:]
-        return taken
-
     async def _run_trial(self, trial: Trial) -> Trial:
-        trial_dir = self.run_dir / trial.name
-        trial_dir.mkdir(parents=True, exist_ok=True)
-        rendered = render_trial_spec(self.exp, trial)
-        container = primary_container(self.exp, rendered)
-        workers = pytorch_workers(self.exp, rendered)
-        gpus = self._take_gpus(container.gpus)
-        if gpus is None:
-            return self._done(trial, *judge(objective=self.metric_names[0], value=None, failure=(
-                "InsufficientGPUs", f"needs {container.gpus} GPUs; fewer are free on this machine")))
-        collecting = trial_collector(self.exp)
-        # each trial writes its own copy of a File collector's file, wherever the spec puts it
-        argv, env = collecting.prepare(list(container.argv), dict(container.env), str(trial_dir))
-        full_env = {
-            **os.environ,
-            **env,
-            "KATIB_TRIAL_NAME": trial.name,
-            "HP_TRIAL_NAME": trial.name,
-            "HP_EXPERIMENT_NAME": self.exp.name,
-            "HP_TRIAL_DIR": str(trial_dir.resolve()),
-        }
-        if container.gpus > 0:
-            full_env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        if workers:
-            full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(len(workers) + 1), RANK="0")
-        log = open(trial_dir / "output.log", "wb")
-        worker_procs: list[asyncio.subprocess.Process] = []
-        try:
-            worker_procs = await self._start_workers(trial, trial_dir, workers, full_env)
-            try:
-                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE)
-            except OSError as err:
-                log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
-                return self._done(trial, *judge(objective=self.metric_names[0], value=None,
-                                                failure=launch_failure(argv[0], err)))
-            self.procs[trial.name] = proc
-            timed_out = False
-            try:
-                await asyncio.wait_for(self._pump(proc, collecting, log, trial), container.timeout)
-            except asyncio.TimeoutError:
-                timed_out = True
-                self._signal(trial.name, proc, signal.SIGTERM)
-                try:
-                    await asyncio.wait_for(proc.wait(), self.kill_grace)
-                except asyncio.TimeoutError:
-                    self._signal(trial.name, proc, signal.SIGKILL)
-            rc = await proc.wait()
-            self.procs.pop(trial.name, None)
-        finally:
-            worker_rcs = await self._finish_workers(trial, worker_procs)
-            log.close()
-            if gpus:
-                self.free_gpus += gpus
-        note = collecting.finish()
-        trial.observation = collecting.observation()
-        trial.objective_value = objective_value(trial.observation, self.metric_names[0], self.strategy)
+        """Run one trial's processes on GPUs of its own (see :class:`TrialProcess`)."""
         es = self.exp.spec.early_stopping
-        outcome = judge(
-            objective=self.metric_names[0], value=trial.objective_value, returncode=rc, workers=worker_rcs, note=note,
-            early_stopped=f"stopped by {es.algorithm_name} at step {len(trial.intermediate_values)}"
-            if es and trial.name in self.stopped_early else "",
-            stopped=(*self.stop_as, self._stop_message()) if trial.name in self.signalled and self.stop_as
-            and not timed_out else None,
-            timed_out=container.timeout if timed_out else None)
-        return self._done(trial, *outcome)
-
-    async def _start_workers(self, trial: Trial, trial_dir: Path, workers: list[Container],
-                             env: dict[str, str]) -> list[asyncio.subprocess.Process]:
-        """Start a PyTorchJob's worker processes (ranks 1..n), each logging to worker-<rank>.log."""
-        procs = []
-        for rank, worker in enumerate(workers, start=1):
-            with open(trial_dir / f"worker-{rank}.log", "wb") as log:
-                proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log)
-            self.procs[f"{trial.name}/rank-{rank}"] = proc
-            procs.append(proc)
-        return procs
-
-    async def _finish_workers(self, trial: Trial, procs: list[asyncio.subprocess.Process]) -> list[int]:
-        """Wait for the workers once the master ended (killing them after the grace period)."""
-        if not procs:
-            return []
+        tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
+                          stop_rule=self._should_stop if self.stopper else None,
+                          early_stopping=es.algorithm_name if es else "")
+        gpus = self.gpus.take(tp.container.gpus)
+        if gpus is None:
+            return tp.finish(judge(objective=tp.objective, value=None, failure=(
+                "InsufficientGPUs", f"needs {tp.container.gpus} GPUs; fewer are free on this machine")))
+        self.running[trial.name] = tp
         try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), self.kill_grace)
-        except asyncio.TimeoutError:
-            for rank, p in enumerate(procs, start=1):
-                if p.returncode is None:
-                    self._signal(f"{trial.name}/rank-{rank}", p, signal.SIGKILL)
-        codes = [await p.wait() for p in procs]
-        for rank in range(1, len(procs) + 1):
-            self.procs.pop(f"{trial.name}/rank-{rank}", None)
-        return codes
+            return await tp.run(gpus)
+        finally:
+            del self.running[trial.name]
+            self.gpus.give(gpus)
 
-    def _done(self, trial: Trial, condition: str, reason: str, message: str) -> Trial:
-        trial.condition, trial.reason, trial.message = condition, reason, message
-        trial.completion_time = _now()
-        return trial
-
-    async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any, trial: Trial) -> None:
-        """Copy the trial's output to its log and feed each line to the metrics collector."""
-        assert proc.stdout is not None
-        written = 0
-        pending = b""
-        objective = self.metric_names[0]
-        reports = 0
-        while True:
-            chunk = await proc.stdout.read(_CHUNK)
-            if not chunk:
-                break
-            if written < _MAX_LOG:
-                log.write(chunk[: _MAX_LOG - written])
-                written += len(chunk)
-                if written >= _MAX_LOG:
-                    log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > _MAX_LINE:
-                pending = pending[:_MAX_LINE]
-            for line in lines:
-                for name, value in collecting.feed_output(line[:_MAX_LINE]):
-                    if name == objective and reports < _MAX_REPORTS:
-                        trial.intermediate_values.append((reports, value))
-                        reports += 1
-                        if self.stopper and trial.name not in self.stopped_early and \
-                                self.stopper.should_stop(self.history, trial.intermediate_values):
-                            self.stopped_early.add(trial.name)
-                            self._signal(trial.name, proc, signal.SIGTERM)
-        if pending:
-            collecting.feed_output(pending)
+    def _should_stop(self, trial: Trial) -> bool:
+        assert self.stopper is not None
+        return self.stopper.should_stop(self.history, trial.intermediate_values)
 
 
 def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
