@@ -108,7 +108,8 @@ def test_recursion_runs_to_max_trials(tmp_path):
     history = _history(engine)
     rounds = math.ceil(7 / 3)
     assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == rounds
-    assert len([n for n in engine.nodes if n["templateName"] == "trial"]) == 7
+    assert len([n for n in engine.nodes if n["templateName"] == "trial" and n["type"] == "Pod"]) == 7
+    assert 1 < engine.max_running <= 3, "a round's trials run concurrently, at most parallelism at a time"
     assert len(history) == 7 and len({t["name"] for t in history}) == 7
     status = json.loads(engine.globals["status"])
     assert (status["condition"], status["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
@@ -147,11 +148,11 @@ def test_grid_end_stops_the_recursion(tmp_path):
 
 
 def test_goal_and_values_that_need_quoting(tmp_path):
-    nasty = ["a b", "it's \"q\"", "$(touch /tmp/hp-argo-pwned)", "x;y"]
+    nasty = ["a b", "it's q", "$(touch /tmp/hp-argo-pwned)", "x;y", "<&>", "naïve"]
     script = "import sys\nv = sys.argv[1]\nprint('loss=' + str(len(v)))\nprint('echo=' + str(sys.argv[1:] == [v]))"
     params = [{"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": nasty}}]
-    spec = script_experiment("argoquote", script, params=params, args=["${trialParameters.v}"], maxTrialCount=4,
-                             parallelTrialCount=4, algorithm={"algorithmName": "grid"},
+    spec = script_experiment("argoquote", script, params=params, args=["${trialParameters.v}"], maxTrialCount=6,
+                             parallelTrialCount=6, algorithm={"algorithmName": "grid"},
                              objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 3})
     engine, _ = run_workflow(tmp_path, spec)
     history = _history(engine)

@@ -46,9 +46,9 @@ _PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 _TRIAL_NAME = ITEM_NAME_KEY  # the trial name's key in a fan-out item is also the trial template's input
 #: the outputs the entry point (``main``) exposes to a caller: {{steps.<step>.outputs.parameters.best}}
 ENTRY_OUTPUTS = ("best", "objective", "status")
-#: global output names (``status.outputs.parameters``) that ``hp-tune status`` reads; prefixed so that
-#: a caller's own workflow outputs do not collide with them
-GLOBALS = {"done": "hp-done", "best": "hp-best", "status": "hp-status"}
+#: global output names (``status.outputs.parameters``) that ``hp-tune status`` reads (each round's
+#: collect sets them; a caller that uses templateRef sees them among its own workflow outputs)
+GLOBALS = {"done": "done", "best": "best", "status": "status"}
 
 
 class Options:
