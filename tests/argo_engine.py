@@ -81,6 +81,7 @@ def semantic_problems(doc: dict[str, Any], library: list[dict[str, Any]] | None 
             if o.get("globalName"):
                 globals_.add(f"workflow.outputs.parameters.{o['globalName']}")
     ctx = _Ctx(templates, refs, globals_, doc.get("kind") != "Workflow", problems)
+    ctx.volumes = [*(spec.get("volumes") or []), *[{"name": (v.get("metadata") or {}).get("name")} for v in spec.get("volumeClaimTemplates") or []]]
     for t in templates.values():
         ctx.template(t)
     return problems
@@ -198,7 +199,7 @@ class _Ctx:
             if not c.get("image"):
                 self.add(f"templates.{name}.container.image may not be empty")
         # Kubernetes (pod creation, not Argo's validation): every volumeMount names a pod volume
-        volumes = {v["name"] for v in t.get("volumes") or []}
+        volumes = {v["name"] for v in [*(t.get("volumes") or []), *self.volumes]}
         for kind, conts in (("containers", [c] if c else []), ("sidecars", t.get("sidecars") or []),
                             ("initContainers", t.get("initContainers") or [])):
             for ci, cont in enumerate(conts):
@@ -751,7 +752,8 @@ class Interpreter:
                 result = {**result, "message": "No more retries left"}
                 break
             attempt += 1
-        self._node(node, t["name"], "Retry", result["phase"], outputs=result.get("node_outputs"),
+        self._node(node, t["name"], "Retry", result["phase"], {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
+                   outputs=result.get("node_outputs"),
                    message=result.get("message", ""))
         return {**result, "attempts": attempt + 1}
 
@@ -820,7 +822,7 @@ class Interpreter:
             elif not a.get("optional"):
                 raise ArgoError(f"inputs.artifacts.{a['name']} was not supplied")
         # Kubernetes: the pod is created only when every volumeMount names a volume of the pod
-        volumes = {v["name"] for v in body.get("volumes") or []}
+        volumes = {v["name"] for v in [*(body.get("volumes") or []), *(self.doc["spec"].get("volumes") or [])]}
         for c in [body["container"], *(body.get("sidecars") or []), *(body.get("initContainers") or [])]:
             for vm in c.get("volumeMounts") or []:
                 if vm["name"] not in volumes:

@@ -170,7 +170,8 @@ def _pod_template_fields(exp: Experiment) -> dict[str, Any]:
     nodeSelector, tolerations, ...); the other containers as ``sidecars``; ``initContainers``;
     the pod template's labels and annotations as ``metadata``; any other pod-spec field
     (runtimeClassName, hostNetwork, dnsPolicy, topologySpreadConstraints, ...) in ``podSpecPatch``,
-    which Argo merges into the pod it creates. ``imagePullSecrets`` go to the workflow's spec.
+    which Argo merges into the pod it creates. ``imagePullSecrets`` go to the workflow's spec and
+    into ``podSpecPatch`` (templateRef callers use only the templates, not the template's spec).
     """
     ts = exp.spec.trial_template.trial_spec or {}
     pod = _pod(exp)
@@ -185,6 +186,8 @@ def _pod_template_fields(exp: Experiment) -> dict[str, Any]:
     if meta.get("labels") or meta.get("annotations"):
         fields["metadata"] = {k: {str(a): str(b) for a, b in meta[k].items()} for k in ("labels", "annotations") if meta.get(k)}
     patch = {k: v for k, v in pod.items() if k not in _TEMPLATE_POD_FIELDS + _HANDLED_POD_FIELDS}
+    if pod.get("imagePullSecrets"):  # also here: a caller using templateRef does not get the template's spec fields
+        patch["imagePullSecrets"] = pod["imagePullSecrets"]
     if patch:
         fields["podSpecPatch"] = json.dumps(patch, sort_keys=True)
     return _render(fields, exp)
