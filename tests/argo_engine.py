@@ -830,7 +830,11 @@ class Interpreter:
                     return {"phase": "Error", "parameters": {}, "artifacts": {}, "message": "pod not created", "stderr": ""}
         c = body["container"]
         argv = [str(x) for x in c.get("command", []) + c.get("args", [])]
-        argv = [str(local(x)) if x.startswith("/tmp/hp") else x for x in argv]  # the pod paths the templates use
+        pod_paths = {a.get("path") for a in (t.get("inputs") or {}).get("artifacts", [])} | {
+            p.get("path") or (p.get("valueFrom") or {}).get("path")
+            for p in (t.get("outputs") or {}).get("parameters", []) + (t.get("outputs") or {}).get("artifacts", [])}
+        # the pod's own paths (its artifacts and outputs, /tmp/hp/...) -> inside this pod's folder
+        argv = [str(local(x)) if x.startswith("/tmp/hp") or x in pod_paths else x for x in argv]
         if argv[:2] == ["hp-tune", "step"]:
             argv = self.hp_tune + argv[1:]
         if self.rewrite:
