@@ -510,3 +510,21 @@ def test_status_lists_job_trials():
             "outputs": {"parameters": [{"name": "observation", "value": '{"condition": "Succeeded", "objectiveValue": 0.04}'}]}}
     st = summarize({"status": {"nodes": {"a": node}}})
     assert st["trials"] == [{"name": "t-1", "phase": "Succeeded", "condition": "Succeeded", "objectiveValue": 0.04, "parameters": {"x": "2"}}]
+
+
+def test_flat_items_and_aggregated_observations(basic_dict):
+    """The step contract the Argo loop relies on: flat string items out, the fan-out's aggregate in."""
+    from hp_components.steps import collect_step, fan_out_items, suggest_step
+
+    exp = parse_experiment(basic_dict)
+    batch = suggest_step(exp, [])
+    items = fan_out_items(batch)
+    assert all(set(i) == {"hp-trial-name", "lr", "n", "opt", "x", "tn"} and all(isinstance(v, str) for v in i.values())
+               for i in items)
+    first = batch[0]["name"]
+    aggregate = [{"observation": json.dumps({"name": first, "condition": "Succeeded",
+                                             "metrics": [{"name": "acc", "latest": "0.5", "min": "0.5", "max": "0.5"}]})}]
+    out = collect_step(exp, [], batch, aggregate)
+    conditions = {t["name"]: (t["condition"], t.get("reason")) for t in out["history"]}
+    assert conditions[first][0] == "Succeeded"
+    assert [conditions[t["name"]] for t in batch[1:]] == [("Failed", "NoObservation")] * 2
