@@ -49,6 +49,11 @@ class ArgoError(RuntimeError):
     """What Argo's controller reports when it stops a node or the workflow (its own text)."""
 
 
+class TemplateTimeout(ArgoError):
+    """operator.go ErrTimeout ("timeout"): returned by executeTemplate for a node Pending past its
+    pendingTimeout/timeout; the node is marked Failed and the caller's step group fails with it."""
+
+
 # ================================================================================================
 # Validation: workflow/validate/validate.go
 # ================================================================================================
@@ -623,7 +628,7 @@ Fault = Callable[[str, dict[str, str], int], "str | None"]
 class Interpreter:
     """Runs a workflow's containers for real, wired as Argo's controller wires them.
 
-    ``faults(template, params, attempt)`` may return ``"Error: <message>"`` or ``"Failed: <message>"``
+    ``faults(template, params, attempt)`` (``attempt``: the number of the nearest retry) may return ``"Error: <message>"`` or ``"Failed: <message>"``
     (the pod is not run: it was evicted, its node was lost, ...) or ``"Pending"`` (the pod is never
     scheduled: its template's ``pendingTimeout`` fails it, else the workflow would wait for ever).
     """
@@ -717,18 +722,18 @@ class Interpreter:
                         params[p["name"]] = p.get("value", p.get("default"))
                     else:
                         raise ArgoError(f"inputs.parameters.{p['name']} was not supplied")
-            if t.get("retryStrategy") and "steps" not in t:
+            if t.get("retryStrategy"):
                 return self._retry(t, params, artifacts, node, base)
-            return self._once(t, params, artifacts, node, base, 0)
+            return self._once(t, params, artifacts, node, base, 0, False)
         finally:
             self.depth -= 1
 
-    def _once(self, t, params, artifacts, node, base, attempt):
+    def _once(self, t, params, artifacts, node, base, attempt, retried):
         if "steps" in t:
             return self._steps(t, params, artifacts, node, base)
         if "resource" in t:
             return self._resource(t, params, node)
-        return self._container(t, params, artifacts, node, attempt)
+        return self._container(t, params, artifacts, node, attempt, retried)
 
     def _retry(self, t, params, artifacts, node, base) -> dict[str, Any]:
         """operator.go processNodeRetries: a Retry node whose children ``node(0)``, ``node(1)``... are the
@@ -741,7 +746,8 @@ class Interpreter:
         limit = int(rs["limit"]) if rs.get("limit") is not None else None
         attempt = 0
         while True:
-            result = self._once(t, params, artifacts, f"{node}({attempt})", base, attempt)
+            self._local.attempt = attempt  # what the faults see for the pods under this attempt
+            result = self._once(t, params, artifacts, f"{node}({attempt})", base, attempt, True)
             phase = result["phase"]
             if phase == "Succeeded":
                 break
@@ -753,7 +759,7 @@ class Interpreter:
                 break
             attempt += 1
         self._node(node, t["name"], "Retry", result["phase"], {"parameters": [{"name": k, "value": v} for k, v in params.items()]},
-                   outputs=result.get("node_outputs"),
+                   outputs=result.get("node_outputs") or {"parameters": [{"name": k, "value": v} for k, v in result.get("parameters", {}).items()]},
                    message=result.get("message", ""))
         return {**result, "attempts": attempt + 1}
 
@@ -785,19 +791,23 @@ class Interpreter:
         return {"phase": phase, "parameters": {}, "artifacts": {}, "message": f"resource step {phase}", "stderr": ""}
 
     def _container(self, t: dict[str, Any], params: dict[str, str], artifacts: dict[str, Path], node: str,
-                   attempt: int) -> dict[str, Any]:
+                   attempt: int, retried: bool = False) -> dict[str, Any]:
         with self._lock:
             self.counter += 1
             root = self.workdir / f"pod-{self.counter:05d}"
         root.mkdir(parents=True)
         inputs = {"parameters": [{"name": k, "value": v} for k, v in params.items()]}
+        attempt = attempt if retried else getattr(self._local, "attempt", attempt)
         fault = self.faults(t["name"], params, attempt) if self.faults else None
         if fault == "Pending":
-            # operator.go checkTemplateTimeouts: a node Pending past pendingTimeout fails ("timeout")
-            if not t.get("pendingTimeout") and not t.get("timeout"):
-                raise ArgoError(f"{node}: the pod stays Pending and its template has no pendingTimeout: the workflow waits for ever")
+            # operator.go executeTemplate -> checkTemplateTimeouts: checked on the node the template
+            # runs as, while it is Pending; a retried leaf runs as a Retry node (Running, never Pending)
+            if not (t.get("pendingTimeout") or t.get("timeout")) or retried:
+                why = ("its pendingTimeout is checked on the Retry node, which stays Running" if retried
+                       else "its template has no pendingTimeout")
+                raise ArgoError(f"{node}: the pod stays Pending and {why}: the workflow waits for ever")
             self._node(node, t["name"], "Pod", "Failed", inputs, message="timeout")
-            return {"phase": "Failed", "parameters": {}, "artifacts": {}, "message": "timeout", "stderr": ""}
+            raise TemplateTimeout("timeout")
         if fault:
             phase, _, message = fault.partition(":")
             self._node(node, t["name"], "Pod", phase.strip(), inputs, message=message.strip())
@@ -928,7 +938,10 @@ class Interpreter:
                     children = results
                 else:
                     args = {p["name"]: str(p["value"]) for p in step_args.get("parameters") or []}
-                    res = self.execute(step_, args, art_args, child, base)
+                    try:
+                        res = self.execute(step_, args, art_args, child, base)
+                    except TemplateTimeout as e:
+                        res = {"phase": "Failed", "parameters": {}, "artifacts": {}, "message": str(e), "timeout": True}
                     children = [res]
                     scope[f"steps.{sname}.status"] = res["phase"]
                     for n, v in res.get("parameters", {}).items():
@@ -938,6 +951,8 @@ class Interpreter:
                 # steps.go executeStepGroup: a failed child fails the group unless continueOn covers its phase
                 cont = step.get("continueOn") or {}
                 for c in children:
+                    if c.get("timeout"):  # steps.go executeStepGroup: ErrTimeout fails the group, continueOn or not
+                        failed = failed or c
                     if c["phase"] in ("Failed", "Error") and not cont.get({"Failed": "failed", "Error": "error"}[c["phase"]]):
                         failed = failed or c
             if failed is not None:
@@ -995,7 +1010,10 @@ class Interpreter:
         def run(job):
             i, expanded, args, name = job
             self.depth = depth
-            return i, self.execute(expanded, args, art_args, name, base)
+            try:
+                return i, self.execute(expanded, args, art_args, name, base)
+            except TemplateTimeout as e:
+                return i, {"phase": "Failed", "parameters": {}, "artifacts": {}, "message": str(e), "timeout": True}
 
         with ThreadPoolExecutor(max_workers=max(1, int(parallelism or len(jobs)))) as pool:
             done = list(pool.map(run, jobs))

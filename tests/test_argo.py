@@ -49,7 +49,7 @@ def test_trial_template_carries_the_container(basic_dict):
     basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
     doc = workflow_template(parse_experiment(basic_dict))
     assert schema_errors(doc, "WorkflowTemplate") == []
-    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
     assert trial["container"]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert trial["container"]["env"][0] == {"name": "LR", "value": "{{inputs.parameters.lr}}"}
     assert trial["container"]["env"][1]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -95,7 +95,7 @@ def test_recursion_runs_to_max_trials(tmp_path):
     history = _history(engine)
     rounds = math.ceil(7 / 3)
     assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == rounds
-    assert len([n for n in engine.nodes if n["templateName"] == "trial" and n["type"] == "Pod"]) == 7
+    assert len([n for n in engine.nodes if n["templateName"] == "trial-pod"]) == 7
     assert 1 < engine.max_running <= 3, "a round's trials run concurrently, at most parallelism at a time"
     assert len(history) == 7 and len({t["name"] for t in history}) == 7
     status = json.loads(engine.globals["status"])
@@ -342,7 +342,7 @@ def _full_pod(basic_dict: dict) -> dict:
 def test_every_pod_spec_field_reaches_the_trial_pod(basic_dict):
     doc = workflow_template(parse_experiment(_full_pod(basic_dict)))
     assert schema_errors(doc, "WorkflowTemplate") == [] and semantic_problems(doc) == []
-    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
     c = trial["container"]
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "16Gi"}
     assert [v["name"] for v in c["volumeMounts"]] == ["data", "dshm"] and c["envFrom"][0]["secretRef"]["name"] == "wandb"
@@ -359,14 +359,14 @@ def test_every_pod_spec_field_reaches_the_trial_pod(basic_dict):
     assert doc["spec"]["imagePullSecrets"] == [{"name": "registry-cred"}]
     from tests.test_argo_rules import tpl  # the same checks pass on the standalone Workflow
     wf = workflow(parse_experiment(basic_dict))
-    assert schema_errors(wf, "Workflow") == [] and semantic_problems(wf) == [] and tpl(wf, "trial")["volumes"] == trial["volumes"]
+    assert schema_errors(wf, "Workflow") == [] and semantic_problems(wf) == [] and tpl(wf, "trial-pod")["volumes"] == trial["volumes"]
 
 
 def test_a_mount_without_its_volume_is_caught(basic_dict):
     doc = workflow_template(parse_experiment(_full_pod(basic_dict)))
-    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
     trial["volumes"] = trial["volumes"][:1]
-    assert "templates.trial: pod spec.containers[0].volumeMounts[1].name: Not found: 'dshm'" in semantic_problems(doc)
+    assert "templates.trial-pod: pod spec.containers[0].volumeMounts[1].name: Not found: 'dshm'" in semantic_problems(doc)
 
 
 def test_workflow_level_safety_fields(basic_dict):
@@ -375,13 +375,14 @@ def test_workflow_level_safety_fields(basic_dict):
     assert spec["podGC"] == {"strategy": "OnPodSuccess"}
     assert spec["ttlStrategy"] == {"secondsAfterSuccess": 7 * 86400, "secondsAfterFailure": 14 * 86400}
     assert spec["activeDeadlineSeconds"] == 7 * 86400  # no trial deadline: 7 days
-    trial = next(t for t in spec["templates"] if t["name"] == "trial")
-    assert trial["pendingTimeout"] == "30m" and trial["retryStrategy"]["retryPolicy"] == "Always"
+    pod, trial = (next(t for t in spec["templates"] if t["name"] == n) for n in ("trial-pod", "trial"))
+    assert pod["pendingTimeout"] == "30m" and trial["retryStrategy"]["retryPolicy"] == "Always"
+    assert "retryStrategy" not in pod, "a Retry node around the pod would never see it Pending"
     basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
     from hp_components.argo import Options
     doc = workflow(parse_experiment(basic_dict), options=Options(retries=0, pending_timeout="10m"))
     trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
-    assert "retryStrategy" not in trial and trial["pendingTimeout"] == "10m"
+    assert "retryStrategy" not in trial and tpl_(doc, "trial-pod")["pendingTimeout"] == "10m"
     assert doc["spec"]["activeDeadlineSeconds"] == 4 * (600 + 60 + 600 + 300 + 600)  # 4 rounds, worst case
 
 
@@ -421,13 +422,13 @@ def test_a_round_where_every_pod_fails_is_recorded_and_the_loop_goes_on(tmp_path
     history = _history(engine)
     assert [(t["condition"], t.get("reason")) for t in history[:3]] == [("Failed", "NoObservation")] * 3
     assert [t["condition"] for t in history[3:]] == ["Succeeded"] * 3
-    assert len([n for n in engine.nodes if n["type"] == "Pod" and n["templateName"] == "trial"]) == 3 * 3 + 3  # 2 retries each
+    assert len([n for n in engine.nodes if n["templateName"] == "trial-pod"]) == 3 * 3 + 3  # 2 retries each
     assert json.loads(engine.globals["status"])["reason"] == "ExperimentMaxTrialsReached"
 
 
 def test_a_round_where_every_pod_fails_ends_on_max_failed(tmp_path):
     spec = script_experiment("argoevict2", TRIAL, maxTrialCount=12, parallelTrialCount=2, maxFailedTrialCount=2)
-    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: pod deleted" if t == "trial" else None)
+    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: pod deleted" if t == "trial-pod" else None)
     engine.run()
     assert [t["condition"] for t in _history(engine)] == ["Failed", "Failed"]
     assert json.loads(engine.globals["status"])["reason"] == "ExperimentFailed"
@@ -441,7 +442,7 @@ def test_an_infrastructure_failure_is_retried_a_training_failure_is_recorded(tmp
     attempts: list = []
 
     def once(template, params, attempt):  # the x=0.5 pod loses its node the first time
-        if template == "trial" and params["x"] == "0.5":
+        if template == "trial-pod" and params["x"] == "0.5":
             attempts.append(attempt)
             return "Error: pod deleted" if attempt == 0 else None
         return None
@@ -452,7 +453,7 @@ def test_an_infrastructure_failure_is_retried_a_training_failure_is_recorded(tmp
     assert attempts == [0, 1]
     assert by_x["0.5"]["condition"] == "Succeeded"
     assert by_x["-2"]["condition"] == "Failed" and by_x["-2"]["message"] == "exit code 3"  # not retried: the wrapper exits 0
-    pods = [n for n in engine.nodes if n["type"] == "Pod" and n["templateName"] == "trial"]
+    pods = [n for n in engine.nodes if n["templateName"] == "trial-pod"]
     assert len(pods) == 3
 
 
@@ -465,7 +466,7 @@ def test_a_pod_stuck_pending_fails_on_its_deadline(tmp_path):
     from hp_components.argo import Options
     doc = workflow(parse_experiment(spec), options=Options(pending_timeout=""))
     with pytest.raises(RuntimeError, match="waits for ever"):
-        Interpreter(doc, tmp_path / "no-deadline", faults=lambda t, p, a: "Pending" if t == "trial" else None).run()
+        Interpreter(doc, tmp_path / "no-deadline", faults=lambda t, p, a: "Pending" if t == "trial-pod" else None).run()
 
 
 def test_the_entry_point_exposes_best_objective_status(tmp_path):
@@ -486,7 +487,7 @@ def test_status_reads_compressed_nodes_and_retry_nodes(tmp_path):
     from hp_components.argo._cluster import summarize
 
     spec = script_experiment("argocomp", TRIAL, maxTrialCount=4, parallelTrialCount=2)
-    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: x" if a == 0 and t == "trial" else None)
+    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: x" if a == 0 and t == "trial-pod" else None)
     engine.run()
     nodes = {n["id"]: n for n in engine.nodes}
     wf = {"metadata": {"name": "argocomp-x"}, "status": {"phase": "Succeeded", "outputs": {"parameters": [
@@ -528,3 +529,7 @@ def test_flat_items_and_aggregated_observations(basic_dict):
     conditions = {t["name"]: (t["condition"], t.get("reason")) for t in out["history"]}
     assert conditions[first][0] == "Succeeded"
     assert [conditions[t["name"]] for t in batch[1:]] == [("Failed", "NoObservation")] * 2
+
+
+def tpl_(doc: dict, name: str) -> dict:
+    return next(t for t in doc["spec"]["templates"] if t["name"] == name)

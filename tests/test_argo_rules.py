@@ -53,8 +53,8 @@ def test_validate_template_artifact_path_only_on_leaves(doc):
 def test_validate_leaf_parallelism(doc):
     """validate.go validateLeaf: parallelism is for steps/dag templates only."""
     assert tpl(doc, "loop")["parallelism"] == 3
-    tpl(doc, "trial")["parallelism"] = 2
-    refused(doc, "templates.trial.parallelism is only valid for steps and dag templates")
+    tpl(doc, "trial-pod")["parallelism"] = 2
+    refused(doc, "templates.trial-pod.parallelism is only valid for steps and dag templates")
 
 
 def test_validate_non_leaf_deadline(doc):
@@ -79,9 +79,9 @@ def test_validate_arguments_values(doc):
 
 def test_process_args_inputs_supplied(doc):
     """workflow/common/util.go ProcessArgs (run by validateSteps with the step's arguments)."""
-    tpl(doc, "trial")["inputs"]["parameters"].append({"name": "unsupplied"})
-    refused(doc, "templates.loop.steps[0].trial inputs.parameters.unsupplied was not supplied")
-    tpl(doc, "trial")["inputs"]["parameters"][-1]["default"] = "x"
+    tpl(doc, "trial-pod")["inputs"]["parameters"].append({"name": "unsupplied"})
+    refused(doc, "templates.trial.steps[0].run inputs.parameters.unsupplied was not supplied")
+    tpl(doc, "trial-pod")["inputs"]["parameters"][-1]["default"] = "x"
     assert semantic_problems(doc) == []
 
 
@@ -148,14 +148,14 @@ def test_validate_pod_gc(doc):
 
 def test_validate_leaf_mount_paths_and_pod_volumes(doc):
     """validate.go validateLeaf: no mountPath twice; Kubernetes creates the pod only when each mount names a volume."""
-    trial = tpl(doc, "trial")
+    trial = tpl(doc, "trial-pod")
     trial["volumes"] = [{"name": "data", "emptyDir": {}}]
     trial["container"]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
     assert semantic_problems(doc) == []
     trial["container"]["volumeMounts"].append({"name": "data2", "mountPath": "/data"})
     problems = semantic_problems(doc)
-    assert "templates.trial.container.volumeMounts[1].mountPath '/data' already mounted in container.volumeMounts.data" in problems
-    assert "templates.trial: pod spec.containers[0].volumeMounts[1].name: Not found: 'data2'" in problems
+    assert "templates.trial-pod.container.volumeMounts[1].mountPath '/data' already mounted in container.volumeMounts.data" in problems
+    assert "templates.trial-pod: pod spec.containers[0].volumeMounts[1].name: Not found: 'data2'" in problems
 
 
 def test_workflow_name_length(doc):
@@ -314,3 +314,30 @@ def test_unsupplied_input_at_run_time(tmp_path):
     engine = Interpreter(doc, tmp_path)
     with pytest.raises(ArgoError, match="inputs.parameters.w was not supplied"):
         engine.execute({"template": "main"}, {"items": '[{"v":"1"}]'}, {}, "rules", None)
+
+
+def test_pending_timeout_where_the_controller_checks_it(tmp_path):
+    """operator.go executeTemplate -> checkTemplateTimeouts: checked on the node the template runs as,
+    while Pending; the ErrTimeout it returns fails the caller's step group (steps.go executeStepGroup)
+    whatever continueOn says; a leaf with a retryStrategy runs as a Retry node, which stays Running."""
+    pending = lambda t, p, a: "Pending" if p.get("v") == "1" else None  # noqa: E731
+    doc = _fan_out_doc()
+    doc["spec"]["templates"][1]["pendingTimeout"] = "1m"
+    _, res = _run_main(doc, tmp_path / "a", faults=pending)
+    assert res["phase"] == "Failed"  # continueOn does not save the group
+    doc["spec"]["templates"][1]["retryStrategy"] = {"limit": "1"}
+    with pytest.raises(ArgoError, match="checked on the Retry node"):
+        _run_main(doc, tmp_path / "b", faults=pending)
+    # what hp-components generates: a retried steps template around the pod with the deadline
+    doc = copy.deepcopy(_fan_out_doc())
+    leaf = doc["spec"]["templates"][1]
+    leaf["pendingTimeout"] = "1m"
+    wrapper = {"name": "wrap", "retryStrategy": {"limit": "1"}, "inputs": {"parameters": [{"name": "v"}]},
+               "steps": [[{"name": "run", "template": "leaf", "arguments": {"parameters": [{"name": "v", "value": "{{inputs.parameters.v}}"}]}}]],
+               "outputs": {"parameters": [{"name": "o", "valueFrom": {"parameter": "{{steps.run.outputs.parameters.o}}"}}]}}
+    doc["spec"]["templates"].append(wrapper)
+    doc["spec"]["templates"][0]["steps"][0][0]["template"] = "wrap"
+    assert semantic_problems(doc) == []
+    engine, res = _run_main(doc, tmp_path / "c", faults=pending)
+    assert res["phase"] == "Succeeded" and len(json.loads(res["parameters"]["all"])) == 2
+    assert [n["message"] for n in engine.nodes if n["name"].startswith("rules[0].t(0:v:1)") and n["type"] == "Pod"] == ["timeout"] * 2

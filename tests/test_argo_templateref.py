@@ -35,7 +35,7 @@ def test_example_workflow_validates_with_its_template():
     assert semantic_problems(template) == []
     assert semantic_problems(caller, library=[template]) == []  # templateRef resolves; main declares best/objective
     assert "templates.pipeline.steps[1].tune template reference regression-tune.main not found" in semantic_problems(caller)
-    trial = next(t for t in template["spec"]["templates"] if t["name"] == "trial")
+    trial = next(t for t in template["spec"]["templates"] if t["name"] == "trial-pod")
     assert trial["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "regression-data"}}]
 
 

@@ -129,10 +129,12 @@ def _nodes(status: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def _trial_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One node per trial run: the Retry node around retried pods, the steps node of a job trial, or the pod."""
+    """One node per trial: those of template ``trial`` (a Retry node, a steps node, or a pod in
+    workflows compiled before the trial had its own steps template) that are not an attempt
+    (``<name>(n)``) of another such node."""
     mine = [n for n in nodes if n.get("templateName") == "trial" and n.get("type") in ("Pod", "Retry", "Steps")]
-    outer = {n["name"] for n in mine if n.get("type") in ("Retry", "Steps")}
-    return [n for n in mine if n.get("type") != "Pod" or not any(n["name"].startswith(o + "(") for o in outer)]
+    names = {n["name"] for n in mine}
+    return [n for n in mine if not (n["name"].endswith(")") and n["name"].rsplit("(", 1)[0] in names)]
 
 
 def summarize(wf: dict[str, Any]) -> dict[str, Any]:

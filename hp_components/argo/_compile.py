@@ -193,7 +193,18 @@ def _pod_template_fields(exp: Experiment) -> dict[str, Any]:
     return _render(fields, exp)
 
 
-def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, Any]]) -> Container:
+def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, Any]]) -> Steps:
+    """The trial: a steps template ``trial`` (with the retryStrategy) around the pod ``trial-pod``
+    (with the pendingTimeout).
+
+    Two levels because of how Argo's controller checks a Pending deadline (operator.go
+    executeTemplate -> checkTemplateTimeouts): only on the node the template runs as, and only while
+    that node is Pending. On a leaf with a retryStrategy that node is the Retry node, which stays
+    Running, so the deadline would never fire; on a leaf straight under the loop, the ErrTimeout it
+    returns fails the whole step group (steps.go executeStepGroup), whatever continueOn says. Here it
+    fails the ``trial`` attempt's own step group, the attempt fails, is retried, and when the
+    retries are used up the loop's continueOn records the trial Failed.
+    """
     spec = exp.spec
     ts = spec.trial_template.trial_spec or {}
     name = spec.trial_template.primary_container_name
@@ -210,14 +221,15 @@ def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, 
     args = [*wrapper_args(exp), "--name", "{{inputs.parameters.%s}}" % _TRIAL_NAME, "--output", _OBS, "--", *user]
     container = _render({k: v for k, v in c.items() if k not in ("name", "command", "args", "image")}, exp)
     inputs = [Parameter(name=_TRIAL_NAME)] + [Parameter(name=tp.name) for tp in spec.trial_template.trial_parameters or []]
-    extras["trial"] = {
+    extras["trial-pod"] = {
         **_pod_template_fields(exp),
         **({"pendingTimeout": opts.pending_timeout} if opts.pending_timeout else {}),
-        **({"retryStrategy": _retry(opts)} if opts.retries else {}),
         "container": {k: v for k, v in container.items() if k != "resources"},  # env, volumeMounts, securityContext...
     }
-    return Container(
-        name="trial",
+    if opts.retries:
+        extras["trial"] = {"retryStrategy": _retry(opts)}
+    pod = Container(
+        name="trial-pod",
         image=_arg(str(c["image"]), exp),
         command=["python3", "-c", WRAPPER_PROGRAM],
         args=[_arg(a, exp) for a in args],
@@ -227,13 +239,19 @@ def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, 
         inputs=inputs,
         outputs=[Parameter(name="observation", value_from=m.ValueFrom(path=_OBS, default="{}"))],
     )
+    names = [_TRIAL_NAME, *[tp.name for tp in spec.trial_template.trial_parameters or []]]
+    with Steps(name="trial", inputs=[Parameter(name=n) for n in names], outputs=[Parameter(
+            name="observation", value_from=m.ValueFrom(parameter="{{steps.run.outputs.parameters.observation}}"))]) as trial:
+        Step(name="run", template=pod, arguments=[Parameter(name=n, value="{{inputs.parameters.%s}}" % n) for n in names])
+    return trial
 
 
 def _retry(opts: Options) -> dict[str, Any]:
     """Retries for infrastructure faults only: the metrics wrapper exits 0 after any training failure
     (recorded Failed in the observation), so a pod that fails or errors (eviction, OOM of the
     wrapper, node loss, executor errors) never hides a training result. Policy ``Always`` retries
-    both Failed and Error nodes (operator.go processNodeRetries); ``OnError`` would miss evictions."""
+    both Failed and Error nodes (operator.go processNodeRetries): which of the two Argo gives a pod
+    that was evicted, OOM-killed or lost with its node depends on the pod's state, not on us."""
     return {"limit": str(opts.retries), "retryPolicy": "Always", "backoff": {"duration": "10s", "factor": "2", "cap": "5m"}}
 
 
