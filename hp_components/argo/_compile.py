@@ -39,8 +39,8 @@ from hp_components.argo._errors import CompileError
 __all__ = ["workflow_template", "workflow", "MAX_ROUNDS", "template_name", "rbac", "Options"]
 
 #: Argo stops nesting templates at depth 100 (workflow/controller/controller.go maxAllowedStackDepth;
-#: operator.go executeTemplate errors once the depth reaches it). A run of R rounds nests main, R
-#: loops and a leaf: R + 2 levels; 90 rounds leave 8 levels for a caller that uses templateRef.
+#: operator.go executeTemplate errors once the depth reaches it, so 99 levels run). A run of R rounds
+#: nests main, R loops, the trial and its pod: R + 3 levels; 90 rounds leave 6 for a templateRef caller.
 MAX_ROUNDS = 90
 _PARAM_NAME = re.compile(r"^[-a-zA-Z0-9_]+$")
 _TRIAL_NAME = ITEM_NAME_KEY  # the trial name's key in a fan-out item is also the trial template's input
