@@ -97,6 +97,7 @@ def test_recursion_runs_to_max_trials(tmp_path):
     assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == rounds
     assert len([n for n in engine.nodes if n["templateName"] == "trial-pod"]) == 7
     assert 1 < engine.max_running <= 3, "a round's trials run concurrently, at most parallelism at a time"
+    assert engine.max_seen_depth == rounds + 3  # main, a loop per round, the trial, its pod: MAX_ROUNDS + 3 < 100
     assert len(history) == 7 and len({t["name"] for t in history}) == 7
     status = json.loads(engine.globals["status"])
     assert (status["condition"], status["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
@@ -533,3 +534,18 @@ def test_flat_items_and_aggregated_observations(basic_dict):
 
 def tpl_(doc: dict, name: str) -> dict:
     return next(t for t in doc["spec"]["templates"] if t["name"] == name)
+
+
+def test_status_after_compression(fake_server, basic_dict):
+    """The controller compressed the node map (packer.go): status still lists the trials, and the
+    object it reads validates against Argo's schema. (A real Argo Server hydrates the nodes before
+    answering; the Kubernetes API answers the compressed object, which the summary reads the same way.)"""
+    import base64
+    import gzip
+
+    name = submit(parse_experiment(basic_dict), argo_server=fake_server, token="t", namespace="ml")
+    wf = _finished(_Fake.workflows[name])
+    wf["status"]["compressedNodes"] = base64.b64encode(gzip.compress(json.dumps(wf["status"].pop("nodes")).encode())).decode()
+    assert schema_errors(wf, "Workflow") == []
+    st = read_status(name, argo_server=fake_server, token="t", namespace="ml")
+    assert st["trialsFrom"] == "compressedNodes" and [t["name"] for t in st["trials"]] == ["basic-0001"]

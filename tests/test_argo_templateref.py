@@ -60,3 +60,4 @@ def test_example_runs_prepare_tune_train(tmp_path):
     steps = [n["name"] for n in engine.nodes if n["templateName"] in ("prepare", "train")]
     assert steps == ["tune-and-train-x[0].prepare", "tune-and-train-x[2].train"]
     assert 1 < engine.max_running <= 3
+    assert engine.max_seen_depth == 1 + 2 + 3  # the caller's level, then main + 2 rounds + trial + pod
