@@ -143,8 +143,11 @@ class _Ctx:
                 if t.get(k):
                     self.add(f"templates.{name}.{k} is only valid for leaf templates")
             if "steps" in t:
-                self.steps(t, scope)
+                scope = self.steps(t, scope)
         self.outputs(t, kinds[0] if kinds else "")
+        # validate.go validateOutputs: the outputs' tags resolve in the scope the template built
+        for err in self.variables(json.dumps(t.get("outputs") or {}), scope, False):
+            self.add(f"templates.{name}.outputs {err}")
 
     def inputs_scope(self, t: dict[str, Any], leaf: bool) -> set[str]:
         """validate.go validateTemplate (inputs part): the template's inputs.* scope; artifact paths on leaves only."""
@@ -212,7 +215,7 @@ class _Ctx:
                     if vm["name"] not in volumes:
                         self.add(f"templates.{name}: pod spec.{kind}[{ci}].volumeMounts[{vi}].name: Not found: {vm['name']!r}")
 
-    def steps(self, t: dict[str, Any], scope: set[str]) -> None:
+    def steps(self, t: dict[str, Any], scope: set[str]) -> set[str]:
         """validate.go validateSteps: names, loops, arguments, the template, scope growing step by step."""
         name, seen = t["name"], set()
         scope = set(scope)
@@ -271,6 +274,7 @@ class _Ctx:
                         self.add(f"templates.{name}.steps[{i}].{sname} inputs.artifacts.{a['name']} was not supplied")
                 # validate.go addOutputsToScope: after the step; aggregate only for withItems/withParam
                 scope |= _outputs_scope(target, sname, aggregate=bool(step.get("withItems") or step.get("withParam")))
+        return scope
 
     def outputs(self, t: dict[str, Any], kind: str) -> None:
         """validate.go validateOutputs / validateOutputParameter."""

@@ -127,6 +127,8 @@ def test_validate_outputs(doc):
     """validate.go validateOutputs / validateOutputParameter: steps outputs need parameter or expression."""
     main = tpl(doc, "main")
     assert main["outputs"]["parameters"][0]["valueFrom"] == {"parameter": "{{steps.loop.outputs.parameters.best}}"}
+    main["outputs"]["parameters"][0]["valueFrom"] = {"parameter": "{{steps.loop.outputs.parameters.nope}}"}
+    refused(doc, "templates.main.outputs failed to resolve {{steps.loop.outputs.parameters.nope}}")
     main["outputs"]["parameters"][0]["valueFrom"] = {"path": "/tmp/x"}
     refused(doc, "templates.main.outputs.parameters.best.parameter or expression must be specified for Steps templates")
     main["outputs"]["parameters"][0]["value"] = "x"
