@@ -34,6 +34,9 @@ import yaml
 NAME_RE = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")
 PARAM_RE = re.compile(r"^[-a-zA-Z0-9_]+$")
 TAG_RE = re.compile(r"\{\{([^{}]*)\}\}")
+# validate.go workflowFieldNameErrMsg, as isValidWorkflowFieldName words it
+_FIELD_NAME_ERR = ("name must consist of alpha-numeric characters or '-', and must start with an alpha-numeric "
+                   "character (e.g. My-name1-2, 123-NAME)")
 # workflow/common GlobalVarValidWorkflowVariablePrefix: only these tags are checked (resolveAllVariables)
 CHECKED_PREFIXES = ("item.", "steps.", "tasks.", "inputs.", "outputs.", "pod.", "workflow.")
 LEAF_TYPES = ("container", "script", "resource", "data", "http", "plugin", "containerSet", "suspend")
@@ -120,7 +123,7 @@ class _Ctx:
     def template(self, t: dict[str, Any]) -> None:
         name = t["name"]
         if not NAME_RE.match(name) or len(name) > 128:
-            self.add(f"templates.{name}.name: '{name}' is invalid")
+            self.add(f"templates.{name}.name: '{name}' is invalid: {_FIELD_NAME_ERR}")
         # validate.go validateTemplateType
         kinds = [k for k in TEMPLATE_TYPES if t.get(k) is not None]
         if not kinds:
@@ -227,8 +230,8 @@ class _Ctx:
                     continue
                 if sname in seen:
                     self.add(f"templates.{name}.steps[{i}].name '{sname}' is not unique")
-                elif not NAME_RE.match(sname):
-                    self.add(f"templates.{name}.steps[{i}].name '{sname}' is invalid")
+                elif not NAME_RE.match(sname) or len(sname) > 128:
+                    self.add(f"templates.{name}.steps[{i}].name '{sname}' is invalid: {_FIELD_NAME_ERR}")
                 seen.add(sname)
                 scope.add(f"steps.{sname}.status")
                 # validate.go addItemsToScope

@@ -343,3 +343,47 @@ def test_pending_timeout_where_the_controller_checks_it(tmp_path):
     engine, res = _run_main(doc, tmp_path / "c", faults=pending)
     assert res["phase"] == "Succeeded" and len(json.loads(res["parameters"]["all"])) == 2
     assert [n["message"] for n in engine.nodes if n["name"].startswith("rules[0].t(0:v:1)") and n["type"] == "Pod"] == ["timeout"] * 2
+
+
+@pytest.mark.parametrize("change, text", [
+    # validate.go validateTemplateType
+    (lambda d: tpl(d, "collect").update(steps=[]),
+     "templates.collect multiple template types specified. choose one of: container, containerSet, steps, script, resource, dag, suspend, template, template ref"),
+    (lambda d: tpl(d, "collect").pop("container"),
+     "templates.collect template type unspecified. choose one of: container, containerSet, steps, script, resource, dag, suspend, template, template ref"),
+    # validate.go validateTemplate (inputs)
+    (lambda d: tpl(d, "loop")["inputs"]["artifacts"][0].update({"from": "{{inputs.artifacts.x}}"}),
+     "templates.loop.inputs.artifacts.batch.from not valid in inputs"),
+    # validate.go validateLeaf
+    (lambda d: tpl(d, "trial-pod").update(activeDeadlineSeconds="soon"),
+     "templates.trial-pod.activeDeadlineSeconds must be a positive integer > 0 or an argo variable"),
+    (lambda d: tpl(d, "collect")["container"].update(image=""), "templates.collect.container.image may not be empty"),
+    (lambda d: tpl(d, "collect")["container"]["args"].append("{{inputs.parameters.nope}}"),
+     "templates.collect: failed to resolve {{inputs.parameters.nope}}"),
+    # validate.go validateNonLeaf (pendingTimeout: the controller refuses it on steps, operator_test.go "PendingTimeout in step")
+    (lambda d: tpl(d, "trial").update(pendingTimeout="1m"), "templates.trial.pendingTimeout is only valid for leaf templates"),
+    # validate.go validateOutputs / validateOutputParameter
+    (lambda d: tpl(d, "collect")["outputs"]["parameters"][0].update(valueFrom={"parameter": "x"}),
+     "templates.collect.outputs.parameters.done.path must be specified for Container templates"),
+    (lambda d: tpl(d, "collect")["outputs"]["parameters"][0].update(valueFrom={}),
+     "valueFrom type unspecified. choose one of: path, jqFilter, jsonPath, parameter, raw, expression"),
+    (lambda d: tpl(d, "collect")["outputs"]["parameters"][0].update(valueFrom={"path": "/a", "parameter": "b"}),
+     "multiple valueFrom types specified. choose one of: path, jqFilter, jsonPath, parameter, raw"),
+    (lambda d: tpl(d, "collect")["outputs"]["parameters"][0].pop("valueFrom"),
+     "templates.collect.outputs.parameters.done does not have valueFrom or value specified"),
+    # validate.go validateTemplateHolder (templateRef)
+    (lambda d: tpl(d, "main")["steps"][0][0].update(templateRef={"name": "x", "template": "y"}),
+     "templates.main.steps[0].suggest template name cannot be specified with templateRef"),
+    # workflow/common/util.go ProcessArgs (artifacts)
+    (lambda d: tpl(d, "loop")["steps"][1][0]["arguments"]["artifacts"].pop(),
+     "templates.loop.steps[1].collect inputs.artifacts.batch was not supplied"),
+    # validate.go validateSteps / isValidStepName
+    (lambda d: tpl(d, "loop")["steps"][1][0].update(name="collect_"), "templates.loop.steps[1].name 'collect_' is invalid: name must consist of alpha-numeric characters or '-', "
+     "and must start with an alpha-numeric character (e.g. My-name1-2, 123-NAME)"),
+    # validate.go ValidateWorkflow (entrypoint) / validateTemplateHolder
+    (lambda d: d["spec"].update(entrypoint="nope"), "spec.entrypoint template name 'nope' undefined"),
+])
+def test_more_validation_rules(doc, change, text):
+    assert semantic_problems(doc) == []
+    change(doc)
+    refused(doc, text)
