@@ -237,7 +237,9 @@ def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, 
         # a safety net behind the wrapper's own --timeout (which records DeadlineExceeded)
         active_deadline_seconds=int(limit + 60) if limit else None,
         inputs=inputs,
-        outputs=[Parameter(name="observation", value_from=m.ValueFrom(path=_OBS, default="{}"))],
+        # no default: a pod that wrote no observation had an infrastructure fault (retried, then
+        # recorded NoObservation), never an anonymous "{}" that collect could not match to its trial
+        outputs=[Parameter(name="observation", value_from=m.ValueFrom(path=_OBS))],
     )
     names = [_TRIAL_NAME, *[tp.name for tp in spec.trial_template.trial_parameters or []]]
     with Steps(name="trial", inputs=[Parameter(name=n) for n in names], outputs=[Parameter(
