@@ -352,15 +352,19 @@ def step_suggest(
     count: Optional[int] = typer.Option(None, help="How many trials (default: parallelTrialCount)"),
     trials_out: Optional[Path] = typer.Option(None, help="Write the batch here (default: stdout)"),
     params_out: Optional[Path] = typer.Option(None, help="Also write the batch without sampler state (for a fan-out)"),
+    items_out: Optional[Path] = typer.Option(None, help="Also write the batch as flat fan-out items "
+                                                        "({hp-trial-name, trialParameter: value})"),
 ) -> None:
     """Suggest the next batch: [{name, parameterAssignments, parameters}], [] when nothing is left."""
-    from hp_components.steps import slim, suggest_step
+    from hp_components.steps import fan_out_items, slim, suggest_step
 
     exp = _experiment_arg(experiment)
     batch = suggest_step(exp, _history_arg(history), count)
     _write(trials_out, batch)
     if params_out:
         _write(params_out, slim(batch))
+    if items_out:
+        _write(items_out, fan_out_items(batch))
 
 
 @step_app.command("collect")
@@ -377,9 +381,12 @@ def step_collect(
     summary_out: Optional[Path] = typer.Option(None, help="Write the status without trial lists (small) here"),
     next_trials_out: Optional[Path] = typer.Option(None, help="Suggest the next batch and write it here ([] when done)"),
     next_params_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch without sampler state"),
+    next_items_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch as flat fan-out items"),
+    best_parameters_out: Optional[Path] = typer.Option(None, help="Write the best trial's assignments {name: value} here"),
+    objective_out: Optional[Path] = typer.Option(None, help="Write the best objective value here (empty: none yet)"),
 ) -> None:
     """Record a batch's observations; report status, done and the best trial (and the next batch)."""
-    from hp_components.steps import collect_step, slim, status_summary
+    from hp_components.steps import collect_step, fan_out_items, slim, status_summary
 
     exp = _experiment_arg(experiment)
     batch = _json_arg(trials, "trials") or []
@@ -399,13 +406,20 @@ def step_collect(
         _write(next_trials_out, result["next"])
         if next_params_out:
             _write(next_params_out, slim(result["next"]))
+        if next_items_out:
+            _write(next_items_out, fan_out_items(result["next"]))
     if summary_out:
         _write(summary_out, status_summary(result["status"]))
     _write(history_out, result["history"]) if history_out else None
     _write(status_out, result["status"]) if status_out else None
     _write(done_out, "true" if result["done"] else "false") if done_out else None
     _write(best_out, result["best"]) if best_out else None
-    if not any((history_out, status_out, done_out, best_out, summary_out, next_trials_out)):
+    _write(best_parameters_out, result["best"]["parameters"]) if best_parameters_out else None
+    if objective_out:
+        objective = result["best"]["objective"]
+        _write(objective_out, "" if objective is None else repr(float(objective)))
+    if not any((history_out, status_out, done_out, best_out, summary_out, next_trials_out, best_parameters_out,
+                objective_out)):
         _write(None, result)
 
 

@@ -42,7 +42,7 @@ WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
 #: one line (a multi-line value breaks the comment header KFP writes into a compiled YAML)
 WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
 
-__all__ = ["DEFAULT_IMAGE", "WRAPPER_PROGRAM", "WRAPPER_SOURCE", "slim", "status_summary", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
+__all__ = ["DEFAULT_IMAGE", "ITEM_NAME_KEY", "WRAPPER_PROGRAM", "fan_out_items", "WRAPPER_SOURCE", "slim", "status_summary", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
 
 
 def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | None = None) -> list[dict[str, Any]]:
@@ -84,6 +84,19 @@ def trial_from_observation(experiment: Experiment, item: dict[str, Any], observa
     return trial
 
 
+#: the key of a trial's name in :func:`fan_out_items` (not a valid Katib trialParameter reference)
+ITEM_NAME_KEY = "hp-trial-name"
+
+
+def fan_out_items(batch: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
+    """A batch as flat items, one per trial: ``{"hp-trial-name": name, trialParameterName: value, ...}``.
+
+    Every value is a string at the top level, so an engine that defines only top-level item keys
+    (Argo's ``{{item.K}}``) reaches each of them, formatted as the text itself.
+    """
+    return [{ITEM_NAME_KEY: str(t["name"]), **{str(k): str(v) for k, v in t["parameters"].items()}} for t in batch]
+
+
 def slim(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """A batch without the sampler state: what a fan-out over trials needs (name and parameters)."""
     return [{"name": t["name"], "parameters": t["parameters"]} for t in batch]
@@ -99,6 +112,8 @@ def status_summary(status: dict[str, Any]) -> dict[str, Any]:
 
 def _as_dict(obs: Any) -> dict[str, Any] | None:
     """An observation given as a dict or as JSON text (engines hand either)."""
+    if isinstance(obs, dict) and set(obs) == {"observation"}:
+        obs = obs["observation"]  # one entry of an engine's aggregated outputs ({output name: value})
     if isinstance(obs, str):
         try:
             obs = json.loads(obs)

@@ -39,19 +39,6 @@ def test_every_example_validates(path, monkeypatch):
         assert semantic_problems(doc) == []
 
 
-def test_semantic_checker_catches_what_argo_would(basic_dict):
-    doc = workflow_template(parse_experiment(basic_dict))
-    loop = next(t for t in doc["spec"]["templates"] if t["name"] == "loop")
-    loop["steps"][1][0]["arguments"]["parameters"][0]["value"] = "{{steps.nope.outputs.parameters.observation}}"
-    loop["steps"][2][0]["arguments"]["parameters"][0]["value"] = "{{steps.collect.outputs.parameters.missing}}"
-    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
-    trial["inputs"]["parameters"].append({"name": "unsupplied"})
-    problems = semantic_problems(doc)
-    assert any("names no earlier step" in p for p in problems)
-    assert any("declares no such output" in p for p in problems)
-    assert any("inputs.parameters.unsupplied was not supplied" in p for p in problems)
-
-
 def test_trial_template_carries_the_container(basic_dict):
     pod = basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]
     c = pod["containers"][0]
@@ -62,7 +49,7 @@ def test_trial_template_carries_the_container(basic_dict):
     basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
     doc = workflow_template(parse_experiment(basic_dict))
     assert schema_errors(doc, "WorkflowTemplate") == []
-    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
     assert trial["container"]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert trial["container"]["env"][0] == {"name": "LR", "value": "{{inputs.parameters.lr}}"}
     assert trial["container"]["env"][1]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -108,7 +95,9 @@ def test_recursion_runs_to_max_trials(tmp_path):
     history = _history(engine)
     rounds = math.ceil(7 / 3)
     assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == rounds
-    assert len([n for n in engine.nodes if n["templateName"] == "trial"]) == 7
+    assert len([n for n in engine.nodes if n["templateName"] == "trial-pod"]) == 7
+    assert 1 < engine.max_running <= 3, "a round's trials run concurrently, at most parallelism at a time"
+    assert engine.max_seen_depth == rounds + 3  # main, a loop per round, the trial, its pod: MAX_ROUNDS + 3 < 100
     assert len(history) == 7 and len({t["name"] for t in history}) == 7
     status = json.loads(engine.globals["status"])
     assert (status["condition"], status["reason"]) == ("Succeeded", "ExperimentMaxTrialsReached")
@@ -147,11 +136,11 @@ def test_grid_end_stops_the_recursion(tmp_path):
 
 
 def test_goal_and_values_that_need_quoting(tmp_path):
-    nasty = ["a b", "it's \"q\"", "$(touch /tmp/hp-argo-pwned)", "x;y"]
+    nasty = ["a b", "it's q", "$(touch /tmp/hp-argo-pwned)", "x;y", "<&>", "naïve"]
     script = "import sys\nv = sys.argv[1]\nprint('loss=' + str(len(v)))\nprint('echo=' + str(sys.argv[1:] == [v]))"
     params = [{"name": "v", "parameterType": "categorical", "feasibleSpace": {"list": nasty}}]
-    spec = script_experiment("argoquote", script, params=params, args=["${trialParameters.v}"], maxTrialCount=4,
-                             parallelTrialCount=4, algorithm={"algorithmName": "grid"},
+    spec = script_experiment("argoquote", script, params=params, args=["${trialParameters.v}"], maxTrialCount=6,
+                             parallelTrialCount=6, algorithm={"algorithmName": "grid"},
                              objective={"type": "minimize", "objectiveMetricName": "loss", "goal": 3})
     engine, _ = run_workflow(tmp_path, spec)
     history = _history(engine)
@@ -320,3 +309,243 @@ def test_submit_and_status_through_the_argo_server(fake_server, basic_dict):
     st = read_status(name, argo_server=fake_server, token="argo-token", namespace="ml")
     assert _Fake.requests[-1][:2] == ("GET", f"/api/v1/workflows/ml/{name}")
     assert st["best"]["name"] == "basic-0001"
+
+
+# ----------------------------------------------------------------------------- issue 12: Argo's own rules
+
+def _full_pod(basic_dict: dict) -> dict:
+    """A Katib experiment whose trial pod has a GPU, a PVC, /dev/shm, a pull secret, a service account and more."""
+    pod = basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]
+    pod["metadata"] = {"annotations": {"sidecar.istio.io/inject": "false"}, "labels": {"team": "ml"}}
+    spec = pod["spec"]
+    c = spec["containers"][0]
+    c["resources"] = {"limits": {"nvidia.com/gpu": 1, "memory": "16Gi"}}
+    c["volumeMounts"] = [{"name": "data", "mountPath": "/data", "readOnly": True}, {"name": "dshm", "mountPath": "/dev/shm"}]
+    c["securityContext"] = {"allowPrivilegeEscalation": False}
+    c["envFrom"] = [{"secretRef": {"name": "wandb"}}]
+    spec.update({
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "imagenet"}},
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}],
+        "imagePullSecrets": [{"name": "registry-cred"}],
+        "serviceAccountName": "trainer",
+        "securityContext": {"runAsUser": 1000, "fsGroup": 1000},
+        "priorityClassName": "high",
+        "initContainers": [{"name": "fetch", "image": "busybox", "command": ["true"], "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "nodeSelector": {"gpu": "a100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "runtimeClassName": "nvidia",
+        "hostIPC": False,
+    })
+    spec["containers"].append({"name": "logger", "image": "fluent/fluent-bit", "volumeMounts": [{"name": "data", "mountPath": "/data"}]})
+    return basic_dict
+
+
+def test_every_pod_spec_field_reaches_the_trial_pod(basic_dict):
+    doc = workflow_template(parse_experiment(_full_pod(basic_dict)))
+    assert schema_errors(doc, "WorkflowTemplate") == [] and semantic_problems(doc) == []
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
+    c = trial["container"]
+    assert c["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "16Gi"}
+    assert [v["name"] for v in c["volumeMounts"]] == ["data", "dshm"] and c["envFrom"][0]["secretRef"]["name"] == "wandb"
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False}
+    assert trial["volumes"][0]["persistentVolumeClaim"]["claimName"] == "imagenet"
+    assert trial["volumes"][1]["emptyDir"] == {"medium": "Memory", "sizeLimit": "8Gi"}
+    assert trial["serviceAccountName"] == "trainer" and trial["priorityClassName"] == "high"
+    assert trial["securityContext"] == {"runAsUser": 1000, "fsGroup": 1000}
+    assert trial["initContainers"][0]["name"] == "fetch" and trial["sidecars"][0]["name"] == "logger"
+    assert trial["nodeSelector"] == {"gpu": "a100"} and trial["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert trial["metadata"] == {"labels": {"team": "ml"}, "annotations": {"sidecar.istio.io/inject": "false"}}
+    assert json.loads(trial["podSpecPatch"]) == {"hostIPC": False, "imagePullSecrets": [{"name": "registry-cred"}],
+                                                 "runtimeClassName": "nvidia"}
+    assert doc["spec"]["imagePullSecrets"] == [{"name": "registry-cred"}]
+    from tests.test_argo_rules import tpl  # the same checks pass on the standalone Workflow
+    wf = workflow(parse_experiment(basic_dict))
+    assert schema_errors(wf, "Workflow") == [] and semantic_problems(wf) == [] and tpl(wf, "trial-pod")["volumes"] == trial["volumes"]
+
+
+def test_a_mount_without_its_volume_is_caught(basic_dict):
+    doc = workflow_template(parse_experiment(_full_pod(basic_dict)))
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial-pod")
+    trial["volumes"] = trial["volumes"][:1]
+    assert "templates.trial-pod: pod spec.containers[0].volumeMounts[1].name: Not found: 'dshm'" in semantic_problems(doc)
+
+
+def test_workflow_level_safety_fields(basic_dict):
+    doc = workflow(parse_experiment(basic_dict))
+    spec = doc["spec"]
+    assert spec["podGC"] == {"strategy": "OnPodSuccess"}
+    assert spec["ttlStrategy"] == {"secondsAfterSuccess": 7 * 86400, "secondsAfterFailure": 14 * 86400}
+    assert spec["activeDeadlineSeconds"] == 7 * 86400  # no trial deadline: 7 days
+    pod, trial = (next(t for t in spec["templates"] if t["name"] == n) for n in ("trial-pod", "trial"))
+    assert pod["pendingTimeout"] == "30m" and trial["retryStrategy"]["retryPolicy"] == "Always"
+    assert "retryStrategy" not in pod, "a Retry node around the pod would never see it Pending"
+    basic_dict["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
+    from hp_components.argo import Options
+    doc = workflow(parse_experiment(basic_dict), options=Options(retries=0, pending_timeout="10m"))
+    trial = next(t for t in doc["spec"]["templates"] if t["name"] == "trial")
+    assert "retryStrategy" not in trial and tpl_(doc, "trial-pod")["pendingTimeout"] == "10m"
+    assert doc["spec"]["activeDeadlineSeconds"] == 4 * (600 + 60 + 600 + 300 + 600)  # 4 rounds, worst case
+
+
+def test_nested_item_keys_are_gone_everywhere():
+    for path in sorted((ROOT / "pipelines").glob("argo-*.yaml")):
+        assert "{{item.parameters." not in path.read_text(), path
+
+
+def test_quotes_in_values_are_refused_naming_the_field(basic_dict):
+    basic_dict["spec"]["parameters"][2]["feasibleSpace"]["list"] = ["sgd", 'ad"am']
+    with pytest.raises(CompileError) as info:
+        workflow_template(parse_experiment(basic_dict))
+    assert info.value.field == "spec.parameters[2].feasibleSpace.list"
+
+
+def test_rounds_are_bounded_by_the_stack_depth(basic_dict):
+    from hp_components.argo import MAX_ROUNDS
+
+    basic_dict["spec"].update(maxTrialCount=3 * MAX_ROUNDS, parallelTrialCount=3)
+    workflow_template(parse_experiment(basic_dict))
+    basic_dict["spec"]["maxTrialCount"] += 1
+    with pytest.raises(CompileError, match=r"spec.maxTrialCount: .* 91 rounds"):
+        workflow_template(parse_experiment(basic_dict))
+
+
+def _trials(engine: Interpreter) -> list[dict]:
+    return _history(engine)
+
+
+def test_a_round_where_every_pod_fails_is_recorded_and_the_loop_goes_on(tmp_path):
+    spec = script_experiment("argoevict", TRIAL, maxTrialCount=6, parallelTrialCount=3, maxFailedTrialCount=4)
+    doc = workflow(parse_experiment(spec))
+    first = {f"argoevict-000{i}" for i in (0, 1, 2)}  # hp-tune's trial names, suggested in order
+    evicted = lambda t, p, attempt: "Failed: The node was low on resource: memory (Evicted)" if p.get("hp-trial-name") in first else None  # noqa: E731
+    engine = Interpreter(doc, tmp_path, faults=evicted)
+    engine.run()
+    history = _history(engine)
+    assert [(t["condition"], t.get("reason")) for t in history[:3]] == [("Failed", "NoObservation")] * 3
+    assert [t["condition"] for t in history[3:]] == ["Succeeded"] * 3
+    assert len([n for n in engine.nodes if n["templateName"] == "trial-pod"]) == 3 * 3 + 3  # 2 retries each
+    assert json.loads(engine.globals["status"])["reason"] == "ExperimentMaxTrialsReached"
+
+
+def test_a_round_where_every_pod_fails_ends_on_max_failed(tmp_path):
+    spec = script_experiment("argoevict2", TRIAL, maxTrialCount=12, parallelTrialCount=2, maxFailedTrialCount=2)
+    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: pod deleted" if t == "trial-pod" else None)
+    engine.run()
+    assert [t["condition"] for t in _history(engine)] == ["Failed", "Failed"]
+    assert json.loads(engine.globals["status"])["reason"] == "ExperimentFailed"
+    assert len([n for n in engine.nodes if n["templateName"] == "collect"]) == 1
+
+
+def test_an_infrastructure_failure_is_retried_a_training_failure_is_recorded(tmp_path):
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["-2", "0.5"]}}]
+    spec = script_experiment("argoretry", TRIAL, params=params, maxTrialCount=2, parallelTrialCount=2,
+                             maxFailedTrialCount=2, algorithm={"algorithmName": "grid"})
+    attempts: list = []
+
+    def once(template, params, attempt):  # the x=0.5 pod loses its node the first time
+        if template == "trial-pod" and params["x"] == "0.5":
+            attempts.append(attempt)
+            return "Error: pod deleted" if attempt == 0 else None
+        return None
+
+    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=once)
+    engine.run()
+    by_x = {t["parameterAssignments"][0]["value"]: t for t in _history(engine)}
+    assert attempts == [0, 1]
+    assert by_x["0.5"]["condition"] == "Succeeded"
+    assert by_x["-2"]["condition"] == "Failed" and by_x["-2"]["message"] == "exit code 3"  # not retried: the wrapper exits 0
+    pods = [n for n in engine.nodes if n["templateName"] == "trial-pod"]
+    assert len(pods) == 3
+
+
+def test_a_pod_stuck_pending_fails_on_its_deadline(tmp_path):
+    spec = script_experiment("argopending", TRIAL, maxTrialCount=2, parallelTrialCount=2, maxFailedTrialCount=2)
+    doc = workflow(parse_experiment(spec))
+    engine = Interpreter(doc, tmp_path, faults=lambda t, p, a: "Pending" if p.get("hp-trial-name") == "argopending-0000" else None)
+    engine.run()
+    assert [t["condition"] for t in _history(engine)] == ["Failed", "Succeeded"]
+    from hp_components.argo import Options
+    doc = workflow(parse_experiment(spec), options=Options(pending_timeout=""))
+    with pytest.raises(RuntimeError, match="waits for ever"):
+        Interpreter(doc, tmp_path / "no-deadline", faults=lambda t, p, a: "Pending" if t == "trial-pod" else None).run()
+
+
+def test_the_entry_point_exposes_best_objective_status(tmp_path):
+    spec = script_experiment("argoout", TRIAL, maxTrialCount=4, parallelTrialCount=2)
+    engine, _ = run_workflow(tmp_path, spec)
+    out = engine.outputs["parameters"]
+    history = _history(engine)
+    best = min((t for t in history if t["condition"] == "Succeeded"), key=lambda t: t["objectiveValue"])
+    assert json.loads(out["best"]) == {"x": best["parameterAssignments"][0]["value"]}
+    assert float(out["objective"]) == pytest.approx(best["objectiveValue"])
+    assert json.loads(out["status"])["reason"] == "ExperimentMaxTrialsReached"
+
+
+def test_status_reads_compressed_nodes_and_retry_nodes(tmp_path):
+    import base64
+    import gzip
+
+    from hp_components.argo._cluster import summarize
+
+    spec = script_experiment("argocomp", TRIAL, maxTrialCount=4, parallelTrialCount=2)
+    engine = Interpreter(workflow(parse_experiment(spec)), tmp_path, faults=lambda t, p, a: "Error: x" if a == 0 and t == "trial-pod" else None)
+    engine.run()
+    nodes = {n["id"]: n for n in engine.nodes}
+    wf = {"metadata": {"name": "argocomp-x"}, "status": {"phase": "Succeeded", "outputs": {"parameters": [
+        {"name": k, "value": v} for k, v in engine.globals.items()]}}}
+    plain = summarize({**wf, "status": {**wf["status"], "nodes": nodes}})
+    assert [t["name"] for t in plain["trials"]] == [f"argocomp-000{i}" for i in range(4)]  # one per trial, not per attempt
+    assert all(t["condition"] == "Succeeded" and t["phase"] == "Succeeded" for t in plain["trials"])
+    packed = base64.b64encode(gzip.compress(json.dumps(nodes).encode())).decode()  # packer.go compressWorkflow
+    compressed = summarize({**wf, "status": {**wf["status"], "compressedNodes": packed}})
+    assert compressed["trials"] == plain["trials"] and compressed["trialsFrom"] == "compressedNodes"
+    offloaded = summarize({**wf, "status": {**wf["status"], "offloadNodeStatusVersion": "fnv:1"}})
+    assert offloaded["trials"] == [] and "--argo-server" in offloaded["trialsFrom"]
+    assert offloaded["status"]["trialsSucceeded"] == 4 and offloaded["best"]["name"]  # the global outputs survive
+
+
+def test_status_lists_job_trials():
+    from hp_components.argo._cluster import summarize
+
+    node = {"templateName": "trial", "type": "Steps", "phase": "Succeeded", "name": "wf[0].loop[0].trial(0:x)",
+            "inputs": {"parameters": [{"name": "hp-trial-name", "value": "t-1"}, {"name": "x", "value": "2"}]},
+            "outputs": {"parameters": [{"name": "observation", "value": '{"condition": "Succeeded", "objectiveValue": 0.04}'}]}}
+    st = summarize({"status": {"nodes": {"a": node}}})
+    assert st["trials"] == [{"name": "t-1", "phase": "Succeeded", "condition": "Succeeded", "objectiveValue": 0.04, "parameters": {"x": "2"}}]
+
+
+def test_flat_items_and_aggregated_observations(basic_dict):
+    """The step contract the Argo loop relies on: flat string items out, the fan-out's aggregate in."""
+    from hp_components.steps import collect_step, fan_out_items, suggest_step
+
+    exp = parse_experiment(basic_dict)
+    batch = suggest_step(exp, [])
+    items = fan_out_items(batch)
+    assert all(set(i) == {"hp-trial-name", "lr", "n", "opt", "x", "tn"} and all(isinstance(v, str) for v in i.values())
+               for i in items)
+    first = batch[0]["name"]
+    aggregate = [{"observation": json.dumps({"name": first, "condition": "Succeeded",
+                                             "metrics": [{"name": "acc", "latest": "0.5", "min": "0.5", "max": "0.5"}]})}]
+    out = collect_step(exp, [], batch, aggregate)
+    conditions = {t["name"]: (t["condition"], t.get("reason")) for t in out["history"]}
+    assert conditions[first][0] == "Succeeded"
+    assert [conditions[t["name"]] for t in batch[1:]] == [("Failed", "NoObservation")] * 2
+
+
+def tpl_(doc: dict, name: str) -> dict:
+    return next(t for t in doc["spec"]["templates"] if t["name"] == name)
+
+
+def test_status_after_compression(fake_server, basic_dict):
+    """The controller compressed the node map (packer.go): status still lists the trials, and the
+    object it reads validates against Argo's schema. (A real Argo Server hydrates the nodes before
+    answering; the Kubernetes API answers the compressed object, which the summary reads the same way.)"""
+    import base64
+    import gzip
+
+    name = submit(parse_experiment(basic_dict), argo_server=fake_server, token="t", namespace="ml")
+    wf = _finished(_Fake.workflows[name])
+    wf["status"]["compressedNodes"] = base64.b64encode(gzip.compress(json.dumps(wf["status"].pop("nodes")).encode())).decode()
+    assert schema_errors(wf, "Workflow") == []
+    st = read_status(name, argo_server=fake_server, token="t", namespace="ml")
+    assert st["trialsFrom"] == "compressedNodes" and [t["name"] for t in st["trials"]] == ["basic-0001"]

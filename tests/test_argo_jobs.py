@@ -116,6 +116,11 @@ def test_pytorchjob_trials_run_round_after_round(tmp_path, cluster):
     assert all(validate_manifest({k: v for k, v in r.items()}) == [] for r in
                ({**r, "metadata": {k: v for k, v in r["metadata"].items() if k != "ownerReferences"}} for r in engine.resources))
     assert sorted(d[1] for d in cluster.deleted) == sorted(t["name"] for t in history)  # observe deleted each job
+    from hp_components.argo._cluster import summarize  # hp-tune status lists job trials (steps nodes)
+
+    st = summarize({"status": {"nodes": {n["id"]: n for n in engine.nodes}}})
+    assert sorted(t["name"] for t in st["trials"]) == sorted(t["name"] for t in history)
+    assert all(t["condition"] == "Succeeded" and t["objectiveValue"] is not None for t in st["trials"])
 
 
 def test_failed_master_is_a_failed_trial(tmp_path, cluster):

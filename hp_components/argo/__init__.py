@@ -26,11 +26,11 @@ from typing import Any
 import yaml
 
 from hp_components.argo._cluster import create_workflow, get_workflow, summarize
-from hp_components.argo._compile import MAX_ROUNDS, rbac, template_name, workflow, workflow_template
+from hp_components.argo._compile import MAX_ROUNDS, Options, rbac, template_name, workflow, workflow_template
 from hp_components.argo._errors import CompileError
 from hp_components.experiment import Experiment
 
-__all__ = ["CompileError", "MAX_ROUNDS", "compile_experiment", "rbac", "rbac_path", "read_status", "submit",
+__all__ = ["CompileError", "MAX_ROUNDS", "Options", "compile_experiment", "rbac", "rbac_path", "read_status", "submit",
            "template_name", "workflow", "workflow_template"]
 
 _KINDS = ("workflowtemplate", "workflow")

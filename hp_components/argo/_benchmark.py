@@ -2,9 +2,10 @@
 
     python -m hp_components.argo._benchmark    # writes benchmarks/results/argo-size.json
 
-The status estimate builds the node statuses one round creates (the loop's Steps node, one Pod
-node per trial with its inputs and observation, the collect Pod with its outputs, the step that
-recurses) from real step outputs (``suggest_step``/``collect_step`` on a synthetic history), shaped
+The status estimate builds the node statuses one round creates (the loop's Steps node and its
+three StepGroup nodes; per trial the Retry node, its Steps attempt, the attempt's StepGroup and
+the Pod, each with the trial's inputs, the outer three with its observation; the collect Pod with
+its outputs; the step that recurses) from real step outputs (``suggest_step``/``collect_step`` on a synthetic history), shaped
 like Argo's NodeStatus, and measures their JSON.
 """
 
@@ -24,7 +25,7 @@ import yaml
 
 from hp_components.argo._compile import workflow_template
 from hp_components.experiment import load_experiment
-from hp_components.steps import collect_step, slim, status_summary, suggest_step
+from hp_components.steps import collect_step, fan_out_items, status_summary, suggest_step
 from hp_components.trials import load_history
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,19 +56,30 @@ def status_per_round(exp: Any, rounds: int) -> tuple[list[int], int]:
         history = out["history"]
         art = {"artifacts": [{"name": "history", "s3": {"key": "random-digits-x7k2p/random-digits-x7k2p-1234567890/history.tgz"}},
                              {"name": "batch", "s3": {"key": "random-digits-x7k2p/random-digits-x7k2p-1234567890/batch.tgz"}}]}
-        prefix = "random-digits-x7k2p" + ".loop.next" * r
-        nodes = [_node(f"{prefix}.loop", "Steps", {"parameters": [{"name": "trials", "value": json.dumps(slim(batch))}], **art}, {})]
+        prefix = "random-digits-x7k2p" + "[1].loop[2].next" * r
+        loop = f"{prefix}[1].loop" if r == 0 else prefix
+        nodes = [_node(loop, "Steps", {"parameters": [{"name": "trials", "value": json.dumps(fan_out_items(batch))}], **art}, {})]
+        nodes += [_node(f"{loop}[{g}]", "StepGroup", {}, {}) for g in range(3)]
+        aggregate = []
         for i, (t, o) in enumerate(zip(batch, obs)):
-            params = [{"name": "hp-trial-name", "value": t["name"]}] + [{"name": k, "value": v} for k, v in t["parameters"].items()]
-            nodes.append(_node(f"{prefix}.loop.trial({i}:{json.dumps(slim([t])[0])[:60]})", "Pod", {"parameters": params},
-                               {"parameters": [{"name": "observation", "value": json.dumps(o)}], "exitCode": "0"}))
-        nodes.append(_node(f"{prefix}.loop.collect", "Pod",
-                           {"parameters": [{"name": "observations", "value": json.dumps([json.dumps(o) for o in obs])}], **art},
+            item = fan_out_items([t])[0]
+            params = [{"name": k, "value": v} for k, v in item.items()]
+            observation = {"parameters": [{"name": "observation", "value": json.dumps(o)}]}
+            name = f"{loop}[0].trial({i}:{','.join(sorted(f'{k}:{v}' for k, v in item.items()))})"
+            nodes.append(_node(name, "Retry", {"parameters": params}, observation))
+            nodes.append(_node(f"{name}(0)", "Steps", {"parameters": params}, observation))
+            nodes.append(_node(f"{name}(0)[0]", "StepGroup", {}, {}))
+            nodes.append(_node(f"{name}(0)[0].run", "Pod", {"parameters": params}, {**observation, "exitCode": "0"}))
+            aggregate.append({"observation": json.dumps(o)})
+        nodes.append(_node(f"{loop}[1].collect", "Pod",
+                           {"parameters": [{"name": "observations", "value": json.dumps(aggregate)}], **art},
                            {"parameters": [{"name": "done", "value": str(out["done"]).lower()},
-                                           {"name": "best", "value": json.dumps(out["best"])},
+                                           {"name": "best-trial", "value": json.dumps(out["best"])},
+                                           {"name": "best", "value": json.dumps(out["best"]["parameters"])},
+                                           {"name": "objective", "value": str(out["best"]["objective"])},
                                            {"name": "status", "value": json.dumps(status_summary(out["status"]))},
-                                           {"name": "trials", "value": json.dumps(slim(out["next"]))}], **art}))
-        nodes.append(_node(f"{prefix}.loop.next", "Skipped" if out["done"] else "Steps", {}, {}))
+                                           {"name": "trials", "value": json.dumps(fan_out_items(out["next"]))}], **art}))
+        nodes.append(_node(f"{loop}[2].next", "Skipped" if out["done"] else "Steps", {}, {}))
         sizes.append(sum(len(json.dumps(n)) for n in nodes))
         every += nodes
         if out["done"]:

@@ -11,6 +11,8 @@ in tests:
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
 from typing import Any
@@ -99,14 +101,54 @@ def _json(text: str | None) -> Any:
         return text
 
 
+def _nodes(status: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The node statuses, and where they came from.
+
+    ``status.nodes``; else ``status.compressedNodes``, which Argo's controller writes once the
+    Workflow passes its size limit (workflow/packer/packer.go compressWorkflow: the nodes' JSON,
+    gzip, base64; util/file CompressEncodeString); else, when the nodes were offloaded to the
+    controller's database (``offloadNodeStatusVersion``), nothing: only the Argo Server reads them
+    back (its GetWorkflow hydrates the workflow), so use ``--argo-server``.
+    """
+    if status.get("nodes"):
+        return list(status["nodes"].values()), "nodes"
+    if status.get("compressedNodes"):
+        raw = base64.b64decode(status["compressedNodes"])
+        try:
+            text = gzip.decompress(raw)
+        except OSError:
+            try:  # the controller writes zstd when ARGO_COMPRESSION_ALGORITHM=zstd (Python 3.14 has it)
+                from compression import zstd  # type: ignore[import-not-found]
+            except ImportError:
+                return [], "compressedNodes (not gzip, and this Python cannot read zstd or brotli)"
+            text = zstd.decompress(raw)
+        return list(json.loads(text).values()), "compressedNodes"
+    if status.get("offloadNodeStatusVersion"):
+        return [], "offloaded (the node status is in the controller's database: read it with --argo-server)"
+    return [], "nodes"
+
+
+def _trial_nodes(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One node per trial: those of template ``trial`` (a Retry node, a steps node, or a pod in
+    workflows compiled before the trial had its own steps template) that are not an attempt
+    (``<name>(n)``) of another such node."""
+    mine = [n for n in nodes if n.get("templateName") == "trial" and n.get("type") in ("Pod", "Retry", "Steps")]
+    names = {n["name"] for n in mine}
+    return [n for n in mine if not (n["name"].endswith(")") and n["name"].rsplit("(", 1)[0] in names)]
+
+
 def summarize(wf: dict[str, Any]) -> dict[str, Any]:
-    """Progress, trials and the best result from a Workflow object made by hp-components."""
+    """Progress, trials and the best result from a Workflow object made by hp-components.
+
+    The trials come from the node statuses (plain, or compressed by the controller); the status,
+    the best trial and the trial counts come from the workflow's global outputs, which neither
+    compression nor offloading touches.
+    """
     status = wf.get("status") or {}
     outputs = {p["name"]: p.get("value") for p in (status.get("outputs") or {}).get("parameters", [])}
+    nodes, source = _nodes(status)
     trials = []
-    for node in (status.get("nodes") or {}).values():
-        if node.get("templateName") != "trial" or node.get("type") != "Pod":
-            continue
+    for node in _trial_nodes(nodes):
         inputs = {p["name"]: p.get("value") for p in (node.get("inputs") or {}).get("parameters", [])}
         obs = _json({p["name"]: p.get("value") for p in (node.get("outputs") or {}).get("parameters", [])}.get("observation")) or {}
         trials.append({"name": inputs.get("hp-trial-name"), "phase": node.get("phase"),
@@ -122,4 +164,5 @@ def summarize(wf: dict[str, Any]) -> dict[str, Any]:
         "status": _json(outputs.get("status")),
         "best": _json(outputs.get("best")),
         "trials": trials,
+        "trialsFrom": source,
     }

@@ -28,6 +28,13 @@ def expected() -> dict[str, str]:
         if doc["spec"].get("serviceAccountName"):  # job trials: the account, Role and RoleBinding they run as
             out[f"argo-{path.stem}-rbac.yaml"] = (f"# Generated with pipelines/argo-{path.name}: kubectl apply -f it first\n"
                                                   + yaml.safe_dump_all(rbac(load_experiment(path)), sort_keys=False))
+    # the WorkflowTemplates the example workflows in examples/argo/ call through templateRef
+    for path in sorted((ROOT / "examples" / "argo").glob("*-experiment.yaml")):
+        doc = workflow_template(load_experiment(path))
+        name = doc["metadata"]["name"]
+        header = (f"# Generated from examples/argo/{path.name} by: python -m hp_components.argo._pipelines\n"
+                  f"# argo template create pipelines/argo-{name}.yaml; examples/argo/ calls it by templateRef\n")
+        out[f"argo-{name}.yaml"] = header + yaml.safe_dump(doc, sort_keys=False, width=1 << 20)
     return out
 
 
