@@ -453,7 +453,7 @@ def test_an_infrastructure_failure_is_retried_a_training_failure_is_recorded(tmp
     by_x = {t["parameterAssignments"][0]["value"]: t for t in _history(engine)}
     assert attempts == [0, 1]
     assert by_x["0.5"]["condition"] == "Succeeded"
-    assert by_x["-2"]["condition"] == "Failed" and by_x["-2"]["message"] == "exit code 3"  # not retried: the wrapper exits 0
+    assert by_x["-2"]["condition"] == "Failed" and by_x["-2"]["message"] == "the training process ended with exit code 3"  # not retried: the wrapper exits 0
     pods = [n for n in engine.nodes if n["templateName"] == "trial-pod"]
     assert len(pods) == 3
 
