@@ -36,16 +36,14 @@ __all__ = ["CompileError", "MAX_ROUNDS", "Options", "compile_experiment", "rbac"
 _KINDS = ("workflowtemplate", "workflow")
 
 
-def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowtemplate", image: str | None = None,
-                       storage: str | None = None) -> list[Path]:
+def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowtemplate",
+                       image: str | None = None) -> list[Path]:
     """Write the WorkflowTemplate (or, with ``kind="workflow"``, a standalone Workflow) as YAML; the files written.
 
     Job trials also get ``<output>-rbac.yaml``: the ServiceAccount, Role and RoleBinding they run as.
     """
     if kind not in _KINDS:
         raise CompileError("--kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
-    if storage:
-        raise CompileError("--storage", "on Argo the history travels as a workflow artifact; --storage is not used")
     doc = (workflow_template if kind == "workflowtemplate" else workflow)(exp, image)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -61,15 +59,13 @@ def rbac_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}-rbac.yaml")
 
 
-def submit(exp: Experiment, *, host: str | None = None, argo_server: str | None = None, token: str | None = None,
-           namespace: str | None = None, image: str | None = None, storage: str | None = None, **_: Any) -> str:
+def submit(exp: Experiment, *, argo_server: str | None = None, token: str | None = None,
+           namespace: str | None = None, image: str | None = None) -> str:
     """Create a Workflow for the experiment (Kubernetes API by default, or an Argo Server); its name."""
-    if storage:
-        raise CompileError("--storage", "on Argo the history travels as a workflow artifact; --storage is not used")
     return create_workflow(workflow(exp, image), namespace=namespace, argo_server=argo_server, token=token)
 
 
 def read_status(name: str, *, argo_server: str | None = None, token: str | None = None,
-                namespace: str | None = None, **_: Any) -> dict[str, Any]:
+                namespace: str | None = None) -> dict[str, Any]:
     """Phase, progress, Katib-style status, best trial and the trials of a submitted workflow."""
     return summarize(get_workflow(name, namespace=namespace, argo_server=argo_server, token=token))
