@@ -618,7 +618,8 @@ def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
     raise RunnerError(
         f"spec: experiment {experiment.name!r} already finished ({before.reason}); Katib restarts a finished "
         "experiment only when it reached maxTrialCount and spec.resumePolicy is LongRunning or FromVolume "
-        f"(it is {experiment.spec.resume_policy}). Set resumePolicy: LongRunning, or start over with --fresh"
+        f"(it is {experiment.spec.resume_policy}, and Katib lets no edit change it). Start over with --fresh, or "
+        "run it under a new metadata.name with resumePolicy: LongRunning"
     )
 
 
