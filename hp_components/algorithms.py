@@ -13,11 +13,11 @@ history is replayed into an in-memory study each time, so a suggestion is a pure
 |---|---|---|
 | ``random`` | Optuna ``RandomSampler`` | random_state |
 | ``grid`` | every grid point in order, then done | random_state (unused) |
-| ``tpe`` | ``TPESampler`` (constant liar) | random_state, n_startup_trials, n_ei_candidates, constant_liar |
-| ``multivariate-tpe`` | ``TPESampler(multivariate=True, group=True)`` | same as tpe |
+| ``tpe`` | ``TPESampler`` (constant liar) | random_state, n_startup_trials, n_ei_candidates, constant_liar; hyperopt's gamma, prior_weight, n_EI_candidates |
+| ``multivariate-tpe`` | ``TPESampler(multivariate=True, group=True)`` | random_state, n_startup_trials, n_ei_candidates, constant_liar |
 | ``cmaes`` | ``CmaEsSampler`` | random_state, sigma, restart_strategy, n_startup_trials |
 | ``sobol`` | scrambled Sobol sequence (scipy) | random_state |
-| ``bayesianoptimization`` | ``GPSampler`` on power-transformed values (needs the ``gp`` extra: PyTorch) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
+| ``bayesianoptimization`` | ``GPSampler`` on power-transformed values (needs the ``gp`` extra: PyTorch); ``base_estimator`` RF/ET/GBRT: scikit-optimize's tree ensembles (hp_components._trees, scikit-learn) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
 | ``auto`` | chosen by :func:`auto_choice`: ``grid`` when the whole grid fits the budget, else the GP for the first 100 trials, then multivariate TPE | random_state |
 
 Batches: trials still running are in the replayed study as RUNNING, and so is each trial
@@ -137,6 +137,11 @@ class Algorithm:
     ) -> list[Suggestion]:
         raise NotImplementedError
 
+    @classmethod
+    def check_settings(cls, values: dict[str, Any]) -> dict[str, str]:
+        """Problems with the parsed settings taken together: setting name -> message (none by default)."""
+        return {}
+
     def check_space(self, spec: "ExperimentSpec") -> list[str]:
         """Problems with the search space for this algorithm (messages for ``spec.algorithm``)."""
         return []
@@ -211,22 +216,67 @@ def _random_point(space: "SearchSpace", seed: int) -> dict[str, Any]:
     return dict(study.ask(space.distributions).params)
 
 
+class HyperoptGamma:
+    """hyperopt's ``gamma`` as Optuna's TPE ``gamma`` callable: ``ceil(gamma * sqrt(n))`` good trials, at most 25.
+
+    That is how hyperopt's TPE (which serves Katib's ``tpe``) splits the history, and what
+    Optuna's ``hyperopt_default_gamma`` computes for gamma 0.25::
+
+        TPESampler(gamma=HyperoptGamma(0.25))
+    """
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+
+    def __call__(self, n: int) -> int:
+        return min(math.ceil(self.gamma * math.sqrt(n)), 25)
+
+
+def _ei_candidates(n: int) -> int:
+    """Optuna's ``n_ei_candidates`` for a Katib value: 0 (which Katib's Optuna service accepts and
+    Optuna itself rejects at its first model-based ask) compares no candidates by expected
+    improvement: the point is the one draw from the good trials' density, as with 1."""
+    return max(n, 1)
+
+
 class TPE(OptunaAlgorithm):
+    """Optuna's ``TPESampler`` with the settings of both of Katib's ``tpe`` services.
+
+    Katib's default katib-config serves ``tpe`` with hyperopt (pkg/suggestion/v1beta1/hyperopt/
+    service.py: ``gamma`` in (0, 1), ``prior_weight`` > 0, ``n_EI_candidates`` > 0,
+    ``random_state`` >= 0), its Optuna service with ``n_startup_trials``, ``n_ei_candidates`` and
+    ``random_state`` (pkg/suggestion/v1beta1/optuna/service.py). Each maps onto Optuna's option:
+    ``gamma`` -> :class:`HyperoptGamma`, ``prior_weight`` -> ``prior_weight``, ``n_EI_candidates``
+    -> ``n_ei_candidates``.
+    """
+
     name = "tpe"
     multivariate: ClassVar[bool] = False
     settings = {
         "random_state": _SEED,
         "n_startup_trials": _int_setting(0),
-        "n_ei_candidates": _int_setting(1),
+        "n_ei_candidates": _int_setting(0),
+        "n_EI_candidates": _int_setting(1),
+        "gamma": Setting(float, "a number > 0 and < 1", lambda v: 0.0 < v < 1.0),
+        "prior_weight": _float_setting(0.0, low_open=True),
         "constant_liar": _BOOL,
     }
 
+    @classmethod
+    def check_settings(cls, values):
+        if "n_ei_candidates" in values and "n_EI_candidates" in values:
+            return {"n_EI_candidates": "give n_EI_candidates (hyperopt's name) or n_ei_candidates (Optuna's), not both"}
+        return {}
+
     def sampler(self, seed, space):
         o = self.options
+        gamma = o.get("gamma")
         return optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=o.get("n_startup_trials", 10),
-            n_ei_candidates=o.get("n_ei_candidates", 24),
+            n_ei_candidates=_ei_candidates(o.get("n_ei_candidates", o.get("n_EI_candidates", 24))),
+            gamma=HyperoptGamma(gamma) if gamma is not None else None,
+            prior_weight=o.get("prior_weight"),
             constant_liar=o.get("constant_liar", True),
             multivariate=self.multivariate,
             group=self.multivariate,
@@ -234,8 +284,12 @@ class TPE(OptunaAlgorithm):
 
 
 class MultivariateTPE(TPE):
+    """Katib's ``multivariate-tpe`` (its Optuna service: ``n_startup_trials``, ``n_ei_candidates``
+    >= 0, ``random_state``), plus ``constant_liar``."""
+
     name = "multivariate-tpe"
     multivariate = True
+    settings = {k: TPE.settings[k] for k in ("random_state", "n_startup_trials", "n_ei_candidates", "constant_liar")}
 
 
 class CMAES(OptunaAlgorithm):
@@ -270,15 +324,43 @@ class GaussianProcess(OptunaAlgorithm):
     name = "bayesianoptimization"
     settings = {
         "random_state": _SEED,
-        "n_initial_points": _int_setting(1),
-        "base_estimator": _choice_setting("GP"),
+        "n_initial_points": _int_setting(0),
+        "base_estimator": _choice_setting("GP", "RF", "ET", "GBRT"),
         "acq_func": _choice_setting("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
         "acq_optimizer": _choice_setting("auto", "sampling", "lbfgs"),
     }
     accepted = {
-        "acq_func": "Optuna's GPSampler always uses log expected improvement",
-        "acq_optimizer": "Optuna's GPSampler optimizes its acquisition function its own way",
+        "acq_func": "with base_estimator GP, Optuna's GPSampler always uses log expected improvement",
+        "acq_optimizer": "with base_estimator GP, Optuna's GPSampler optimizes its acquisition function its own way",
     }
+
+    @classmethod
+    def check_settings(cls, values):
+        """RF/ET/GBRT (Katib's scikit-optimize surrogates, hp_components._trees) need scikit-learn and sampling."""
+        if values.get("base_estimator", "GP") == "GP":
+            return {}
+        from hp_components import _trees
+
+        missing = _trees.missing_dependency()
+        if missing:
+            return {"base_estimator": f"base_estimator {values['base_estimator']} {missing}"}
+        if values.get("acq_optimizer") == "lbfgs":
+            return {"acq_optimizer": f"lbfgs needs a differentiable surrogate; base_estimator {values['base_estimator']} "
+                                     "is a tree ensemble, use acq_optimizer sampling or auto (as scikit-optimize requires)"}
+        return {}
+
+    def _tree_suggest(self, space, history, count, direction, seed) -> list[Suggestion]:
+        """A batch from the tree-ensemble surrogate named by ``base_estimator`` (see hp_components._trees)."""
+        from hp_components._trees import tree_suggest
+
+        frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
+        sign = 1.0 if direction == "minimize" else -1.0
+        observed = [(f.params, sign * f.value) for f in frozen
+                    if f.state == TrialState.COMPLETE and f.value is not None and math.isfinite(f.value)]
+        pending = [f.params for f in frozen if f.state == TrialState.RUNNING]
+        return tree_suggest(space, observed, pending, count, estimator=self.options["base_estimator"],
+                            acq_func=self.options.get("acq_func", "gp_hedge"),
+                            n_initial=self.options.get("n_initial_points", 10), n_placed=len(frozen), seed=seed)
 
     def sampler(self, seed, space, n_startup=None):
         return _ExploitingGPSampler(
@@ -308,6 +390,8 @@ class GaussianProcess(OptunaAlgorithm):
         Branin fell with it, Hartmann6 was about unchanged. When the best trial lies on a bound
         of the box, one more point of a parallel batch steps inside from it (:func:`_local_point`).
         """
+        if self.options.get("base_estimator", "GP") != "GP":
+            return self._tree_suggest(space, history, count, direction, seed)
         n_initial = self.options.get("n_initial_points", 10)
         frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
         completed = sum(f.state == TrialState.COMPLETE for f in frozen)
@@ -662,7 +746,11 @@ def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None",
         algo = find_algorithm(name)
     except PluginError as e:
         return [(f"{path}.algorithmName", str(e))]
-    _, problems = _read_settings(algo.settings, settings, path, name)
+    values, problems = _read_settings(algo.settings, settings, path, name)
+    if not problems:
+        where = {key: i for i, key in enumerate(settings)}
+        problems += [(f"{path}.algorithmSettings[{where[key]}].value", msg)
+                     for key, msg in algo.check_settings(values).items()]
     if spec is not None and spec.parameters:
         try:
             problems += [(f"{path}.algorithmName", msg) for msg in algo(dict()).check_space(spec)]
