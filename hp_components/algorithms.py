@@ -18,6 +18,7 @@ history is replayed into an in-memory study each time, so a suggestion is a pure
 | ``cmaes`` | ``CmaEsSampler`` | random_state, sigma, restart_strategy, n_startup_trials |
 | ``sobol`` | scrambled Sobol sequence (scipy) | random_state |
 | ``bayesianoptimization`` | ``GPSampler`` on power-transformed values (needs the ``gp`` extra: PyTorch); ``base_estimator`` RF/ET/GBRT: scikit-optimize's tree ensembles (hp_components._trees, scikit-learn) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
+| ``hyperband`` | Katib's Hyperband brackets over random points (hp_components._hyperband) | eta, r_l, resource_name, random_state |
 | ``auto`` | chosen by :func:`auto_choice`: ``grid`` when the whole grid fits the budget, else the GP for the first 100 trials, then multivariate TPE | random_state |
 
 Batches: trials still running are in the replayed study as RUNNING, and so is each trial
@@ -625,6 +626,75 @@ class Grid(Algorithm):
         return out
 
 
+class Hyperband(Algorithm):
+    """Katib's ``hyperband``: brackets of random trials whose best are rerun with more of the
+    resource parameter (the schedule and its Katib sources: hp_components._hyperband).
+
+    Settings as Katib's (pkg/suggestion/v1beta1/hyperband/service.py): ``r_l`` (the largest
+    resource), ``resource_name`` (the parameter the brackets assign), ``eta`` (default 3); plus
+    ``random_state`` for the random points.
+    """
+
+    name = "hyperband"
+    settings = {
+        "random_state": _SEED,
+        "eta": Setting(float, "a number > 1", lambda v: math.isfinite(v) and v > 1),
+        "r_l": Setting(float, "a number >= 1 (the largest resource a trial gets)", lambda v: math.isfinite(v) and v >= 1),
+        "resource_name": Setting(str, "the name of a parameter", lambda v: bool(v.strip())),
+    }
+
+    def check_space(self, spec):
+        from hp_components import _hyperband as hb
+
+        raw = spec.algorithm.settings()
+        if "r_l" not in raw or "resource_name" not in raw:
+            return ["hyperband needs the settings r_l and resource_name (as Katib requires)"]
+        try:
+            eta, r_l = float(raw.get("eta", "3")), float(raw["r_l"])
+        except ValueError:
+            return []  # reported with the setting's own path
+        if not (eta > 1 and r_l >= 1):
+            return []
+        problems = []
+        resource = next((p for p in spec.parameters if p.name == raw["resource_name"]), None)
+        if resource is None:
+            return [f"resource_name {raw['resource_name']!r} must be one of spec.parameters"]
+        if resource.parameter_type not in ("int", "double"):
+            return [f"resource_name {resource.name!r} must be an int or double parameter, not {resource.parameter_type}"]
+        need = hb.max_parallel(eta, r_l)
+        if spec.parallel_trial_count < need:
+            problems.append(f"hyperband with eta {raw.get('eta', '3')} and r_l {raw['r_l']} runs rungs of up to {need} "
+                            f"trials at once: spec.parallelTrialCount must be at least {need} (as Katib requires)")
+        try:
+            lo, hi = float(resource.feasible_space.min or "nan"), float(resource.feasible_space.max or "nan")
+        except ValueError:
+            return problems
+        planned = hb.planned_resources(eta, r_l, spec.max_trial_count)
+        outside = sorted({r for r in planned if not lo <= r <= hi})
+        if outside:
+            problems.append(f"the brackets set {resource.name} to {', '.join(map(str, outside))}, outside its feasibleSpace "
+                            f"{resource.feasible_space.min}..{resource.feasible_space.max}: widen it (Katib would assign "
+                            "the values anyway), or lower maxTrialCount or r_l")
+        return problems
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        from hp_components import _hyperband as hb
+
+        o = self.options
+        resource = o["resource_name"]
+        plan = hb.next_trials(hb.schedule(o.get("eta", 3.0), o["r_l"]), history, count, direction)
+        random_state = o.get("random_state", seed)
+        out: list[Suggestion] = []
+        for i, (rung, source) in enumerate(plan):
+            if source is None:
+                assignments = space.assignments(_random_point(space, derive_seed(random_state, len(history) + i)))
+            else:
+                assignments = dict(source.assignments)
+            assignments[resource] = str(rung.resource)
+            out.append((space.internal(assignments), {hb.RUNG_ATTR: rung.tag}))
+        return out
+
+
 #: ``auto`` uses the Gaussian process while the history holds fewer trials than this: its cost grows
 #: with the history (a batch of 8 takes seconds at 100 trials), multivariate TPE's stays under a second
 AUTO_GP_MAX_TRIALS = 100
@@ -675,7 +745,7 @@ class Auto(Algorithm):
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Auto)
+    a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Hyperband, Auto)
 }
 
 def _read_settings(table: dict[str, Setting], raw: dict[str, str], path: str,

@@ -296,7 +296,9 @@ class _Runner:
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
                     new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
-                    suggestion_done = len(new) < want - len(batch)
+                    # a short batch ends the suggestions only when nothing is left to wait for: an
+                    # algorithm may hold back until running trials finish (hyperband's next rung)
+                    suggestion_done = not new and not any(t.active for t in view)
                     batch += new
                 if batch:
                     await self._start(batch)
