@@ -13,11 +13,12 @@ history is replayed into an in-memory study each time, so a suggestion is a pure
 |---|---|---|
 | ``random`` | Optuna ``RandomSampler`` | random_state |
 | ``grid`` | every grid point in order, then done | random_state (unused) |
-| ``tpe`` | ``TPESampler`` (constant liar) | random_state, n_startup_trials, n_ei_candidates, constant_liar |
-| ``multivariate-tpe`` | ``TPESampler(multivariate=True, group=True)`` | same as tpe |
+| ``tpe`` | ``TPESampler`` (constant liar) | random_state, n_startup_trials, n_ei_candidates, constant_liar; hyperopt's gamma, prior_weight, n_EI_candidates |
+| ``multivariate-tpe`` | ``TPESampler(multivariate=True, group=True)`` | random_state, n_startup_trials, n_ei_candidates, constant_liar |
 | ``cmaes`` | ``CmaEsSampler`` | random_state, sigma, restart_strategy, n_startup_trials |
 | ``sobol`` | scrambled Sobol sequence (scipy) | random_state |
-| ``bayesianoptimization`` | ``GPSampler`` on power-transformed values (needs the ``gp`` extra: PyTorch) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
+| ``bayesianoptimization`` | ``GPSampler`` on power-transformed values (needs the ``gp`` extra: PyTorch); ``base_estimator`` RF/ET/GBRT: scikit-optimize's tree ensembles (hp_components._trees, scikit-learn) | random_state, n_initial_points, base_estimator, acq_func, acq_optimizer |
+| ``hyperband`` | Katib's Hyperband brackets over random points (hp_components._hyperband) | eta, r_l, resource_name, random_state |
 | ``auto`` | chosen by :func:`auto_choice`: ``grid`` when the whole grid fits the budget, else the GP for the first 100 trials, then multivariate TPE | random_state |
 
 Batches: trials still running are in the replayed study as RUNNING, and so is each trial
@@ -104,6 +105,11 @@ class Algorithm:
     ) -> list[Suggestion]:
         raise NotImplementedError
 
+    @classmethod
+    def check_settings(cls, values: dict[str, Any]) -> dict[str, str]:
+        """Problems with the parsed settings taken together: setting name -> message (none by default)."""
+        return {}
+
     def check_space(self, spec: "ExperimentSpec") -> list[str]:
         """Problems with the search space for this algorithm (messages for ``spec.algorithm``)."""
         return []
@@ -178,22 +184,67 @@ def _random_point(space: "SearchSpace", seed: int) -> dict[str, Any]:
     return dict(study.ask(space.distributions).params)
 
 
+class HyperoptGamma:
+    """hyperopt's ``gamma`` as Optuna's TPE ``gamma`` callable: ``ceil(gamma * sqrt(n))`` good trials, at most 25.
+
+    That is how hyperopt's TPE (which serves Katib's ``tpe``) splits the history, and what
+    Optuna's ``hyperopt_default_gamma`` computes for gamma 0.25::
+
+        TPESampler(gamma=HyperoptGamma(0.25))
+    """
+
+    def __init__(self, gamma: float):
+        self.gamma = gamma
+
+    def __call__(self, n: int) -> int:
+        return min(math.ceil(self.gamma * math.sqrt(n)), 25)
+
+
+def _ei_candidates(n: int) -> int:
+    """Optuna's ``n_ei_candidates`` for a Katib value: 0 (which Katib's Optuna service accepts and
+    Optuna itself rejects at its first model-based ask) compares no candidates by expected
+    improvement: the point is the one draw from the good trials' density, as with 1."""
+    return max(n, 1)
+
+
 class TPE(OptunaAlgorithm):
+    """Optuna's ``TPESampler`` with the settings of both of Katib's ``tpe`` services.
+
+    Katib's default katib-config serves ``tpe`` with hyperopt (pkg/suggestion/v1beta1/hyperopt/
+    service.py: ``gamma`` in (0, 1), ``prior_weight`` > 0, ``n_EI_candidates`` > 0,
+    ``random_state`` >= 0), its Optuna service with ``n_startup_trials``, ``n_ei_candidates`` and
+    ``random_state`` (pkg/suggestion/v1beta1/optuna/service.py). Each maps onto Optuna's option:
+    ``gamma`` -> :class:`HyperoptGamma`, ``prior_weight`` -> ``prior_weight``, ``n_EI_candidates``
+    -> ``n_ei_candidates``.
+    """
+
     name = "tpe"
     multivariate: ClassVar[bool] = False
     settings = {
         "random_state": _SEED,
         "n_startup_trials": int_setting(0),
-        "n_ei_candidates": int_setting(1),
+        "n_ei_candidates": int_setting(0),
+        "n_EI_candidates": int_setting(1),
+        "gamma": Setting(float, "a number > 0 and < 1", lambda v: 0.0 < v < 1.0),
+        "prior_weight": float_setting(0.0, low_open=True),
         "constant_liar": _BOOL,
     }
 
+    @classmethod
+    def check_settings(cls, values):
+        if "n_ei_candidates" in values and "n_EI_candidates" in values:
+            return {"n_EI_candidates": "give n_EI_candidates (hyperopt's name) or n_ei_candidates (Optuna's), not both"}
+        return {}
+
     def sampler(self, seed, space):
         o = self.options
+        gamma = o.get("gamma")
         return optuna.samplers.TPESampler(
             seed=seed,
             n_startup_trials=o.get("n_startup_trials", 10),
-            n_ei_candidates=o.get("n_ei_candidates", 24),
+            n_ei_candidates=_ei_candidates(o.get("n_ei_candidates", o.get("n_EI_candidates", 24))),
+            gamma=HyperoptGamma(gamma) if gamma is not None else None,
+            prior_weight=o.get("prior_weight"),
             constant_liar=o.get("constant_liar", True),
             multivariate=self.multivariate,
             group=self.multivariate,
@@ -201,8 +252,12 @@ class TPE(OptunaAlgorithm):
 
 
 class MultivariateTPE(TPE):
+    """Katib's ``multivariate-tpe`` (its Optuna service: ``n_startup_trials``, ``n_ei_candidates``
+    >= 0, ``random_state``), plus ``constant_liar``."""
+
     name = "multivariate-tpe"
     multivariate = True
+    settings = {k: TPE.settings[k] for k in ("random_state", "n_startup_trials", "n_ei_candidates", "constant_liar")}
 
 
 class CMAES(OptunaAlgorithm):
@@ -237,15 +292,43 @@ class GaussianProcess(OptunaAlgorithm):
     name = "bayesianoptimization"
     settings = {
         "random_state": _SEED,
-        "n_initial_points": int_setting(1),
-        "base_estimator": choice_setting("GP"),
+        "n_initial_points": int_setting(0),
+        "base_estimator": choice_setting("GP", "RF", "ET", "GBRT"),
         "acq_func": choice_setting("gp_hedge", "LCB", "EI", "PI", "EIps", "PIps"),
         "acq_optimizer": choice_setting("auto", "sampling", "lbfgs"),
     }
     accepted = {
-        "acq_func": "Optuna's GPSampler always uses log expected improvement",
-        "acq_optimizer": "Optuna's GPSampler optimizes its acquisition function its own way",
+        "acq_func": "with base_estimator GP, Optuna's GPSampler always uses log expected improvement",
+        "acq_optimizer": "with base_estimator GP, Optuna's GPSampler optimizes its acquisition function its own way",
     }
+
+    @classmethod
+    def check_settings(cls, values):
+        """RF/ET/GBRT (Katib's scikit-optimize surrogates, hp_components._trees) need scikit-learn and sampling."""
+        if values.get("base_estimator", "GP") == "GP":
+            return {}
+        from hp_components import _trees
+
+        missing = _trees.missing_dependency()
+        if missing:
+            return {"base_estimator": f"base_estimator {values['base_estimator']} {missing}"}
+        if values.get("acq_optimizer") == "lbfgs":
+            return {"acq_optimizer": f"lbfgs needs a differentiable surrogate; base_estimator {values['base_estimator']} "
+                                     "is a tree ensemble, use acq_optimizer sampling or auto (as scikit-optimize requires)"}
+        return {}
+
+    def _tree_suggest(self, space, history, count, direction, seed) -> list[Suggestion]:
+        """A batch from the tree-ensemble surrogate named by ``base_estimator`` (see hp_components._trees)."""
+        from hp_components._trees import tree_suggest
+
+        frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
+        sign = 1.0 if direction == "minimize" else -1.0
+        observed = [(f.params, sign * f.value) for f in frozen
+                    if f.state == TrialState.COMPLETE and f.value is not None and math.isfinite(f.value)]
+        pending = [f.params for f in frozen if f.state == TrialState.RUNNING]
+        return tree_suggest(space, observed, pending, count, estimator=self.options["base_estimator"],
+                            acq_func=self.options.get("acq_func", "gp_hedge"),
+                            n_initial=self.options.get("n_initial_points", 10), n_placed=len(frozen), seed=seed)
 
     def sampler(self, seed, space, n_startup=None):
         return _ExploitingGPSampler(
@@ -275,6 +358,8 @@ class GaussianProcess(OptunaAlgorithm):
         Branin fell with it, Hartmann6 was about unchanged. When the best trial lies on a bound
         of the box, one more point of a parallel batch steps inside from it (:func:`_local_point`).
         """
+        if self.options.get("base_estimator", "GP") != "GP":
+            return self._tree_suggest(space, history, count, direction, seed)
         n_initial = self.options.get("n_initial_points", 10)
         frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
         completed = sum(f.state == TrialState.COMPLETE for f in frozen)
@@ -508,6 +593,75 @@ class Grid(Algorithm):
         return out
 
 
+class Hyperband(Algorithm):
+    """Katib's ``hyperband``: brackets of random trials whose best are rerun with more of the
+    resource parameter (the schedule and its Katib sources: hp_components._hyperband).
+
+    Settings as Katib's (pkg/suggestion/v1beta1/hyperband/service.py): ``r_l`` (the largest
+    resource), ``resource_name`` (the parameter the brackets assign), ``eta`` (default 3); plus
+    ``random_state`` for the random points.
+    """
+
+    name = "hyperband"
+    settings = {
+        "random_state": _SEED,
+        "eta": Setting(float, "a number > 1", lambda v: math.isfinite(v) and v > 1),
+        "r_l": Setting(float, "a number >= 1 (the largest resource a trial gets)", lambda v: math.isfinite(v) and v >= 1),
+        "resource_name": Setting(str, "the name of a parameter", lambda v: bool(v.strip())),
+    }
+
+    def check_space(self, spec):
+        from hp_components import _hyperband as hb
+
+        raw = spec.algorithm.settings()
+        if "r_l" not in raw or "resource_name" not in raw:
+            return ["hyperband needs the settings r_l and resource_name (as Katib requires)"]
+        try:
+            eta, r_l = float(raw.get("eta", "3")), float(raw["r_l"])
+        except ValueError:
+            return []  # reported with the setting's own path
+        if not (eta > 1 and r_l >= 1):
+            return []
+        problems = []
+        resource = next((p for p in spec.parameters if p.name == raw["resource_name"]), None)
+        if resource is None:
+            return [f"resource_name {raw['resource_name']!r} must be one of spec.parameters"]
+        if resource.parameter_type not in ("int", "double"):
+            return [f"resource_name {resource.name!r} must be an int or double parameter, not {resource.parameter_type}"]
+        need = hb.max_parallel(eta, r_l)
+        if spec.parallel_trial_count < need:
+            problems.append(f"hyperband with eta {raw.get('eta', '3')} and r_l {raw['r_l']} runs rungs of up to {need} "
+                            f"trials at once: spec.parallelTrialCount must be at least {need} (as Katib requires)")
+        try:
+            lo, hi = float(resource.feasible_space.min or "nan"), float(resource.feasible_space.max or "nan")
+        except ValueError:
+            return problems
+        planned = hb.planned_resources(eta, r_l, spec.max_trial_count)
+        outside = sorted({r for r in planned if not lo <= r <= hi})
+        if outside:
+            problems.append(f"the brackets set {resource.name} to {', '.join(map(str, outside))}, outside its feasibleSpace "
+                            f"{resource.feasible_space.min}..{resource.feasible_space.max}: widen it (Katib would assign "
+                            "the values anyway), or lower maxTrialCount or r_l")
+        return problems
+
+    def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
+        from hp_components import _hyperband as hb
+
+        o = self.options
+        resource = o["resource_name"]
+        plan = hb.next_trials(hb.schedule(o.get("eta", 3.0), o["r_l"]), history, count, direction)
+        random_state = o.get("random_state", seed)
+        out: list[Suggestion] = []
+        for i, (rung, source) in enumerate(plan):
+            if source is None:
+                assignments = space.assignments(_random_point(space, derive_seed(random_state, len(history) + i)))
+            else:
+                assignments = dict(source.assignments)
+            assignments[resource] = str(rung.resource)
+            out.append((space.internal(assignments), {hb.RUNG_ATTR: rung.tag}))
+        return out
+
+
 #: ``auto`` uses the Gaussian process while the history holds fewer trials than this: its cost grows
 #: with the history (a batch of 8 takes seconds at 100 trials), multivariate TPE's stays under a second
 AUTO_GP_MAX_TRIALS = 100
@@ -556,7 +710,7 @@ class Auto(Algorithm):
 
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
-    a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Auto)
+    a.name: a for a in (RandomSearch, Grid, TPE, MultivariateTPE, CMAES, Sobol, GaussianProcess, Hyperband, Auto)
 }
 
 ENTRY_POINT_GROUP = "hp_components.algorithms"
@@ -610,7 +764,11 @@ def validate(name: str, settings: dict[str, str], spec: "ExperimentSpec | None",
         algo = find_algorithm(name)
     except PluginError as e:
         return [(f"{path}.algorithmName", str(e))]
-    _, problems = read_settings(algo.settings, settings, path, name)
+    values, problems = read_settings(algo.settings, settings, path, name)
+    if not problems:
+        where = {key: i for i, key in enumerate(settings)}
+        problems += [(f"{path}.algorithmSettings[{where[key]}].value", msg)
+                     for key, msg in algo.check_settings(values).items()]
     if spec is not None and spec.parameters:
         try:
             problems += [(f"{path}.algorithmName", msg) for msg in algo(dict()).check_space(spec)]

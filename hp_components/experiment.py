@@ -16,7 +16,7 @@ each with its field path, so a bad spec is fixed in one round trip::
 Defaults follow Katib's webhook (``parallelTrialCount: 3``, ``resumePolicy: Never``, metric
 strategies from the objective type, the StdOut collector, ``distribution: uniform``, Job success
 and failure conditions) and validation covers what Katib's webhook checks plus value checks
-Katib leaves to its suggestion services (numbers parse, ``min < max``, log ranges positive,
+Katib leaves to its suggestion services (numbers parse, ``min <= max``, log ranges positive,
 grid needs steps, algorithm settings).
 """
 
@@ -313,8 +313,10 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
                 elif p.parameter_type == "int" and not float(val).is_integer():
                     add(f"{base}.feasibleSpace.{key}", f"{raw!r} is not a whole number (parameterType int)")
             if lo is not None and hi is not None:
-                if lo >= hi:
-                    add(f"{base}.feasibleSpace.min", f"min ({fs.min}) must be less than max ({fs.max})")
+                # min == max is a fixed value: Katib's webhook (pkg/webhook/v1beta1/experiment/validator/
+                # validator.go) does not compare them, and its hyperband example fixes num-epochs so
+                if lo > hi:
+                    add(f"{base}.feasibleSpace.min", f"min ({fs.min}) must be less than or equal to max ({fs.max})")
                 if fs.distribution in ("logUniform", "logNormal") and lo <= 0:
                     add(f"{base}.feasibleSpace.min", f"must be > 0 for distribution {fs.distribution}, not {fs.min}")
             if fs.step not in (None, ""):

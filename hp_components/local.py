@@ -195,7 +195,9 @@ class _Runner:
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
                     new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
-                    suggestion_done = len(new) < want - len(batch)
+                    # a short batch ends the suggestions only when nothing is left to wait for: an
+                    # algorithm may hold back until running trials finish (hyperband's next rung)
+                    suggestion_done = not new and not any(t.active for t in view)
                     batch += new
                 if batch:
                     await self._start(batch)
@@ -357,7 +359,8 @@ def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
     raise RunnerError(
         f"spec: experiment {experiment.name!r} already finished ({before.reason}); Katib restarts a finished "
         "experiment only when it reached maxTrialCount and spec.resumePolicy is LongRunning or FromVolume "
-        f"(it is {experiment.spec.resume_policy}). Set resumePolicy: LongRunning, or start over with --fresh"
+        f"(it is {experiment.spec.resume_policy}, and Katib lets no edit change it). Start over with --fresh, or "
+        "run it under a new metadata.name with resumePolicy: LongRunning"
     )
 
 

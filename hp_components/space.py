@@ -101,6 +101,8 @@ class _Param:
         return min(max(x, self.lo), self.hi)
 
     def _to_quantile(self, x: float) -> float:
+        if self.hi == self.lo:  # min == max: a fixed value, at the centre of the bell
+            return 0.5
         lo, hi = (math.log(self.lo), math.log(self.hi)) if self.log else (self.lo, self.hi)
         mu, sigma = (lo + hi) / 2, (hi - lo) / 6
         v = math.log(x) if self.log else x

@@ -60,8 +60,10 @@ DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 STALE_AFTER = 120.0
 _SPEC_KEY = "hp_components:experiment"
 _WARM_KEY = "hp_components:warm_start"
-# the parts of a spec that may change between runs of one experiment (as Katib allows)
-_EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount", "resumePolicy")
+# the parts of a spec that may change between runs of one experiment: the ones Katib's webhook lets
+# an edit change (pkg/webhook/v1beta1/experiment/validator/validator.go, "only spec.parallelTrialCount,
+# spec.maxTrialCount and spec.maxFailedTrialCount are editable"); resumePolicy is not among them
+_EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount")
 
 
 class StoreConflict(ValueError):
@@ -260,6 +262,26 @@ class ExperimentStore:
                     "(metadata.name), use another --storage, or start over with --fresh"
                 ) from None
             self.previous_spec = stored
+            if stored != spec:
+                self._check_trial_budget()
+
+    def _check_trial_budget(self) -> None:
+        """Katib's rule for a changed spec: ``maxTrialCount`` must exceed the trials already created.
+
+        Katib's webhook (pkg/webhook/v1beta1/experiment/validator/validator.go) refuses an edit
+        whose ``spec.maxTrialCount`` is <= ``status.trials``; trials recorded ``Interrupted`` (run
+        again under a new name) do not count, as for the budget itself.
+        """
+        limit = self.experiment.spec.max_trial_count
+        if limit is None:
+            return
+        created = sum(t.condition != "Interrupted" for t in self.history())
+        if limit <= created:
+            raise StoreConflict(
+                f"spec.maxTrialCount: experiment {self.experiment.name!r} already has {created} trials; a changed "
+                f"spec needs maxTrialCount greater than that (it is {limit}), as Katib requires. Raise it above "
+                f"{created}, keep the stored spec unchanged, or start over with --fresh"
+            )
 
     def warm_start_source(self) -> str | None:
         """The experiment this one was warm-started from, if any."""

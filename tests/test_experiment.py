@@ -71,7 +71,7 @@ def test_every_problem_is_listed_with_its_path(basic_dict):
     ))
     assert "metadata.name" in found
     assert found["spec.maxTrialCount"].startswith("must be at least 1")
-    assert "must be less than max" in found["spec.parameters[0].feasibleSpace.min"]
+    assert "must be less than or equal to max" in found["spec.parameters[0].feasibleSpace.min"]
     assert "not a finite number" in found["spec.parameters[1].feasibleSpace.min"]
     assert "'annealing' is not supported" in found["spec.algorithm.algorithmName"]
 

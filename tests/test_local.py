@@ -239,6 +239,14 @@ def test_resume_keeps_finished_trials_and_changed_spec_conflicts(tmp_path):
     with pytest.raises(RunnerError, match="resumePolicy is LongRunning"):
         run(tmp_path, spec)  # Katib's default resumePolicy (Never) does not restart a finished experiment
     spec["spec"]["resumePolicy"] = "LongRunning"
+    # Katib's webhook lets an edit change only maxTrialCount, maxFailedTrialCount and parallelTrialCount
+    # (pkg/webhook/v1beta1/experiment/validator/validator.go): resumePolicy is part of the stored spec
+    with pytest.raises(StoreConflict, match="different spec") as err:
+        run(tmp_path, spec)
+    assert "resumePolicy" not in str(err.value)
+    spec["spec"]["maxTrialCount"] = 3
+    _, first = run(tmp_path, spec, fresh=True)
+    spec["spec"]["maxTrialCount"] = 6
     _, second = run(tmp_path, spec)
     assert [t.to_dict() for t in second.history[:3]] == [t.to_dict() for t in first.history]
     assert len(second.history) == 6 and second.status.reason == "ExperimentMaxTrialsReached"
@@ -249,6 +257,29 @@ def test_resume_keeps_finished_trials_and_changed_spec_conflicts(tmp_path):
         run(tmp_path, spec)
     _, fresh = run(tmp_path, spec, fresh=True)
     assert len(fresh.history) == 6 and fresh.status.reason == "ExperimentMaxTrialsReached"
+
+
+def test_lowering_max_trial_count_below_created_trials_is_refused(tmp_path):
+    """Katib's webhook (pkg/webhook/v1beta1/experiment/validator/validator.go): when an edit
+    changes the spec, spec.maxTrialCount must be greater than status.trials; and only
+    parallelTrialCount, maxTrialCount and maxFailedTrialCount are editable."""
+    spec = script_experiment("shrink", QUADRATIC, maxTrialCount=4, parallelTrialCount=2, resumePolicy="LongRunning")
+    _, first = run(tmp_path, spec)
+    assert len(first.history) == 4
+    for lowered, parallel in ((2, 2), (4, 1)):  # below, and equal to, the 4 trials created (with a change)
+        spec["spec"]["maxTrialCount"], spec["spec"]["parallelTrialCount"] = lowered, parallel
+        with pytest.raises(StoreConflict, match="maxTrialCount") as err:
+            run(tmp_path, spec)
+        assert "greater than" in str(err.value) and "resumePolicy" not in str(err.value)
+    spec["spec"]["maxTrialCount"], spec["spec"]["parallelTrialCount"] = 5, 2
+    _, more = run(tmp_path, spec)
+    assert len(more.history) == 5
+    spec["spec"]["resumePolicy"] = "Never"
+    with pytest.raises(StoreConflict) as err:
+        run(tmp_path, spec)
+    message = str(err.value)
+    assert "spec.maxTrialCount, spec.maxFailedTrialCount, spec.parallelTrialCount may change" in message
+    assert "resumePolicy" not in message
 
 
 def test_container_without_command_is_refused_before_running(tmp_path):
@@ -288,7 +319,7 @@ def test_warm_start_seeds_the_sampler(tmp_path):
     run(tmp_path, first)
     # the new experiment's TPE would sample at random for its first 10 trials; with 12 warm trials it models at once
     second = script_experiment("warm-to", QUADRATIC, params=params, maxTrialCount=4, parallelTrialCount=1,
-                               algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "1"}]})
+                               resumePolicy="LongRunning", algorithm={"algorithmName": "tpe", "algorithmSettings": [{"name": "random_state", "value": "1"}]})
     cold_exp, cold = run(tmp_path, second, run_dir=tmp_path / "cold", storage=f"sqlite:///{tmp_path}/cold.db")
     _, warm = run(tmp_path, second, warm_start="warm-from")
     assert [t.name for t in warm.history] == [f"warm-to-{i:04d}" for i in range(4)], "warm trials count toward nothing"
@@ -299,7 +330,6 @@ def test_warm_start_seeds_the_sampler(tmp_path):
     assert statistics.median(warm_dist) < statistics.median(cold_dist) / 2 and min(warm_dist) < 0.1
     # a resume keeps the warm start without the flag
     second["spec"]["maxTrialCount"] = 5
-    second["spec"]["resumePolicy"] = "LongRunning"
     _, resumed = run(tmp_path, second)
     assert len(resumed.history) == 5
 

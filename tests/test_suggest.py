@@ -176,4 +176,4 @@ def test_auto_rule(basic_dict):
 def test_unknown_settings_are_rejected_by_get_algorithm():
     with pytest.raises(ValueError, match="not a setting of random"):
         get_algorithm("random", {"n_startup_trials": "3"})
-    assert set(ALGORITHMS) == set(ALL) | {"grid"}
+    assert set(ALGORITHMS) == set(ALL) | {"grid", "hyperband"}
