@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from hp_components import algorithms
+from hp_components._yaml import YamlRefused, load_documents, shown
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
 from hp_components.metrics import COLLECTORS, Collector, collector
@@ -112,7 +113,9 @@ def load_experiment(source: Union[str, Path, Mapping[str, Any]]) -> Experiment:
     else:
         text = str(source)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_documents(text) if d is not None]
+    except YamlRefused as err:
+        raise SpecError([(err.path or where, err.message)]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
