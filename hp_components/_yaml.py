@@ -70,13 +70,17 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader without the YAML 1.1 types JSON lacks (timestamps and ``=`` stay strings)."""
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1's implicit types without those JSON lacks: timestamps and ``=`` stay strings."""
 
     yaml_implicit_resolvers = {
         first: [(tag, rx) for tag, rx in resolvers if tag not in (_TAG + "timestamp", _TAG + "value")]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
     }
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """SafeConstructor with JSON's string keys and errors that point at the value."""
 
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
@@ -93,6 +97,27 @@ class _Loader(yaml.SafeLoader):
             key = key_node.value if key_node.tag != _TAG + "str" else self.construct_object(key_node, deep=deep)
             out[str(key)] = self.construct_object(value_node, deep=deep)
         return out
+
+
+if getattr(yaml, "__with_libyaml__", False):  # libyaml's parser: a 50 MB scalar in a fraction of a second
+
+    class _Loader(yaml.cyaml.CParser, _Constructor, _Resolver):  # type: ignore[misc]
+        def __init__(self, stream: str):
+            yaml.cyaml.CParser.__init__(self, stream)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+
+    class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,  # type: ignore[no-redef]
+                  _Constructor, _Resolver):
+        def __init__(self, stream: str):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
 
 
 def _check(root: Node, budget: int) -> None:
@@ -127,8 +152,8 @@ def _check(root: Node, budget: int) -> None:
         frame[3] = i + 1
         child_path, child = children[i]
         if id(child) in on_path:
-            raise YamlRefused(child_path, f"refers to itself through an alias ({_at(child)}); JSON has no cycles: "
-                                          "write the value out")
+            raise YamlRefused(child_path, f"is an alias to the value that holds it (anchored at {_at(child)}); JSON "
+                                          "has no cycles: write the value out")
         if id(child) in expanded:  # an alias to a node already walked: count, do not walk again
             frame[4] += expanded[id(child)]
             if stack[0][4] - unique > budget:
@@ -174,8 +199,8 @@ def load_documents(text: str, *, budget: int = ALIAS_BUDGET) -> list[Any]:
     """Every YAML document in ``text`` as JSON-like values (empty documents are ``None``).
 
     Raises :class:`YamlRefused` for non-JSON tags, duplicate keys, cyclic aliases and aliases that
-    expand past ``budget`` nodes; ``yaml.YAMLError`` for YAML syntax errors; RecursionError for
-    nesting deeper than PyYAML's composer goes.
+    expand past ``budget`` nodes or nest too deeply; ``yaml.YAMLError`` for YAML syntax errors;
+    RecursionError for nesting deeper than the pure-Python composer goes (PyYAML without libyaml).
     """
     loader = _Loader(text)
     docs: list[Any] = []
@@ -188,6 +213,10 @@ def load_documents(text: str, *, budget: int = ALIAS_BUDGET) -> list[Any]:
             _check_node(node, "")
             _check(node, budget)
             docs.append(loader.construct_document(node))
+    except yaml.MarkedYAMLError as err:
+        if "nesting depth" in str(err.problem):  # libyaml's limit on nesting
+            raise YamlRefused("", "is nested too deeply to be an Experiment") from None
+        raise
     finally:
         loader.dispose()
     return docs

@@ -49,6 +49,7 @@ _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40
 _MAX_COUNT = 100_000
 _MAX_GRID = 1_000_000
+_MAX_STEPS = 1e15  # steps in one parameter's range: past this, min + i * step stops being exact in a double
 
 _JOB_CONDITIONS = {
     "Job": (
@@ -168,11 +169,11 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
         elif kind == "extra_forbidden":
             msg = "is not a Katib v1beta1 field (check the spelling)"
         elif kind == "literal_error":
-            msg = f"must be {e['ctx']['expected']}, not {given!r}"
+            msg = f"must be {e['ctx']['expected']}, not {shown(given)}"
         elif kind in ("int_type", "int_parsing", "int_from_float"):
-            msg = f"must be a whole number, not {given!r}"
+            msg = f"must be a whole number, not {shown(given)}"
         elif kind in ("float_type", "float_parsing"):
-            msg = f"must be a number, not {given!r}"
+            msg = f"must be a number, not {shown(given)}"
         elif kind in ("string_type",):
             msg = f"must be a string, not {type(given).__name__}"
         elif kind in ("list_type",):
@@ -180,7 +181,7 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
         elif kind in ("dict_type", "model_type", "model_attributes_type"):
             msg = f"must be a mapping, not {type(given).__name__}"
         elif kind == "bool_type" or kind == "bool_parsing":
-            msg = f"must be true or false, not {given!r}"
+            msg = f"must be true or false, not {shown(given)}"
         else:
             msg = e["msg"].removeprefix("Value error, ")
         problems.append((_path(loc), msg))
@@ -234,7 +235,7 @@ def _check(exp: Experiment) -> list[tuple[str, str]]:
     if not _NAME_RE.match(name) or len(name) > _MAX_NAME:
         add(
             "metadata.name",
-            f"{name!r} must be lower case letters, digits or '-', start with a letter, end with a letter "
+            f"{shown(name)} must be lower case letters, digits or '-', start with a letter, end with a letter "
             f"or digit, and be at most {_MAX_NAME} characters (Katib's rule)",
         )
     for field in ("max_trial_count", "parallel_trial_count", "max_failed_trial_count"):
@@ -328,6 +329,9 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
                     add(f"{base}.feasibleSpace.step", f"{fs.step!r} must be a whole number for parameterType int")
                 elif lo is not None and hi is not None and lo < hi and step > hi - lo:
                     add(f"{base}.feasibleSpace.step", f"{fs.step} is larger than the range {fs.min}..{fs.max}")
+                elif lo is not None and hi is not None and lo < hi and (hi - lo) / step > _MAX_STEPS:
+                    add(f"{base}.feasibleSpace.step", f"{fs.step} splits {fs.min}..{fs.max} into more than {_MAX_STEPS:.0e} "
+                                                      "steps, finer than a double can tell apart; use a larger step or drop it")
             elif grid and p.parameter_type == "double":
                 add(f"{base}.feasibleSpace.step", "the grid algorithm needs a step for double parameters")
         else:
@@ -347,7 +351,7 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
     if grid:
         try:
             size = grid_size(spec.parameters)
-        except ValueError:  # a parameter problem, reported above
+        except (ValueError, ArithmeticError):  # a parameter problem, reported above
             return
         if size > _MAX_GRID:
             add("spec.parameters", f"the grid has {size} points, more than {_MAX_GRID}; use larger steps or another algorithm")
