@@ -499,7 +499,10 @@ def _quantity(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     if not isinstance(value, str):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int past a double's range
+            return math.inf
     m = _QUANTITY.match(value.strip()) if len(value) <= 64 else None
     if not m:
         return None
