@@ -188,8 +188,8 @@ def _children(node: Node, path: str) -> Iterator[tuple[str, Node]]:
             name = str(key.value)
             child_path = _join(path, name)
             if name in seen:
-                first = seen[name].start_mark.line + 1
-                raise YamlRefused(child_path, f"is given twice (lines {first} and {key.start_mark.line + 1}); "
+                where = "an alias of the same key" if seen[name] is key else _at(key)
+                raise YamlRefused(child_path, f"is given twice ({_at(seen[name])} and {where}); "
                                               "Kubernetes refuses duplicate keys: keep one")
             seen[name] = key
             yield child_path, value

@@ -96,7 +96,7 @@ def test_json_tags_and_implicit_types_keep_their_meaning():
 
 
 def test_duplicate_keys_are_refused_at_their_path():
-    with pytest.raises(YamlRefused, match=r"is given twice \(lines 2 and 4\)") as err:
+    with pytest.raises(YamlRefused, match=r"is given twice \(line 2, column 3 and line 4, column 3\)") as err:
         load_documents("spec:\n  maxTrialCount: 3\n  parallelTrialCount: 1\n  maxTrialCount: 5\n")
     assert err.value.path == "spec.maxTrialCount"
     with pytest.raises(YamlRefused, match="given twice"):  # quoting does not make it another key
