@@ -121,44 +121,43 @@ else:  # pragma: no cover - PyYAML built without libyaml
 
 
 def _check(root: Node, budget: int) -> None:
-    """Walk the composed graph once (iteratively): tags, keys, cycles and the aliases' expansion."""
+    """Walk the composed graph once (iteratively): tags, keys, cycles and what the aliases add.
+
+    Each node is walked once; an alias to a node already walked adds that node's full expansion
+    (known by then) to ``added``, the nodes beyond those written out, which must stay within ``budget``.
+    """
     expanded: dict[int, int] = {}  # id(node) -> nodes in its full expansion
-    unique = 0
+    added = 0
     on_path: set[int] = set()
-    # frames: (node, path, children, next index, running size)
-    stack: list[list[Any]] = []
+    stack: list[list[Any]] = []  # frames: [node, children, next index, nodes in its expansion so far]
 
     def enter(node: Node, path: str) -> None:
-        nonlocal unique
-        unique += 1
         on_path.add(id(node))
-        stack.append([node, path, list(_children(node, path)), 0, 1])
+        stack.append([node, list(_children(node, path)), 0, 1])
 
     enter(root, "")
     while stack:
         frame = stack[-1]
-        node, path, children, i, _ = frame
+        node, children, i, size = frame
         if i == len(children):
             stack.pop()
             on_path.discard(id(node))
-            expanded[id(node)] = frame[4]
+            expanded[id(node)] = size
             if stack:
-                stack[-1][4] += frame[4]
-                if stack[0][4] - unique > budget:
-                    raise YamlRefused("", f"its aliases expand to more than {budget} nodes beyond what is written "
-                                          f"(at {_at(node)}); a Katib Experiment needs no such expansion: write the "
-                                          "values out or use fewer aliases")
+                stack[-1][3] += size
             continue
-        frame[3] = i + 1
+        frame[2] = i + 1
         child_path, child = children[i]
         if id(child) in on_path:
             raise YamlRefused(child_path, f"is an alias to the value that holds it (anchored at {_at(child)}); JSON "
                                           "has no cycles: write the value out")
-        if id(child) in expanded:  # an alias to a node already walked: count, do not walk again
-            frame[4] += expanded[id(child)]
-            if stack[0][4] - unique > budget:
-                raise YamlRefused(child_path, f"its aliases expand to more than {budget} nodes beyond what is written "
-                                              f"({_at(child)}); write the values out or use fewer aliases")
+        if id(child) in expanded:  # an alias to a node already walked: count it, do not walk it again
+            frame[3] += expanded[id(child)]
+            added += expanded[id(child)]
+            if added > budget:
+                raise YamlRefused("", f"its aliases expand to more than {budget} nodes beyond what is written "
+                                      f"(reached at {child_path or 'the top'}, anchored at {_at(child)}); a Katib "
+                                      "Experiment needs no such expansion: write the values out or use fewer aliases")
             continue
         _check_node(child, child_path)
         enter(child, child_path)
