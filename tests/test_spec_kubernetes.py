@@ -110,6 +110,8 @@ def test_a_deadline_deep_in_a_training_operator_job_is_checked():
     ({"requests": {"cpu": "two"}}, "requests[cpu]", "'two' is not a Kubernetes quantity"),
     ({"requests": {"cpu": True}}, "requests[cpu]", "True is not a Kubernetes quantity"),
     ({"requests": {"memory": "4 GB"}}, "requests[memory]", "not a Kubernetes quantity"),
+    ({"requests": {"memory": "1Ki1"}}, "requests[memory]", "not a Kubernetes quantity"),
+    ({"limits": {"example.com/fpga": "10u"}}, "limits[example.com/fpga]", "must be a whole number"),
 ])
 def test_resource_quantities_kubernetes_refuses(sections, field, words):
     problems = _problems(_resources(**sections))
@@ -120,7 +122,8 @@ def test_resource_quantities_kubernetes_refuses(sections, field, words):
 def test_resource_quantities_kubernetes_accepts():
     ok = _resources(limits={"nvidia.com/gpu": 2, "cpu": "500m", "memory": "4Gi", "ephemeral-storage": "1e9",
                             "hugepages-2Mi": "128Mi", "example.com/fpga": "1k"},
-                    requests={"cpu": 0.25, "memory": "512M", "nvidia.com/gpu": "${trialParameters.n}"})
+                    requests={"cpu": 0.25, "memory": "512M", "nvidia.com/gpu": "${trialParameters.n}",
+                              "example.com/timer": "3000000u", "example.com/clock": "+.5e3"})
     assert _problems(ok) == []
 
 
