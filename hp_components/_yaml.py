@@ -1,22 +1,24 @@
 """YAML as the Kubernetes API server reads it: JSON values only, no duplicate keys, bounded aliases.
 
 The API server turns YAML into JSON before it decodes an object, so only JSON's types exist
-(strings, numbers, booleans, null, lists, mappings with string keys), and its strict decoding
-refuses a key given twice. This loader holds a spec to the same rules, and refuses hostile
-YAML before building any Python value::
+(strings, numbers, booleans, null, lists, mappings with string keys), and its strict field
+validation (kubectl's default) refuses a key given twice. This loader holds a spec to the same
+rules, and refuses hostile YAML before building any Python value::
 
     from hp_components._yaml import load_documents, YamlRefused
 
     try:
         docs = load_documents(text)
     except YamlRefused as err:
-        print(err.path, err.message)     # e.g. spec.maxTrialCount: is given twice (lines 9 and 12) ...
+        print(err.path, err.message)     # spec.maxTrialCount is given twice (line 14, column 3 and ...)
 
 PyYAML does the work: :func:`load_documents` composes each document into PyYAML's node graph
-(aliases are shared nodes there, nothing is copied), walks that graph once, counting the nodes
-its aliases would expand to (memoised per node, so billion laughs is counted in microseconds,
-never built), and checks tags, keys and cycles; only then does the (safe) constructor build the
-values. Implicit timestamps stay strings, as Kubernetes' YAML decoder keeps them.
+(libyaml's parser when PyYAML has it; aliases are shared nodes there, nothing is copied), walks
+that graph once, and checks tags, keys and cycles and counts what the aliases add: an alias to a
+node already walked adds that node's expansion, known from its first visit, so billion laughs is
+counted in microseconds, never built. Only then does the safe constructor build the values.
+Implicit timestamps stay strings (go-yaml v2, behind sigs.k8s.io/yaml, decodes a timestamp into
+an ``interface{}`` as a string too); an explicit ``!!timestamp`` is refused with the other tags.
 """
 
 from __future__ import annotations
