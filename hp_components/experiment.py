@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, Union
 
@@ -32,6 +33,7 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from hp_components import algorithms
+from hp_components._yaml import YamlRefused, load_documents, shown
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
 from hp_components.metrics import COLLECTORS, Collector, collector
@@ -48,6 +50,7 @@ _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40
 _MAX_COUNT = 100_000
 _MAX_GRID = 1_000_000
+_MAX_STEPS = 1e15  # steps in one parameter's range: past this, min + i * step stops being exact in a double
 
 _JOB_CONDITIONS = {
     "Job": (
@@ -112,7 +115,9 @@ def load_experiment(source: Union[str, Path, Mapping[str, Any]]) -> Experiment:
     else:
         text = str(source)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in load_documents(text) if d is not None]
+    except YamlRefused as err:
+        raise SpecError([(err.path or where, err.message)]) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -165,11 +170,11 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
         elif kind == "extra_forbidden":
             msg = "is not a Katib v1beta1 field (check the spelling)"
         elif kind == "literal_error":
-            msg = f"must be {e['ctx']['expected']}, not {given!r}"
+            msg = f"must be {e['ctx']['expected']}, not {shown(given)}"
         elif kind in ("int_type", "int_parsing", "int_from_float"):
-            msg = f"must be a whole number, not {given!r}"
+            msg = f"must be a whole number, not {shown(given)}"
         elif kind in ("float_type", "float_parsing"):
-            msg = f"must be a number, not {given!r}"
+            msg = f"must be a number, not {shown(given)}"
         elif kind in ("string_type",):
             msg = f"must be a string, not {type(given).__name__}"
         elif kind in ("list_type",):
@@ -177,7 +182,7 @@ def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
         elif kind in ("dict_type", "model_type", "model_attributes_type"):
             msg = f"must be a mapping, not {type(given).__name__}"
         elif kind == "bool_type" or kind == "bool_parsing":
-            msg = f"must be true or false, not {given!r}"
+            msg = f"must be true or false, not {shown(given)}"
         else:
             msg = e["msg"].removeprefix("Value error, ")
         problems.append((_path(loc), msg))
@@ -231,7 +236,7 @@ def _check(exp: Experiment) -> list[tuple[str, str]]:
     if not _NAME_RE.match(name) or len(name) > _MAX_NAME:
         add(
             "metadata.name",
-            f"{name!r} must be lower case letters, digits or '-', start with a letter, end with a letter "
+            f"{shown(name)} must be lower case letters, digits or '-', start with a letter, end with a letter "
             f"or digit, and be at most {_MAX_NAME} characters (Katib's rule)",
         )
     for field in ("max_trial_count", "parallel_trial_count", "max_failed_trial_count"):
@@ -265,6 +270,7 @@ def _check(exp: Experiment) -> list[tuple[str, str]]:
         _check_parameters(spec, add)
     _check_trial_template(exp, add)
     _check_collector(spec.metrics_collector_spec, add)
+    _check_kubernetes(exp, add)
     return problems
 
 
@@ -327,6 +333,9 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
                     add(f"{base}.feasibleSpace.step", f"{fs.step!r} must be a whole number for parameterType int")
                 elif lo is not None and hi is not None and lo < hi and step > hi - lo:
                     add(f"{base}.feasibleSpace.step", f"{fs.step} is larger than the range {fs.min}..{fs.max}")
+                elif lo is not None and hi is not None and lo < hi and (hi - lo) / step > _MAX_STEPS:
+                    add(f"{base}.feasibleSpace.step", f"{fs.step} splits {fs.min}..{fs.max} into more than {_MAX_STEPS:.0e} "
+                                                      "steps, finer than a double can tell apart; use a larger step or drop it")
             elif grid and p.parameter_type == "double":
                 add(f"{base}.feasibleSpace.step", "the grid algorithm needs a step for double parameters")
         else:
@@ -346,7 +355,7 @@ def _check_parameters(spec: ExperimentSpec, add: Any) -> None:
     if grid:
         try:
             size = grid_size(spec.parameters)
-        except ValueError:  # a parameter problem, reported above
+        except (ValueError, ArithmeticError):  # a parameter problem, reported above
             return
         if size > _MAX_GRID:
             add("spec.parameters", f"the grid has {size} points, more than {_MAX_GRID}; use larger steps or another algorithm")
@@ -462,3 +471,130 @@ def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:
             collector("StdOut", ["metric"], filters=[f])
         except ValueError as err:
             add(path, str(err))
+
+
+# --------------------------------------------------------------------------- what Kubernetes refuses
+
+# apimachinery/pkg/util/validation/validation.go IsDNS1123Label (namespaces: api/validation/generic.go
+# ValidateNamespaceName = NameIsDNSLabel)
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# apimachinery/pkg/api/resource/quantity.go: <signedNumber><suffix>, suffix binarySI | decimalSI | e<signedNumber>
+_QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+           "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_MAX_INT32 = 2**31 - 1
+#: Unicode categories no name may hold: controls, format (zero-width) characters, line and paragraph
+#: separators, surrogates, private use and unassigned code points
+_UNSEEN = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+
+
+def _unseen(name: str) -> str | None:
+    """The first invisible or control character of ``name``, as ``U+200B ZERO WIDTH SPACE``; None when none."""
+    for ch in name:
+        if unicodedata.category(ch) in _UNSEEN:
+            return f"U+{ord(ch):04X} {unicodedata.name(ch, 'a control character')}"
+    return None
+
+
+def _quantity(value: Any) -> float | None:
+    """A Kubernetes resource quantity's value (``"500m"`` -> 0.5, ``2`` -> 2.0); None when it is not one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    if not isinstance(value, str):
+        try:
+            return float(value)
+        except OverflowError:  # an int past a double's range
+            return math.inf
+    m = _QUANTITY.match(value.strip()) if len(value) <= 64 else None
+    if not m:
+        return None
+    suffix = m.group(3) or ""
+    number = value.strip()[: len(value.strip()) - len(suffix)]
+    try:
+        return float(number) * (_SUFFIX[suffix] if suffix in _SUFFIX else 10.0 ** int(suffix[1:]) if suffix else 1.0)
+    except OverflowError:
+        return math.inf
+
+
+def _extended(resource: str) -> bool:
+    """Extended resources (``nvidia.com/gpu``): a domain of their own, counted in whole units."""
+    domain = resource.split("/", 1)[0] if "/" in resource else ""
+    return bool(domain) and not (domain == "kubernetes.io" or domain.endswith(".kubernetes.io")) and not resource.startswith("requests.")
+
+
+def _check_kubernetes(exp: Experiment, add: Any) -> None:
+    """What the API server would refuse in the Experiment and its trialSpec (Katib's webhook leaves these to it)."""
+    ns = exp.metadata.namespace
+    if ns and (len(ns) > 63 or not _DNS1123_LABEL.match(ns)):
+        add("metadata.namespace", f"{shown(ns)} is not a Kubernetes namespace: at most 63 lower case letters, digits "
+                                  "or '-', starting and ending with a letter or digit (a DNS-1123 label)")
+    for i, p in enumerate(exp.spec.parameters):
+        bad = _unseen(p.name)
+        if bad:
+            add(f"spec.parameters[{i}].name", f"{shown(p.name)} holds an invisible or control character ({bad}), which "
+                                              "no one can read or type in a reference; use visible characters")
+    for i, tp in enumerate(exp.spec.trial_template.trial_parameters or []):
+        bad = _unseen(tp.name)
+        if bad:
+            add(f"spec.trialTemplate.trialParameters[{i}].name",
+                f"{shown(tp.name)} holds an invisible or control character ({bad}); use visible characters")
+    ts = exp.spec.trial_template.trial_spec
+    if isinstance(ts, dict):
+        _check_manifest(ts, "spec.trialTemplate.trialSpec", exp.trial_kind == "Workflow", add)
+
+
+def _check_manifest(obj: Any, path: str, argo: bool, add: Any) -> None:
+    """activeDeadlineSeconds and container resources, anywhere in a trialSpec (walked without recursion)."""
+    stack: list[tuple[Any, str]] = [(obj, path)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, list):
+            stack.extend((v, f"{at}[{i}]") for i, v in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "activeDeadlineSeconds" in node:
+            _check_deadline(node["activeDeadlineSeconds"], f"{at}.activeDeadlineSeconds", "containers" in node, argo, add)
+        for key in ("containers", "initContainers"):
+            containers = node.get(key)
+            for i, c in enumerate(containers if isinstance(containers, list) else []):
+                resources = c.get("resources") if isinstance(c, dict) else None
+                if isinstance(resources, dict):
+                    _check_resources(resources, f"{at}.{key}[{i}].resources", add)
+        stack.extend((v, f"{at}.{k}") for k, v in node.items())
+
+
+def _check_deadline(value: Any, path: str, pod: bool, argo: bool, add: Any) -> None:
+    # Pod: pkg/apis/core/validation/validation.go ValidatePodSpec, 1..2147483647; Job:
+    # pkg/apis/batch/validation/validation.go validateJobSpec, >= 0 (0 fails the Job at once, so refused here too)
+    if argo and isinstance(value, str) and ("{{" in value or value.strip().isdigit()):
+        return  # Argo's activeDeadlineSeconds is an IntOrString, its expressions resolved when the step runs
+    if isinstance(value, bool) or not isinstance(value, int):
+        hint = (" (a ${trialParameters...} value is substituted as a string, which Kubernetes refuses here)"
+                if isinstance(value, str) and "${" in value else "")
+        add(path, f"must be a whole number of seconds, not {shown(value)}{hint}; Kubernetes refuses the trial otherwise")
+    elif value < 1:
+        add(path, f"must be at least 1 second, not {value} (a negative limit is refused by Kubernetes, 0 ends every "
+                  "trial at once); omit it for no limit")
+    elif pod and value > _MAX_INT32:
+        add(path, f"must be at most {_MAX_INT32} seconds in a pod spec, not {value}")
+
+
+def _check_resources(resources: dict[str, Any], path: str, add: Any) -> None:
+    # pkg/apis/core/validation/validation.go ValidateResourceRequirements: each quantity >= 0, extended
+    # resources (nvidia.com/gpu) whole numbers
+    for section in ("limits", "requests"):
+        values = resources.get(section)
+        if not isinstance(values, dict):
+            continue
+        for name, raw in values.items():
+            at = f"{path}.{section}[{name}]"
+            if isinstance(raw, str) and "${" in raw:
+                continue  # a trial parameter: checked by Kubernetes once substituted
+            q = _quantity(raw)
+            if q is None:
+                add(at, f"{shown(raw)} is not a Kubernetes quantity (e.g. 2, 500m, 4Gi)")
+            elif q < 0:
+                add(at, f"must be greater than or equal to 0, not {shown(raw)} (Kubernetes' rule for resource quantities)")
+            elif _extended(str(name)) and not float(q).is_integer():
+                add(at, f"must be a whole number, not {shown(raw)}: {name} is counted in whole units (an extended resource)")

@@ -31,11 +31,23 @@ META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
 KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its start and end around a note of how much was cut when it is longer than ``limit``."""
+    if len(text) <= limit:
+        return text
+    head, tail = limit * 3 // 5, limit // 5
+    return f"{text[:head]} ... ({len(text) - head - tail} characters cut) ... {text[-tail:]}"
+
+
 class SpecError(ValueError):
     """A spec that cannot run. ``problems`` lists ``(field path, message)`` pairs, all of them."""
 
+    #: a path or message longer than this is cut in its middle (a 50 MB value is not echoed back)
+    MAX_TEXT = 500
+
     def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
+        self.problems = [(_cut(p, self.MAX_TEXT), _cut(m, self.MAX_TEXT)) for p, m in problems]
+        problems = self.problems
         super().__init__("\n".join(f"{p}: {m}" for p, m in problems))
 
 

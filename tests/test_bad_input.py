@@ -44,7 +44,7 @@ def test_bad_spec_exits_2_naming_the_field(path, capsys):
     assert any(line.startswith(f"{field}:") and text in line for line in lines), captured.err
 
 
-@pytest.mark.parametrize("name", ["01", "45", "47"])
+@pytest.mark.parametrize("name", ["01", "45", "47", "56", "57", "61", "63", "65", "72"])
 def test_run_refuses_bad_input_before_anything_runs(tmp_path, name):
     [path] = [p for p in CORPUS if p.name.startswith(name)]
     res = subprocess.run([sys.executable, "-m", "hp_components.cli", "run", str(path), "--storage", f"sqlite:///{tmp_path}/s.db"],
