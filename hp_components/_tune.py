@@ -28,7 +28,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from hp_components.experiment import Experiment, parse_experiment
+from hp_components.experiment import Experiment, new_experiment
 from hp_components.local import RunResult, run_local
 from hp_components.report import trial_rows
 from hp_components.store import DEFAULT_STORAGE
@@ -88,36 +88,17 @@ def build_experiment(
     call = "**_params" if set(signature.parameters) >= set(params) and params else "_params"
     code = _RUNNER.format(source=_function_source(objective), name=objective.__name__, call=call,
                           types={k: v["parameterType"] for k, v in parameters.items()}, metric=objective_metric_name)
-    spec: dict[str, Any] = {
-        "objective": {"type": objective_type, "objectiveMetricName": objective_metric_name,
-                      **({"goal": goal} if goal is not None else {}),
-                      **({"additionalMetricNames": additional_metric_names} if additional_metric_names else {})},
-        "algorithm": {"algorithmName": algorithm_name,
-                      "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (algorithm_settings or {}).items()]},
-        "parallelTrialCount": parallel_trial_count,
-        "maxTrialCount": max_trial_count,
-        "parameters": [{"name": k, **v} for k, v in parameters.items()],
-        "trialTemplate": {
-            "primaryContainerName": "training-container",
-            "trialParameters": [{"name": k, "reference": k} for k in params],
-            "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "training-container", "image": base_image,
-                                "command": [python, "-c", code, *(f"{k}=${{trialParameters.{k}}}" for k in params)]}],
-            }}}},
-        },
-    }
-    if max_failed_trial_count is not None:
-        spec["maxFailedTrialCount"] = max_failed_trial_count
-    if early_stopping is not None:
-        es_name, es_settings = early_stopping
-        spec["earlyStopping"] = {"algorithmName": es_name,
-                                 "algorithmSettings": [{"name": k, "value": str(v)} for k, v in es_settings.items()]}
     exp_name = name or re.sub(r"[^a-z0-9-]+", "-", objective.__name__.lower().replace("_", "-")).strip("-")[:40] or "tune"
     if not exp_name[0].isalpha():
         exp_name = ("tune-" + exp_name)[:40]
-    return parse_experiment({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-                             "metadata": {"name": exp_name}, "spec": spec})
+    container = {"name": "training-container", "image": base_image,
+                 "command": [python, "-c", code, *(f"{k}=${{trialParameters.{k}}}" for k in params)]}
+    return new_experiment(exp_name, [{"name": k, **v} for k, v in parameters.items()], container,
+                          objective_metric_name=objective_metric_name, objective_type=objective_type, goal=goal,
+                          additional_metric_names=additional_metric_names or (), algorithm_name=algorithm_name,
+                          algorithm_settings=algorithm_settings, max_trial_count=max_trial_count,
+                          parallel_trial_count=parallel_trial_count, max_failed_trial_count=max_failed_trial_count,
+                          early_stopping=early_stopping)
 
 
 @dataclass

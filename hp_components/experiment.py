@@ -26,7 +26,7 @@ import math
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Sequence, Union
 
 import yaml
 from pydantic import ValidationError
@@ -44,7 +44,7 @@ from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, TRIAL_META_RE, TR
                                  FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
                                  find_containers, is_meta_reference)
 
-__all__ = ["load_experiment", "parse_experiment", "trial_collector", *_spec_names]
+__all__ = ["load_experiment", "new_experiment", "parse_experiment", "trial_collector", *_spec_names]
 
 _NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _MAX_NAME = 40
@@ -73,6 +73,49 @@ _PRIMARY_POD_LABELS = {
         "batch.kubernetes.io/job-completion-index": "0",
     },
 }
+
+
+def new_experiment(name: str, parameters: Sequence[Mapping[str, Any]], container: Mapping[str, Any], *,
+                   objective_metric_name: str, objective_type: str, goal: float | None = None,
+                   additional_metric_names: Sequence[str] = (), algorithm_name: str,
+                   algorithm_settings: Mapping[str, Any] | None = None, max_trial_count: int | None,
+                   parallel_trial_count: int, max_failed_trial_count: int | None = None,
+                   early_stopping: tuple[str, Mapping[str, Any]] | None = None) -> Experiment:
+    """A validated Experiment from keyword arguments: the one builder behind ``hp.tune``, ``KatibClient.tune``
+    and ``hp_components.kfp.tune``. ``parameters`` are Katib parameter specs (``{"name", "parameterType",
+    "feasibleSpace"}``), each a trialParameter of the same name; ``container`` is the trial's only
+    container, whose ``name`` is the primary container. Raises :class:`SpecError`. ::
+
+        new_experiment("demo", [{"name": "lr", "parameterType": "double", "feasibleSpace": {"min": "0.01", "max": "0.1"}}],
+                       {"name": "main", "image": "python:3.11", "command": ["python3", "train.py", "--lr=${trialParameters.lr}"]},
+                       objective_metric_name="loss", objective_type="minimize", algorithm_name="random",
+                       max_trial_count=8, parallel_trial_count=2)
+    """
+    def settings(values: Mapping[str, Any] | None) -> list[dict[str, str]]:
+        return [{"name": k, "value": str(v)} for k, v in (values or {}).items()]
+
+    spec: dict[str, Any] = {
+        "objective": {"type": objective_type, "objectiveMetricName": objective_metric_name,
+                      **({"goal": goal} if goal is not None else {}),
+                      **({"additionalMetricNames": list(additional_metric_names)} if additional_metric_names else {})},
+        "algorithm": {"algorithmName": algorithm_name, "algorithmSettings": settings(algorithm_settings)},
+        "parallelTrialCount": parallel_trial_count,
+        "parameters": [dict(p) for p in parameters],
+        "trialTemplate": {
+            "primaryContainerName": container["name"],
+            "trialParameters": [{"name": p["name"], "reference": p["name"]} for p in parameters],
+            "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [dict(container)]}}}},
+        },
+    }
+    if max_trial_count is not None:
+        spec["maxTrialCount"] = max_trial_count
+    if max_failed_trial_count is not None:
+        spec["maxFailedTrialCount"] = max_failed_trial_count
+    if early_stopping is not None:
+        spec["earlyStopping"] = {"algorithmName": early_stopping[0], "algorithmSettings": settings(early_stopping[1])}
+    return parse_experiment({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
+                             "spec": spec})
 
 
 def trial_collector(experiment: Experiment) -> Collector:
