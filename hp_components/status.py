@@ -82,15 +82,18 @@ class ExperimentStatus:
     def to_dict(self) -> dict[str, Any]:
         """Katib's ``Experiment.status``: conditions, currentOptimalTrial, trial lists and counts."""
         now = _now()
+        started = self.start_time or now
+        ended = (self.completion_time or now) if self.done else None
         conditions = [
             {"type": "Created", "status": "True", "reason": "ExperimentCreated",
-             "message": "Experiment is created", "lastUpdateTime": now, "lastTransitionTime": now},
+             "message": "Experiment is created", "lastUpdateTime": started, "lastTransitionTime": started},
             {"type": "Running", "status": "True" if not self.done else "False", "reason": "ExperimentRunning",
-             "message": _MESSAGES["ExperimentRunning"], "lastUpdateTime": now, "lastTransitionTime": now},
+             "message": _MESSAGES["ExperimentRunning"], "lastUpdateTime": ended or now,
+             "lastTransitionTime": ended or started},
         ]
-        if self.done:
+        if ended:
             conditions.append({"type": self.condition, "status": "True", "reason": self.reason,
-                               "message": self.message, "lastUpdateTime": now, "lastTransitionTime": now})
+                               "message": self.message, "lastUpdateTime": ended, "lastTransitionTime": ended})
         best = self.best
         out: dict[str, Any] = {
             "conditions": conditions,
@@ -102,10 +105,9 @@ class ExperimentStatus:
             **{k: v for k, v in self.lists.items() if v},
             **self.counts,
         }
-        if self.start_time:
-            out["startTime"] = self.start_time
-        if self.done:
-            out["completionTime"] = self.completion_time or now
+        out["startTime"] = started
+        if ended:
+            out["completionTime"] = ended
         out.update(self.extra)
         return out
 
@@ -143,7 +145,13 @@ def experiment_status(experiment: Experiment, history: Sequence[Trial], suggesti
         reason, condition = "ExperimentMaxTrialsReached", "Succeeded"
     elif suggestion_done and active == 0:
         reason, condition = "ExperimentSuggestionEndReached", "Succeeded"
-    return ExperimentStatus(condition=condition, reason=reason, counts=counts, lists=lists, best=best)
+    # Katib's times: the experiment started with its first trial and ended when the last one that
+    # decided it finished (the trials' own RFC 3339 times, so a status written later says the same)
+    starts = [t.start_time for t in trials if t.start_time]
+    ends = [t.completion_time for t in trials if t.completion_time]
+    return ExperimentStatus(condition=condition, reason=reason, counts=counts, lists=lists, best=best,
+                            start_time=min(starts, default=None),
+                            completion_time=max(ends, default=None) if condition != "Running" else None)
 
 
 def remaining_slots(experiment: Experiment, history: Sequence[Trial]) -> int | None:

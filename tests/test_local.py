@@ -393,3 +393,21 @@ def test_a_program_not_on_path_is_a_failed_trial(tmp_path):
     _, result = run(tmp_path, spec)
     assert result.history[0].condition == "Failed"
     assert "cannot start 'no-such-program-hp'" in result.history[0].message
+
+
+def test_status_has_katibs_start_completion_and_transition_times(tmp_path):
+    """Katib's Experiment.status carries startTime, completionTime and per condition the time it changed
+    (pkg/controller.v1beta1/experiment/util/status_util.go); here they come from the trials' own times,
+    so a status written later says the same."""
+    spec = script_experiment("times", "import time; time.sleep(1.1); print('loss=1')", maxTrialCount=2, parallelTrialCount=1)
+    _, result = run(tmp_path, spec)
+    st = result.status.to_dict()
+    first_start = min(t.start_time for t in result.history)
+    last_end = max(t.completion_time for t in result.history)
+    assert st["startTime"] == first_start and st["completionTime"] == last_end and first_start < last_end
+    by_type = {c["type"]: c for c in st["conditions"]}
+    assert by_type["Created"]["lastTransitionTime"] == first_start
+    assert by_type["Running"]["status"] == "False" and by_type["Running"]["lastTransitionTime"] == last_end
+    assert by_type["Succeeded"]["lastTransitionTime"] == last_end
+    time.sleep(1.1)
+    assert result.status.to_dict()["conditions"] == st["conditions"]  # not "now" at each writing
