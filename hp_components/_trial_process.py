@@ -36,6 +36,7 @@ _CHUNK = 1 << 16
 _MAX_LINE = 1 << 16  # longer lines are cut before parsing
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
 _MAX_REPORTS = 10_000  # intermediate values kept per trial
+_TAIL_EVERY = 0.5  # seconds between reads of a File collector's file while the trial runs
 
 #: asked after each objective report of a running trial: stop it now (early stopping)?
 StopRule = Callable[[Trial], bool]
@@ -179,6 +180,7 @@ class TrialProcess:
                             WORLD_SIZE=str(len(self.workers) + 1), RANK="0")
         log = open(self.trial_dir / "output.log", "wb")
         worker_procs: list[asyncio.subprocess.Process] = []
+        tail: asyncio.Future[None] | None = None
         timed_out = False
         try:
             worker_procs = await self._start_workers(full_env)
@@ -188,6 +190,7 @@ class TrialProcess:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self.finish(judge(objective=self.objective, value=None, failure=launch_failure(argv[0], err)))
             self.procs[trial.name] = proc
+            tail = asyncio.ensure_future(self._tail(proc, collecting))
             try:
                 await asyncio.wait_for(self._pump(proc, collecting, log), container.timeout)
             except asyncio.TimeoutError:
@@ -199,8 +202,12 @@ class TrialProcess:
                     self.signal(signal.SIGKILL)
             rc = await proc.wait()
         finally:
+            if tail is not None:
+                tail.cancel()
             worker_rcs = await self._finish_workers(worker_procs)
             log.close()
+        for name, value in collecting.poll():  # what the trial wrote to a collector's file since the last read
+            self._report(name, value)
         note = collecting.finish()
         trial.observation = collecting.observation()
         trial.objective_value = objective_value(trial.observation, self.objective, self.strategy)
@@ -239,10 +246,8 @@ class TrialProcess:
     async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any) -> None:
         """Copy the trial's output to its log and feed each line to the metrics collector."""
         assert proc.stdout is not None
-        trial = self.trial
         written = 0
         pending = b""
-        reports = 0
         while True:
             chunk = await proc.stdout.read(_CHUNK)
             if not chunk:
@@ -258,11 +263,24 @@ class TrialProcess:
                 pending = pending[:_MAX_LINE]
             for line in lines:
                 for name, value in collecting.feed_output(line[:_MAX_LINE]):
-                    if name == self.objective and reports < _MAX_REPORTS:
-                        trial.intermediate_values.append((reports, value))
-                        reports += 1
-                        if self.stop_rule and not self.stopped_early and self.stop_rule(trial):
-                            self.stopped_early = True
-                            self.signal(signal.SIGTERM)
+                    self._report(name, value)
         if pending:
             collecting.feed_output(pending)
+
+    async def _tail(self, proc: asyncio.subprocess.Process, collecting: Collector) -> None:
+        """While the trial runs, what it reports outside its output (a File collector's file), every
+        :data:`_TAIL_EVERY` seconds, so early stopping sees those values too."""
+        while proc.returncode is None:
+            await asyncio.sleep(_TAIL_EVERY)
+            for name, value in collecting.poll():
+                self._report(name, value)
+
+    def _report(self, name: str, value: float) -> None:
+        """A value the trial reported: the objective's become intermediate values, asked of the stop rule."""
+        trial = self.trial
+        if name != self.objective or len(trial.intermediate_values) >= _MAX_REPORTS:
+            return
+        trial.intermediate_values.append((len(trial.intermediate_values), value))
+        if self.stop_rule and not self.stopped_early and self.stop_rule(trial):
+            self.stopped_early = True
+            self.signal(signal.SIGTERM)

@@ -455,6 +455,10 @@ class Collector:
         """One line of the training output; the (name, value) pairs it reported."""
         return self.parser.feed(line)
 
+    def poll(self) -> List[Tuple[str, float]]:
+        """While the trial runs: what it reported elsewhere than its output since the last poll."""
+        return []
+
     def finish(self) -> str:
         """After the process ended: read what is left; a note on what went wrong, or ""."""
         if self.parser.ignored_values:
@@ -481,6 +485,9 @@ class FileCollector(Collector):
         super().__init__(metric_names, filters=filters, file_format=file_format)
         self.spec_path = file_path
         self.path = file_path
+        self._offset = 0
+        self._pending = b""
+        self._seen = False
 
     def names_path(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
         """Whether the command or its environment names the file (so each trial can get its own)."""
@@ -498,8 +505,35 @@ class FileCollector(Collector):
     def feed_output(self, line: Union[str, bytes]) -> List[Tuple[str, float]]:
         return []
 
+    def poll(self) -> List[Tuple[str, float]]:
+        """The complete lines the trial added to its file since the last poll (Katib's collector tails
+        the file while the trial runs, so early stopping sees the values as they come)."""
+        found: List[Tuple[str, float]] = []
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self._offset)
+                while True:
+                    chunk = fh.read(_READ_CHUNK)
+                    if not chunk:
+                        break
+                    self._offset += len(chunk)
+                    *lines, pending = (self._pending + chunk).split(b"\n")
+                    self._pending = pending[:MAX_LINE]
+                    for line in lines:
+                        found += self.parser.feed(line[:MAX_LINE])
+        except OSError:
+            return found
+        self._seen = True
+        return found
+
     def finish(self) -> str:
-        return _parse_file(self.parser, self.path) or super().finish()
+        self.poll()
+        if self._pending:
+            self.parser.feed(self._pending)
+            self._pending = b""
+        if not self._seen:
+            return _parse_file(self.parser, self.path)  # says why the file cannot be read
+        return super().finish()
 
 
 #: collector kind (``metricsCollectorSpec.collector.kind``) -> class

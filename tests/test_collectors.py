@@ -98,3 +98,34 @@ def test_a_file_path_the_command_does_not_name_is_refused_for_parallel_trials(tm
     with pytest.raises(RunnerError, match="fileSystemPath.path: '/tmp/hp-shared-metrics-test.log' is not named"):
         run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
     assert isinstance(trial_collector(parse_experiment(spec)), FileCollector)
+
+
+JSON_TRAINER = """
+import json, sys, time
+path, x = sys.argv[1], float(sys.argv[2].split('=')[1])
+with open(path, 'w') as fh:
+    for epoch in range(8):
+        fh.write(json.dumps({'loss': str(x + 1 / (epoch + 1))}) + '\\n'); fh.flush(); time.sleep(0.3)
+"""
+
+
+def test_medianstop_stops_a_trial_from_its_metrics_file_while_it_runs(tmp_path):
+    """Katib's median-stop-with-json-format example: the File collector tails the file while the trial
+    runs (pkg/metricscollector/v1beta1/file-metricscollector, main.go watching the file) and the
+    early-stopping rule ends a trial whose values are worse (pkg/earlystopping/v1beta1/medianstop)."""
+    spec = script_experiment("filestop", JSON_TRAINER, args=["/tmp/hp-katib-metrics.json", "--x=${trialParameters.x}"],
+                             params=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0", "0.1", "5"]}}],
+                             maxTrialCount=3, parallelTrialCount=1)
+    spec["spec"]["algorithm"] = {"algorithmName": "grid"}
+    spec["spec"]["metricsCollectorSpec"] = {
+        "collector": {"kind": "File"},
+        "source": {"fileSystemPath": {"kind": "File", "path": "/tmp/hp-katib-metrics.json", "format": "JSON"}}}
+    spec["spec"]["earlyStopping"] = {"algorithmName": "medianstop", "algorithmSettings": [
+        {"name": "min_trials_required", "value": "2"}, {"name": "start_step", "value": "2"}]}
+    result = run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
+    by_x = {t.assignments["x"]: t for t in result.history}
+    assert by_x["0"].condition == by_x["0.1"].condition == "Succeeded"
+    assert len(by_x["0"].intermediate_values) == 8  # every line of the file became an intermediate value
+    stopped = by_x["5"]
+    assert stopped.condition == "EarlyStopped" and stopped.reason == "TrialEarlyStopped"
+    assert 2 <= len(stopped.intermediate_values) < 8 and stopped.objective_value is not None
