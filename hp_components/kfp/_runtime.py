@@ -28,10 +28,10 @@ from hp_components.experiment import Experiment, load_experiment
 from hp_components.steps import collect_step, suggest_step
 from hp_components.trials import load_history
 
+from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY, trial_fields
+
 __all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
-TRIAL_KEY = "hp_trial"
-ITEM_KEY = "hp_item"
 
 
 def experiment_from(experiment: str | dict[str, Any] | Experiment) -> Experiment:
@@ -83,7 +83,6 @@ def launch_trial(experiment: Any, item: str | dict[str, Any], *, poll: float = 5
         launch_trial(exp_json, {"hp_trial": "ddp-0001", "x": "1.5", ...})["objectiveValue"]
     """
     from hp_components.jobs import KubeJobs, default_namespace, launch
-    from hp_components.kfp._trial import trial_fields
 
     exp = experiment_from(experiment)
     if isinstance(item, str):

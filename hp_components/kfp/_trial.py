@@ -33,7 +33,7 @@ from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
 from hp_components.template import PLACEHOLDER_RE, TemplateError, meta_value, primary_container_spec, render_text
 
 from hp_components.kfp._errors import UnsupportedExperiment
-from hp_components.kfp._runtime import TRIAL_KEY
+from hp_components.kfp._fields import TRIAL_KEY, WRAPPER_KEY, trial_fields
 
 __all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
            "check_experiment", "configure_launcher_task"]
@@ -65,22 +65,6 @@ def _container(exp: Experiment) -> dict[str, Any]:
 def _pod_spec(exp: Experiment) -> dict[str, Any]:
     ts = exp.spec.trial_template.trial_spec or {}
     return (((ts.get("spec") or {}).get("template") or {}).get("spec") or {})
-
-
-def _key(name: str) -> str:
-    key = re.sub(r"[^a-z0-9_]", "_", name.lower())
-    return key if key[:1].isalpha() else f"p_{key}"
-
-
-def trial_fields(exp: Experiment) -> dict[str, dict[str, str]]:
-    """Loop item key -> ``{"trialParameter": name, "type": "str"}`` for every trialParameter."""
-    out: dict[str, dict[str, str]] = {}
-    for tp in exp.spec.trial_template.trial_parameters or []:
-        key = _key(tp.name)
-        while key in out or key in (TRIAL_KEY, "hp_wrapper"):
-            key += "_"
-        out[key] = {"trialParameter": tp.name, "type": "str"}
-    return out
 
 
 def _meta(exp: Experiment, key: str) -> str | None:
