@@ -38,7 +38,7 @@ from hp_components.steps import DEFAULT_IMAGE
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 from hp_components.kfp._components import step_components
 from hp_components.jobs import created_as_job
-from hp_components.kfp._trial import (WRAPPER_PROGRAM, check_experiment, configure_launcher_task, configure_trial_task,
+from hp_components.kfp._trial import (check_experiment, configure_launcher_task, configure_trial_task,
                                       trial_component, trial_fields)
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
@@ -47,8 +47,15 @@ _KFP_TYPES = {"NUMBER_DOUBLE": "float", "NUMBER_INTEGER": "int", "STRING": "str"
               "Float": "float", "Integer": "int", "String": "str", "Boolean": "bool"}
 
 
-def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
-    """A compiled-to-be KFP pipeline (graph component) running Katib Experiment ``exp``."""
+def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_backoff: str | None = None) -> Any:
+    """A compiled-to-be KFP pipeline (graph component) running Katib Experiment ``exp``.
+
+    ``retry_backoff`` (default :data:`hp_components.kfp._pipeline.RETRY_BACKOFF`) is the wait before
+    the first retry of a failed pod.
+    """
+    from hp_components.kfp._pipeline import RETRY_BACKOFF
+
+    retry_backoff = retry_backoff or RETRY_BACKOFF
     from hp_components.kfp._pipeline import tuning_graph
 
     check_experiment(exp)
@@ -61,7 +68,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
             task.set_display_name("trial")
             return task, task.outputs["observation"]
 
-        return tuning_graph(exp, {"fields": fields}, launched, image=image)
+        return tuning_graph(exp, {"fields": fields}, launched, image=image, retry_backoff=retry_backoff)
 
     comp = trial_component(exp)
 
@@ -71,7 +78,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
         task.set_display_name("trial")
         return task, task.outputs["observation"]
 
-    return tuning_graph(exp, {"fields": fields}, trial, image=image, wrapper=WRAPPER_PROGRAM)
+    return tuning_graph(exp, {"fields": fields}, trial, image=image, uses_wrapper=True, retry_backoff=retry_backoff)
 
 
 def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None = None, image: str | None = None,
@@ -85,17 +92,6 @@ def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None 
     pipeline = experiment_pipeline(exp, image=image)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(output))
-    _shorten_header(Path(output))
-
-
-def _shorten_header(path: Path) -> None:
-    """Drop the wrapper's 40 KB default from the comment header KFP writes (it is in the spec once)."""
-    text = path.read_text(encoding="utf-8")
-    head, sep, body = text.partition("\ncomponents:")
-    lines = [("#    trial_wrapper: str [Default: the metrics wrapper, see root.inputDefinitions]"
-              if line.startswith("#    trial_wrapper: str [Default: ") and not line.endswith("[Default: '']")
-              else line) for line in head.split("\n")]
-    path.write_text("\n".join(lines) + sep + body, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- tune()
