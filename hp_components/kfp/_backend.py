@@ -50,7 +50,7 @@ from hp_components.experiment import Experiment
 from hp_components.kfp._errors import UnsupportedExperiment
 
 __all__ = ["ARGO_MAX_DEPTH", "ETCD_REQUEST_BYTES", "MAX_ARG_STRLEN", "argo_depth", "ir_dag_depth",
-           "workflow_spec_bytes", "workflow_status_bytes", "trial_executor_input_bytes", "check_ir"]
+           "workflow_spec_bytes", "workflow_status_bytes", "trial_executor_input_bytes", "check_ir", "check_size"]
 
 ARGO_MAX_DEPTH = 100                     # D5
 MAX_ARG_STRLEN = 128 * 1024              # E2
@@ -184,7 +184,11 @@ def check_ir(ir: dict[str, Any], field: str = "spec.maxTrialCount") -> None:
     if depth >= ARGO_MAX_DEPTH:
         raise UnsupportedExperiment(field, f"the compiled pipeline nests {depth} Argo templates deep; Argo stops at "
                                     f"{ARGO_MAX_DEPTH} (maxAllowedStackDepth)")
-    size = workflow_spec_bytes(ir)
+    check_size(workflow_spec_bytes(ir), field)
+
+
+def check_size(size: int, field: str = "spec.maxTrialCount") -> None:
+    """Refuse, naming ``field``, a Workflow spec of about ``size`` bytes that Argo would not take."""
     if size >= MAX_WORKFLOW_BYTES:
         raise UnsupportedExperiment(field, f"the Workflow KFP would create is about {size // 1024} KiB; Argo refuses "
                                     f"workflows over {MAX_WORKFLOW_BYTES // 1024} KiB (MAX_WORKFLOW_SIZE): lower "

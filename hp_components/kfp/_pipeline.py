@@ -95,7 +95,7 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
     """
     from kfp import dsl
 
-    from hp_components.kfp._backend import check_ir
+    from hp_components.kfp._backend import check_ir, check_size, workflow_spec_bytes
 
     steps = step_components(image or DEFAULT_IMAGE)
     gather = steps.gather_metrics if metrics_artifacts else steps.gather
@@ -132,21 +132,28 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
                 return body(experiment, config, state, None, trials, done)
         one_round = dsl.pipeline(name=f"{base}-round", description=f"One round of {total}")(round_)
 
-        def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = []) -> Outputs:  # noqa: B006
-            s = retried(steps.suggest(experiment=experiment, config=config, history=history))
-            s.set_display_name("suggest")
-            state, trials, done = s.outputs["state"], s.outputs["trials"], s.outputs["done"]
-            extra = {"wrapper": s.outputs["wrapper"]} if uses_wrapper else {}
-            for r in range(1, total + 1):
-                t = one_round(experiment=experiment, config=config, state=state, trials=trials, done=done, **extra)
-                t.set_caching_options(False)
-                t.set_display_name(f"round-{r}")
-                state, trials, done = t.outputs["state"], t.outputs["next_trials"], t.outputs["done"]
-            rep = retried(steps.report(experiment=experiment, state=state)).set_display_name("report")
-            return Outputs(*(rep.outputs[k] for k in OUTPUT_NAMES))
+        def build(count: int) -> Any:
+            def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = []) -> Outputs:  # noqa: B006
+                s = retried(steps.suggest(experiment=experiment, config=config, history=history))
+                s.set_display_name("suggest")
+                state, trials, done = s.outputs["state"], s.outputs["trials"], s.outputs["done"]
+                extra = {"wrapper": s.outputs["wrapper"]} if uses_wrapper else {}
+                for r in range(1, count + 1):
+                    t = one_round(experiment=experiment, config=config, state=state, trials=trials, done=done, **extra)
+                    t.set_caching_options(False)
+                    t.set_display_name(f"round-{r}")
+                    state, trials, done = t.outputs["state"], t.outputs["next_trials"], t.outputs["done"]
+                rep = retried(steps.report(experiment=experiment, state=state)).set_display_name("report")
+                return Outputs(*(rep.outputs[k] for k in OUTPUT_NAMES))
 
-        graph = dsl.pipeline(name=base, description=_description(exp))(tuning)
-        check_ir(dedupe_graph(graph))  # a real limit that still applies: refused here, naming spec.maxTrialCount
+            graph = dsl.pipeline(name=base, description=_description(exp))(tuning)
+            return graph, dedupe_graph(graph)
+
+        if total > 2:  # a round is one root task: refuse from 1 and 2 rounds before building them all
+            one, two = (workflow_spec_bytes(build(n)[1]) for n in (1, 2))
+            check_size(one + (total - 1) * (two - one), "spec.maxTrialCount")
+        graph, spec = build(total)
+        check_ir(spec)  # a real limit that still applies: refused here, naming spec.maxTrialCount
         return graph
 
 
