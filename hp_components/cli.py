@@ -283,8 +283,9 @@ def submit(
 
 @app.command()
 def status(
-    name: str = typer.Argument(..., help="The run (Argo Workflow) name that submit printed"),
-    target: str = typer.Option("argo", "--target", "-t", help="argo"),
+    name: str = typer.Argument(..., help="The run that submit printed (Argo Workflow name, KFP run id)"),
+    target: str = typer.Option("argo", "--target", "-t", help="argo or kfp"),
+    host: Optional[str] = typer.Option(None, help="kfp: the KFP API endpoint"),
     argo_server: Optional[str] = typer.Option(None, help="Read through this Argo Server instead of the Kubernetes API"),
     token: Optional[str] = typer.Option(None, help="Bearer token for the Argo Server"),
     namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace"),
@@ -292,7 +293,7 @@ def status(
     """Progress, trials and the best result of a submitted run, as JSON."""
     driver = _driver(target)
     try:
-        result = driver.read_status(name, argo_server=argo_server, token=token, namespace=namespace)
+        result = driver.read_status(name, argo_server=argo_server, token=token, namespace=namespace, host=host)
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(json.dumps(result, indent=2), markup=False, highlight=False, soft_wrap=True)
