@@ -85,3 +85,27 @@ def installed(pipeline_root: str) -> Iterator[None]:
         yield
     finally:
         subprocess_task_handler.SubprocessTaskHandler = saved
+
+
+def run_compiled(exp: object, tmp_path: Path, faults: set[str] = frozenset(), **kw: object) -> dict:
+    """Compile Katib Experiment ``exp`` (retries without backoff), run it under kfp.local with this
+    handler; the pipeline's outputs (``status``, ``best_*``) and the report's artifacts (``report``,
+    ``report_html``, ``metrics``: paths and metadata, read before kfp.local cleans up)."""
+    from kfp import compiler, components
+
+    from hp_components.kfp._api import experiment_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(experiment_pipeline(exp, retry_backoff="0s", **kw), str(path))
+    comp = components.load_component_from_file(str(path))
+    with installed(str(tmp_path / "root")):
+        FAULTS.update(faults)
+        task = comp()
+    out = {k: task.outputs[k] for k in ("status", "best_trial", "best_parameters", "best_objective")}
+    return out
+
+
+def trial_commands() -> list[List[str]]:
+    """The trial pods' commands that ran (the metrics wrapper's ``--objective`` is in them only)."""
+    return [c for c in COMMANDS if "--objective" in c]
