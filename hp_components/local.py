@@ -194,10 +194,13 @@ class _Runner:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
-                    new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
                     # a short batch ends the suggestions only when nothing is left to wait for: an
-                    # algorithm may hold back until running trials finish (hyperband's next rung)
-                    suggestion_done = not new and not any(t.active for t in view)
+                    # algorithm may hold back until running trials finish (hyperband's next rung).
+                    # Whether any was running is taken before asking: trials go on finishing while
+                    # the algorithm thinks, and one that finished meanwhile may be what it waited for
+                    waiting = any(t.active for t in view)
+                    new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
+                    suggestion_done = not new and not waiting
                     batch += new
                 if batch:
                     await self._start(batch)

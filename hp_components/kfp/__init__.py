@@ -38,7 +38,10 @@ def submit(exp: Experiment, *, host: str | None = None, token: str | None = None
     return submit_experiment(exp, host=host, namespace=namespace, image=image, token=token)
 
 
-def read_status(name: str, *, host: str | None = None, token: str | None = None, namespace: str | None = None) -> dict:
-    """``hp-tune status`` is not implemented for KFP yet: the run's page in the KFP UI shows the report."""
-    raise KfpError("hp-tune status supports --target argo only; for a KFP run open it in the KFP UI (the report "
-                   f"step's Markdown/HTML) or use kfp.Client(host).get_run({name!r})")
+def read_status(run_id: str, *, host: str | None = None, token: str | None = None,
+                namespace: str | None = None) -> dict:
+    """State, trials so far and rounds of KFP run ``run_id`` on ``host`` (see :mod:`hp_components.kfp._status`;
+    a run id names one run whatever the namespace)."""
+    from hp_components.kfp._status import read_status as read
+
+    return read(run_id, host=host, token=token)

@@ -32,13 +32,13 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from hp_components.experiment import Experiment, SpecError, load_experiment
+from hp_components.experiment import Experiment, SpecError, load_experiment, new_experiment
 from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 from hp_components.kfp._components import step_components
 from hp_components.jobs import created_as_job
-from hp_components.kfp._trial import (WRAPPER_PROGRAM, check_experiment, configure_launcher_task, configure_trial_task,
+from hp_components.kfp._trial import (check_experiment, configure_launcher_task, configure_trial_task,
                                       trial_component, trial_fields)
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
@@ -47,8 +47,15 @@ _KFP_TYPES = {"NUMBER_DOUBLE": "float", "NUMBER_INTEGER": "int", "STRING": "str"
               "Float": "float", "Integer": "int", "String": "str", "Boolean": "bool"}
 
 
-def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
-    """A compiled-to-be KFP pipeline (graph component) running Katib Experiment ``exp``."""
+def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_backoff: str | None = None) -> Any:
+    """A compiled-to-be KFP pipeline (graph component) running Katib Experiment ``exp``.
+
+    ``retry_backoff`` (default :data:`hp_components.kfp._pipeline.RETRY_BACKOFF`) is the wait before
+    the first retry of a failed pod.
+    """
+    from hp_components.kfp._pipeline import RETRY_BACKOFF
+
+    retry_backoff = retry_backoff or RETRY_BACKOFF
     from hp_components.kfp._pipeline import tuning_graph
 
     check_experiment(exp)
@@ -61,7 +68,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
             task.set_display_name("trial")
             return task, task.outputs["observation"]
 
-        return tuning_graph(exp, {"fields": fields}, launched, image=image)
+        return tuning_graph(exp, {"fields": fields}, launched, image=image, retry_backoff=retry_backoff)
 
     comp = trial_component(exp)
 
@@ -71,7 +78,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None) -> Any:
         task.set_display_name("trial")
         return task, task.outputs["observation"]
 
-    return tuning_graph(exp, {"fields": fields}, trial, image=image, wrapper=WRAPPER_PROGRAM)
+    return tuning_graph(exp, {"fields": fields}, trial, image=image, uses_wrapper=True, retry_backoff=retry_backoff)
 
 
 def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None = None, image: str | None = None,
@@ -85,17 +92,6 @@ def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None 
     pipeline = experiment_pipeline(exp, image=image)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(output))
-    _shorten_header(Path(output))
-
-
-def _shorten_header(path: Path) -> None:
-    """Drop the wrapper's 40 KB default from the comment header KFP writes (it is in the spec once)."""
-    text = path.read_text(encoding="utf-8")
-    head, sep, body = text.partition("\ncomponents:")
-    lines = [("#    trial_wrapper: str [Default: the metrics wrapper, see root.inputDefinitions]"
-              if line.startswith("#    trial_wrapper: str [Default: ") and not line.endswith("[Default: '']")
-              else line) for line in head.split("\n")]
-    path.write_text("\n".join(lines) + sep + body, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- tune()
@@ -127,27 +123,12 @@ def search_experiment(name: str, parameters: Mapping[str, Any] | Sequence[Mappin
     """A Katib Experiment describing a search over a component's inputs (validated like any other)."""
     params = ([_parameter(k, v) for k, v in parameters.items()] if isinstance(parameters, Mapping)
               else [dict(p) for p in parameters])
-    spec: dict[str, Any] = {
-        "objective": {"type": type, "objectiveMetricName": objective, **({"goal": goal} if goal is not None else {})},
-        "algorithm": {"algorithmName": algorithm,
-                      "algorithmSettings": [{"name": k, "value": str(v)} for k, v in (algorithm_settings or {}).items()]},
-        "parallelTrialCount": parallel_trial_count,
-        "maxTrialCount": max_trial_count,
-        "parameters": params,
-        "trialTemplate": {
-            "primaryContainerName": "trial",
-            "trialParameters": [{"name": p["name"], "reference": p["name"]} for p in params],
-            "trialSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
-                "restartPolicy": "Never",
-                "containers": [{"name": "trial", "image": "kfp-component",
-                                "command": ["kfp-component", *(f"--{p['name']}=${{trialParameters.{p['name']}}}"
-                                                               for p in params)]}]}}}},
-        },
-    }
-    if max_failed_trial_count is not None:
-        spec["maxFailedTrialCount"] = max_failed_trial_count
-    return load_experiment({"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment",
-                            "metadata": {"name": name}, "spec": spec})
+    container = {"name": "trial", "image": "kfp-component",
+                 "command": ["kfp-component", *(f"--{p['name']}=${{trialParameters.{p['name']}}}" for p in params)]}
+    return new_experiment(name, params, container, objective_metric_name=objective, objective_type=type, goal=goal,
+                          algorithm_name=algorithm, algorithm_settings=algorithm_settings,
+                          max_trial_count=max_trial_count, parallel_trial_count=parallel_trial_count,
+                          max_failed_trial_count=max_failed_trial_count)
 
 
 def _input_name(param: str, inputs: Mapping[str, Any]) -> str:

@@ -15,54 +15,62 @@ import functools
 from typing import Any, List, NamedTuple
 
 from kfp import dsl
-from kfp.dsl import HTML, Input, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
 
 __all__ = ["StepComponents", "step_components"]
 
 
-def suggest(experiment: str, config: dict, history: list) -> NamedTuple(
-        "SuggestOutputs", [("trials", list), ("done", bool), ("history", list)]):
-    """Suggest the first batch of trials (flat loop items) for the experiment (Katib JSON)."""
+def suggest(experiment: str, config: dict, history: list, state: Output[Artifact], wrapper: Output[Artifact]) -> NamedTuple(
+        "SuggestOutputs", [("trials", list), ("done", bool)]):
+    """The first batch of trials (flat loop items); writes the state artifact and the metrics wrapper.
+
+    ``wrapper`` is this image's ``hp_components/metrics.py`` (standard library only), written once
+    per run: container trials read it from their input artifact instead of carrying its 36 KB in
+    every pod's command.
+    """
     from collections import namedtuple
 
-    from hp_components.kfp._runtime import suggest_items
+    from hp_components.kfp._runtime import suggest_state
+    from hp_components.steps import WRAPPER_SOURCE
 
-    items, done = suggest_items(experiment, history, config)
-    return namedtuple("SuggestOutputs", ["trials", "done", "history"])(items, done, list(history))
+    items, done = suggest_state(experiment, history, config, state.path)
+    with open(wrapper.path, "w", encoding="utf-8") as fh:
+        fh.write(WRAPPER_SOURCE)
+    return namedtuple("SuggestOutputs", ["trials", "done"])(items, done)
 
 
-def collect(experiment: str, config: dict, history: list, trials: list, observations: list) -> NamedTuple(
-        "CollectOutputs", [("history", list), ("next_trials", list), ("done", bool), ("status", dict),
-                           ("best_parameters", dict)]):
-    """Record a batch's observations (in loop order), decide, and suggest the next batch."""
+def gather(observations: list) -> list:
+    """The round's trial observations (``dsl.Collected``, in loop order) as one list for collect."""
+    return list(observations)
+
+
+def gather_metrics(observations: Input[List[Metrics]]) -> list:
+    """The round's ``Metrics`` artifacts' metadata (``{name: value}``, in loop order) for collect."""
+    return [dict(m.metadata) if m is not None else None for m in observations]
+
+
+def no_trials() -> list:
+    """What a skipped round hands collect: no observations."""
+    return []
+
+
+def collect(experiment: str, config: dict, state: Input[Artifact], trials: list, observations: list, done: bool,
+            new_state: Output[Artifact]) -> NamedTuple("CollectOutputs", [("next_trials", list), ("done", bool)]):
+    """Record a round's observations (in loop order), decide, suggest the next batch; a skipped round
+    (``done``) passes the state on."""
     from collections import namedtuple
 
-    from hp_components.kfp._runtime import collect_round
+    from hp_components.kfp._runtime import collect_state
 
-    out = collect_round(experiment, history, trials, observations, config)
-    status = out["status"]
+    next_trials, finished, status = collect_state(experiment, state.path, trials, observations, config, done,
+                                                  new_state.path)
     cond = status["conditions"][-1]
-    print(f"{cond['type']}: {cond['reason']}; {status.get('trials', 0)} trials, best {out['best']}")
-    return namedtuple("CollectOutputs", ["history", "next_trials", "done", "status", "best_parameters"])(
-        out["history"], out["next_trials"], out["done"], status, out["best"]["parameters"])
+    print(f"{cond['type']}: {cond['reason']}; {status.get('trials', 0)} trials, "
+          f"best {(status.get('currentOptimalTrial') or {}).get('bestTrialName') or '-'}")
+    return namedtuple("CollectOutputs", ["next_trials", "done"])(next_trials, finished)
 
 
-def collect_metrics(experiment: str, config: dict, history: list, trials: list,
-                    observations: Input[List[Metrics]]) -> NamedTuple(
-        "CollectOutputs", [("history", list), ("next_trials", list), ("done", bool), ("status", dict),
-                           ("best_parameters", dict)]):
-    """Like collect, for trials that report their objective in a ``Metrics`` artifact."""
-    from collections import namedtuple
-
-    from hp_components.kfp._runtime import collect_round
-
-    values = [dict(m.metadata) if m is not None else None for m in observations]
-    out = collect_round(experiment, history, trials, values, config)
-    return namedtuple("CollectOutputs", ["history", "next_trials", "done", "status", "best_parameters"])(
-        out["history"], out["next_trials"], out["done"], out["status"], out["best"]["parameters"])
-
-
-def report(experiment: str, history: list, status: dict, metrics: Output[Metrics], report: Output[Markdown],
+def report(experiment: str, state: Input[Artifact], metrics: Output[Metrics], report: Output[Markdown],
            report_html: Output[HTML]) -> NamedTuple(
         "ReportOutputs", [("best_parameters", dict), ("best_objective", float), ("best_trial", str),
                           ("status", dict)]):
@@ -70,11 +78,14 @@ def report(experiment: str, history: list, status: dict, metrics: Output[Metrics
     from collections import namedtuple
 
     from hp_components.kfp._report import build_report
-    from hp_components.kfp._runtime import experiment_from
+    from hp_components.kfp._runtime import experiment_from, read_state, without_nulls
+    from hp_components.status import experiment_status
     from hp_components.trials import load_history
 
     exp = experiment_from(experiment)
-    trials = load_history(history)
+    saved = read_state(state.path)
+    trials = load_history(saved["history"])
+    status = saved.get("status") or without_nulls(experiment_status(exp, trials).to_dict())
     rep = build_report(exp, status, trials)
     for name, value in rep.metrics.items():
         metrics.log_metric(name, value)
@@ -117,8 +128,10 @@ def launch(experiment: str, trial: str) -> NamedTuple("LaunchOutputs", [("observ
 
 class StepComponents(NamedTuple):
     suggest: Any
+    gather: Any
+    gather_metrics: Any
+    no_trials: Any
     collect: Any
-    collect_metrics: Any
     report: Any
     launch: Any
 
@@ -127,4 +140,5 @@ class StepComponents(NamedTuple):
 def step_components(image: str) -> StepComponents:
     """The step components, running in ``image``."""
     make = functools.partial(dsl.component, base_image=image, install_kfp_package=False)
-    return StepComponents(make(suggest), make(collect), make(collect_metrics), make(report), make(launch))
+    return StepComponents(make(suggest), make(gather), make(gather_metrics), make(no_trials), make(collect), make(report),
+                          make(launch))

@@ -1,33 +1,42 @@
-"""Unrolling the tuning loop into a KFP v2 graph (KFP has no recursion).
+"""Unrolling the tuning loop into a KFP v2 graph (KFP has no recursion), at constant depth.
 
-One graph component per round, built from the last round back to the first; round ``r``::
+One round sub-pipeline, called ``ceil(maxTrialCount / parallelTrialCount)`` times one after the
+other at the root; each call passes the state on to the next::
 
-    ParallelFor(trials, parallelism=parallelTrialCount) -> trial
-    collect(history, trials, Collected(observations))          # records, decides, suggests the next batch
-    If(collect.done == False):  round r+1(collect.history, collect.next_trials)
-    Else:                       report(collect.history, collect.status)
-    outputs = OneOf(round r+1's outputs, report's outputs)
+    suggest                                   -> state (artifact), wrapper (artifact), trials, done
+    round-1(state, trials, done)              -> state, next_trials, done
+    round-2(round-1.state, round-1.next_trials, round-1.done) ...
+    report(round-N.state)                     -> best_parameters, best_objective, best_trial, status
 
-The last round ends with ``report``. So nothing runs once the experiment is done, whichever
-round finished it surfaces its results (``best_parameters``, ``best_objective``, ``best_trial``,
-``status``), the loop never iterates over an empty list (``collect`` says ``done`` when the
-algorithm has nothing left), and every ``If`` has an ``Else``. Rounds:
-``ceil(maxTrialCount / parallelTrialCount)``. Steps and trials are never cached.
+Inside a round (guarded inside, so the rounds sit side by side instead of nesting)::
+
+    If(done == False):  ParallelFor(trials, parallelism=P) -> trial;  gather(Collected(observation))
+    Else:               no_trials()
+    collect(state, trials, OneOf(gather, no_trials), done)    # records, decides, suggests the next batch
+
+So the IR's DAG depth is the same for 1 round or 500 (root, round, condition-branches, condition,
+ParallelFor, trial: see :mod:`hp_components.kfp._backend` for what the backend makes of it) and a
+round costs one task entry at the root. A round after the experiment is done runs ``no_trials``
+and a collect that passes the state on. ``collect`` says ``done`` also when the algorithm has
+nothing left, so a loop never iterates over an empty list. The history lives in the ``state``
+artifact (``{"history", "status"}``), never in a parameter, and every ``OneOf`` is over a
+parameter. Steps and trials are never cached; every leaf task is retried on infrastructure
+failures (:data:`RETRIES`): a training failure is not one, the wrapper records it and exits 0.
 
 (No ``from __future__ import annotations`` here: KFP reads the graph functions' annotations.)
 """
 
 import contextlib
 import math
-import warnings
 from typing import Any, Callable, Dict, Iterator, NamedTuple, Optional, Tuple
 
 from hp_components.experiment import Experiment
 from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._components import step_components
+from hp_components.kfp._dedupe import dedupe_graph
 
-__all__ = ["Outputs", "rounds", "tuning_graph", "outside_pipeline"]
+__all__ = ["Outputs", "RETRIES", "rounds", "tuning_graph", "outside_pipeline", "infrastructure_retries"]
 
 
 class Outputs(NamedTuple):
@@ -38,11 +47,14 @@ class Outputs(NamedTuple):
 
 
 OUTPUT_NAMES = Outputs._fields
-#: more rounds than this draw a warning (the Argo Workflow KFP creates must fit in a Kubernetes object)
-MAX_ROUNDS = 200
+#: retries of a task whose pod failed (eviction, node loss, OOM kill of the whole container): the
+#: metrics wrapper exits 0 when the training command fails, so a non-zero exit is infrastructure
+RETRIES = 2
+#: first retry after this many seconds (whole seconds: the backend's retryStrategy.backoff.duration)
+RETRY_BACKOFF = "30s"
 
-#: (loop item, the ``trial_wrapper`` input, the ``experiment`` input) -> (the trial task, the output that
-#: holds its observation)
+#: (loop item, the ``wrapper`` artifact or None, the ``experiment`` input) -> (the trial task, the
+#: output that holds its observation)
 TrialFactory = Callable[[Any, Any, Any], Tuple[Any, Any]]
 
 
@@ -65,72 +77,84 @@ def outside_pipeline() -> Iterator[None]:
         pipeline_context.Pipeline._default_pipeline = saved
 
 
-def _no_cache(task: Any) -> Any:
+def infrastructure_retries(task: Any, backoff: str = RETRY_BACKOFF) -> Any:
+    """No caching, and :data:`RETRIES` retries of a failed pod (backend 2.5.0+; kfp.local honours them too)."""
     task.set_caching_options(False)
+    task.set_retry(num_retries=RETRIES, backoff_duration=backoff, backoff_factor=2.0)
     return task
 
 
 def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *, image: Optional[str] = None,
-                 metrics_artifacts: bool = False, name: Optional[str] = None, wrapper: str = "") -> Any:
+                 metrics_artifacts: bool = False, name: Optional[str] = None, uses_wrapper: bool = False,
+                 retry_backoff: str = RETRY_BACKOFF) -> Any:
     """The whole tuning loop as one KFP graph component (a pipeline you can compile or call).
 
     Its inputs are ``experiment`` (Katib JSON, defaulting to ``exp``), ``config`` (the loop item
-    fields, see :mod:`hp_components.kfp._runtime`), ``history`` (trials to start from, default none)
-    and ``trial_wrapper`` (``wrapper``: the metrics wrapper's source, handed to every trial; kept
-    once as a pipeline input instead of once per round, which keeps the compiled YAML small).
+    fields, see :mod:`hp_components.kfp._runtime`) and ``history`` (trials to start from, default
+    none). With ``uses_wrapper`` the trial factory gets the suggest step's ``wrapper`` artifact.
     """
     from kfp import dsl
 
+    from hp_components.kfp._backend import check_ir, check_size, workflow_spec_bytes
+
     steps = step_components(image or DEFAULT_IMAGE)
-    collect = steps.collect_metrics if metrics_artifacts else steps.collect
+    gather = steps.gather_metrics if metrics_artifacts else steps.gather
     parallelism = exp.spec.parallel_trial_count
     base = name or exp.name
     total = rounds(exp)
-    if total > MAX_ROUNDS:
-        warnings.warn(f"{base}: {total} rounds unrolled (maxTrialCount / parallelTrialCount); the compiled pipeline "
-                      f"grows ~21 KB per round and may exceed KFP's workflow size limit: raise parallelTrialCount",
-                      stacklevel=2)
 
-    def make_round(r: int, next_round: Any) -> Any:
-        def round_(experiment: str, config: dict, history: list, trials: list, trial_wrapper: str = "") -> Outputs:
-            with dsl.ParallelFor(trials, parallelism=parallelism, name=f"trials-{r}") as item:
-                task, observation = trial(item, trial_wrapper, experiment)
-                _no_cache(task)
-            c = _no_cache(collect(experiment=experiment, config=config, history=history, trials=trials,
-                                  observations=dsl.Collected(observation)))
-            c.set_display_name(f"collect-{r}")
-            if next_round is None:
-                rep = _no_cache(report(experiment, c))
-                return Outputs(*(rep.outputs[k] for k in OUTPUT_NAMES))
-            with dsl.If(c.outputs["done"] == False, name=f"continue-{r}"):  # noqa: E712 - a KFP condition
-                nxt = _no_cache(next_round(experiment=experiment, config=config, history=c.outputs["history"],
-                                           trials=c.outputs["next_trials"], trial_wrapper=trial_wrapper))
-                nxt.set_display_name(f"round-{r + 1}")
-            with dsl.Else(name=f"finished-{r}"):
-                rep = _no_cache(report(experiment, c))
-            return Outputs(*(dsl.OneOf(nxt.outputs[k], rep.outputs[k]) for k in OUTPUT_NAMES))
+    def retried(task: Any) -> Any:
+        return infrastructure_retries(task, retry_backoff)
 
-        return dsl.pipeline(name=f"{base}-round-{r}", description=f"Round {r} of {total}")(round_)
+    def body(experiment: Any, config: Any, state: Any, wrapper: Any, trials: Any, done: Any) -> Any:
+        with dsl.If(done == False, name="run-trials"):  # noqa: E712 - a KFP condition
+            with dsl.ParallelFor(trials, parallelism=parallelism, name="trials") as item:
+                task, observation = trial(item, wrapper, experiment)
+                retried(task)
+            g = retried(gather(observations=dsl.Collected(observation))).set_display_name("gather")
+        with dsl.Else(name="skip"):
+            e = retried(steps.no_trials()).set_display_name("no-trials")
+        c = retried(steps.collect(experiment=experiment, config=config, state=state, trials=trials,
+                                  observations=dsl.OneOf(g.output, e.output), done=done))
+        c.set_display_name("collect")
+        return RoundOutputs(c.outputs["new_state"], c.outputs["next_trials"], c.outputs["done"])
 
-    def report(experiment: Any, c: Any) -> Any:
-        task = steps.report(experiment=experiment, history=c.outputs["history"], status=c.outputs["status"])
-        return task.set_display_name("report")
+    RoundOutputs = NamedTuple("RoundOutputs", [("state", dsl.Artifact), ("next_trials", list), ("done", bool)])
 
     with outside_pipeline():
-        nxt = None
-        for r in range(total, 0, -1):
-            nxt = make_round(r, nxt)
-        first_round = nxt
+        if uses_wrapper:
+            def round_(experiment: str, config: dict, state: dsl.Artifact, wrapper: dsl.Artifact, trials: list,
+                       done: bool) -> RoundOutputs:
+                return body(experiment, config, state, wrapper, trials, done)
+        else:
+            def round_(experiment: str, config: dict, state: dsl.Artifact, trials: list,  # type: ignore[misc]
+                       done: bool) -> RoundOutputs:
+                return body(experiment, config, state, None, trials, done)
+        one_round = dsl.pipeline(name=f"{base}-round", description=f"One round of {total}")(round_)
 
-        def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = [],  # noqa: B006
-                   trial_wrapper: str = wrapper) -> Outputs:
-            s = _no_cache(steps.suggest(experiment=experiment, config=config, history=history))
-            r1 = _no_cache(first_round(experiment=experiment, config=config, history=s.outputs["history"],
-                                       trials=s.outputs["trials"], trial_wrapper=trial_wrapper))
-            r1.set_display_name("round-1")
-            return Outputs(*(r1.outputs[k] for k in OUTPUT_NAMES))
+        def build(count: int) -> Any:
+            def tuning(experiment: str = exp.to_json(), config: dict = config, history: list = []) -> Outputs:  # noqa: B006
+                s = retried(steps.suggest(experiment=experiment, config=config, history=history))
+                s.set_display_name("suggest")
+                state, trials, done = s.outputs["state"], s.outputs["trials"], s.outputs["done"]
+                extra = {"wrapper": s.outputs["wrapper"]} if uses_wrapper else {}
+                for r in range(1, count + 1):
+                    t = one_round(experiment=experiment, config=config, state=state, trials=trials, done=done, **extra)
+                    t.set_caching_options(False)
+                    t.set_display_name(f"round-{r}")
+                    state, trials, done = t.outputs["state"], t.outputs["next_trials"], t.outputs["done"]
+                rep = retried(steps.report(experiment=experiment, state=state)).set_display_name("report")
+                return Outputs(*(rep.outputs[k] for k in OUTPUT_NAMES))
 
-        return dsl.pipeline(name=base, description=_description(exp))(tuning)
+            graph = dsl.pipeline(name=base, description=_description(exp))(tuning)
+            return graph, dedupe_graph(graph)
+
+        if total > 2:  # a round is one root task: refuse from 1 and 2 rounds before building them all
+            one, two = (workflow_spec_bytes(build(n)[1]) for n in (1, 2))
+            check_size(one + (total - 1) * (two - one), "spec.maxTrialCount")
+        graph, spec = build(total)
+        check_ir(spec)  # a real limit that still applies: refused here, naming spec.maxTrialCount
+        return graph
 
 
 def _description(exp: Experiment) -> str:
@@ -138,4 +162,3 @@ def _description(exp: Experiment) -> str:
     return (f"Katib Experiment {exp.name} (hp-components): {spec.algorithm.algorithm_name}, "
             f"{spec.objective.type} {spec.objective.objective_metric_name}, {spec.max_trial_count} trials, "
             f"{spec.parallel_trial_count} at a time")
-

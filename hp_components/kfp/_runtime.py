@@ -28,10 +28,10 @@ from hp_components.experiment import Experiment, load_experiment
 from hp_components.steps import collect_step, suggest_step
 from hp_components.trials import load_history
 
+from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY, trial_fields
+
 __all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
-TRIAL_KEY = "hp_trial"
-ITEM_KEY = "hp_item"
 
 
 def experiment_from(experiment: str | dict[str, Any] | Experiment) -> Experiment:
@@ -83,7 +83,6 @@ def launch_trial(experiment: Any, item: str | dict[str, Any], *, poll: float = 5
         launch_trial(exp_json, {"hp_trial": "ddp-0001", "x": "1.5", ...})["objectiveValue"]
     """
     from hp_components.jobs import KubeJobs, default_namespace, launch
-    from hp_components.kfp._trial import trial_fields
 
     exp = experiment_from(experiment)
     if isinstance(item, str):
@@ -181,3 +180,60 @@ def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Seq
     out["history"] = without_nulls(out["history"])
     out["status"] = without_nulls(out["status"])
     return out
+
+
+# --------------------------------------------------------------------------- the state artifact
+# The history travels between rounds as one artifact (a JSON file), not as a list parameter: a
+# parameter sits inside every consumer's --executor_input (one argv string, 128 KiB at most) and
+# in the Workflow's node status; an artifact is a URI there. Its content:
+#     {"history": [<trial record>, ...], "status": <Katib Experiment.status> | null}
+# ``status`` is null until a collect step (or a suggest step with nothing to run) decides it.
+
+
+def read_state(path: str) -> dict[str, Any]:
+    """The state artifact at ``path``."""
+    with open(path, encoding="utf-8") as fh:
+        state = json.load(fh)
+    if not isinstance(state, dict) or not isinstance(state.get("history"), list):
+        raise ValueError(f"{path}: not a tuning state (expected {{'history': [...], 'status': ...}})")
+    return state
+
+
+def write_state(path: str, history: Sequence[dict[str, Any]], status: dict[str, Any] | None) -> None:
+    import os
+
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"history": list(history), "status": status}, fh, separators=(",", ":"))
+
+
+def suggest_state(experiment: Any, history: Sequence[dict[str, Any]], config: dict[str, Any],
+                  state_path: str) -> tuple[list[dict[str, Any]], bool]:
+    """The first batch as loop items and whether there is nothing to run; writes the state artifact."""
+    exp = experiment_from(experiment)
+    items, done = suggest_items(exp, history, config)
+    status = None
+    if done:  # nothing to run: decided here (ExperimentSuggestionEndReached, or the warm start already finished it)
+        status = without_nulls(collect_step(exp, load_history(list(history or [])), [], [])["status"])
+    write_state(state_path, without_nulls(list(history or [])), status)
+    return items, done
+
+
+def collect_state(experiment: Any, state_path: str, items: Sequence[dict[str, Any]], observations: Sequence[Any],
+                  config: dict[str, Any], done: bool, out_path: str) -> tuple[list[dict[str, Any]], bool, dict[str, Any]]:
+    """One round's collect: record ``observations``, decide, suggest; writes the new state to ``out_path``.
+
+    With ``done`` (the round was skipped: an earlier round finished the experiment) the state is
+    passed on unchanged and nothing is suggested. Returns ``(next_trials, done, status)``.
+    """
+    state = read_state(state_path)
+    if done:
+        status = state.get("status")
+        if status is None:
+            status = without_nulls(collect_step(experiment_from(experiment), load_history(state["history"]),
+                                                [], [])["status"])
+        write_state(out_path, state["history"], status)
+        return [], True, status
+    out = collect_round(experiment, state["history"], items, observations, config)
+    write_state(out_path, out["history"], out["status"])
+    return out["next_trials"], bool(out["done"]), out["status"]

@@ -5,8 +5,8 @@
 
 Each file loads with ``kfp.components.load_component_from_file``:
 
-* ``kfp-suggest.yaml``, ``kfp-collect.yaml``, ``kfp-collect-metrics.yaml``, ``kfp-report.yaml``: the
-  tuning steps (hp-components image, see the Dockerfile);
+* ``kfp-suggest.yaml``, ``kfp-gather.yaml``, ``kfp-gather-metrics.yaml``, ``kfp-no-trials.yaml``,
+  ``kfp-collect.yaml``, ``kfp-report.yaml``: the tuning steps (the state passes between them as an artifact) (hp-components image, see the Dockerfile);
 * ``kfp-trial-wrapper.yaml``: the metrics wrapper around any training command, for your own
   container trials. Inputs: ``objective``, ``command`` (a JSON list, run without a shell),
   ``options`` (more wrapper flags, a JSON list: ``["--metric", "loss", "--timeout", "3600"]``);
@@ -27,7 +27,7 @@ import yaml
 
 from hp_components.steps import DEFAULT_IMAGE
 
-from hp_components.kfp._trial import WRAPPER_PROGRAM
+from hp_components.steps import WRAPPER_PROGRAM
 
 __all__ = ["SPEC_DIR", "write_component_specs", "trial_wrapper_text"]
 
@@ -72,7 +72,9 @@ def _components(image: str) -> dict[str, Any]:
     return {
         "kfp-suggest.yaml": steps.suggest,
         "kfp-collect.yaml": steps.collect,
-        "kfp-collect-metrics.yaml": steps.collect_metrics,
+        "kfp-gather.yaml": steps.gather,
+        "kfp-gather-metrics.yaml": steps.gather_metrics,
+        "kfp-no-trials.yaml": steps.no_trials,
         "kfp-report.yaml": steps.report,
         "kfp-trial-wrapper.yaml": components.load_component_from_text(trial_wrapper_text()),
     }

@@ -6,22 +6,22 @@ through the launcher step instead, see :func:`hp_components.jobs.created_as_job`
 
 The trial runs in the trialSpec's image with its command, as::
 
-    python3 -c "exec(compile('<source of hp_components/metrics.py>', 'metrics.py', 'exec'))" \
-        <wrapper_args(exp)> --output <observation> -- <command>
+    python3 <hp_wrapper artifact path> <wrapper_args(exp)> --output <observation> -- <command>
 
-so the image needs nothing but ``python3``. The source arrives as the component's ``hp_wrapper``
-input (the pipeline's ``trial_wrapper`` parameter, stored once in the compiled YAML). ``${trialParameters.x}`` in the command becomes the
+so the image needs nothing but ``python3``. The wrapper (hp_components/metrics.py, 36 KB) is the
+``hp_wrapper`` input artifact, written once per run by the suggest step: it is neither a pipeline
+parameter nor part of any resolved command, so a trial pod's executor input holds only the trial's
+own values and a few URIs. ``${trialParameters.x}`` in the command becomes the
 loop item's field ``x`` (an input of the component), ``${trialSpec.Name}`` the trial's name.
 The container's resources, env, node selector, tolerations and volumes go on the task::
 
     comp = trial_component(exp)                       # a KFP component (loadable YAML inside)
-    task = comp(hp_trial=item.hp_trial, hp_wrapper=WRAPPER_PROGRAM, **{k: getattr(item, k) for k in trial_fields(exp)})
+    task = comp(hp_trial=item.hp_trial, hp_wrapper=suggest.outputs["wrapper"], **{k: getattr(item, k) for k in trial_fields(exp)})
     configure_trial_task(task, exp)
 """
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any
 
@@ -33,7 +33,7 @@ from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
 from hp_components.template import PLACEHOLDER_RE, TemplateError, meta_value, primary_container_spec, render_text
 
 from hp_components.kfp._errors import UnsupportedExperiment
-from hp_components.kfp._runtime import TRIAL_KEY
+from hp_components.kfp._fields import TRIAL_KEY, WRAPPER_KEY, trial_fields
 
 __all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
            "check_experiment", "configure_launcher_task"]
@@ -65,22 +65,6 @@ def _container(exp: Experiment) -> dict[str, Any]:
 def _pod_spec(exp: Experiment) -> dict[str, Any]:
     ts = exp.spec.trial_template.trial_spec or {}
     return (((ts.get("spec") or {}).get("template") or {}).get("spec") or {})
-
-
-def _key(name: str) -> str:
-    key = re.sub(r"[^a-z0-9_]", "_", name.lower())
-    return key if key[:1].isalpha() else f"p_{key}"
-
-
-def trial_fields(exp: Experiment) -> dict[str, dict[str, str]]:
-    """Loop item key -> ``{"trialParameter": name, "type": "str"}`` for every trialParameter."""
-    out: dict[str, dict[str, str]] = {}
-    for tp in exp.spec.trial_template.trial_parameters or []:
-        key = _key(tp.name)
-        while key in out or key in (TRIAL_KEY, "hp_wrapper"):
-            key += "_"
-        out[key] = {"trialParameter": tp.name, "type": "str"}
-    return out
 
 
 def _meta(exp: Experiment, key: str) -> str | None:
@@ -122,14 +106,15 @@ def trial_component_text(exp: Experiment) -> str:
         "name": f"{exp.name}-trial",
         "description": f"One trial of Katib Experiment {exp.name}: the training command under the metrics wrapper.",
         "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"},
-                   {"name": "hp_wrapper", "type": "String", "description": "the metrics wrapper (WRAPPER_PROGRAM)"}]
+                   {"name": WRAPPER_KEY, "type": "Artifact",
+                    "description": "the metrics wrapper, hp_components/metrics.py (the suggest step's wrapper output)"}]
         + [{"name": k, "type": "String", "description": f"${{trialParameters.{f['trialParameter']}}}"}
            for k, f in fields.items()],
         "outputs": [{"name": "observation", "type": "String",
                      "description": "the wrapper's result: {condition, reason, exitCode, metrics, objectiveValue}"}],
         "implementation": {"container": {
             "image": str(c.get("image") or "python:3.11-slim"),
-            "command": ["python3", "-c", {"inputValue": "hp_wrapper"}, *wrapper_args(exp), "--output", {"outputPath": "observation"},
+            "command": ["python3", {"inputPath": WRAPPER_KEY}, *wrapper_args(exp), "--output", {"outputPath": "observation"},
                         "--", *argv],
         }},
     }
