@@ -36,15 +36,8 @@ def run(targets=("kfp", "argo"), trial_counts=(10, 100, 1000), parallels=(4, 10)
             for par in parallels:
                 exp = experiment("size-bench", params, algorithm="tpe", max_trials=n, parallel=par, seed=0)
                 row: dict[str, Any] = {"target": target, "maxTrialCount": n, "parallelTrialCount": par}
-                times = []
                 try:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        out = Path(tmp) / "p.yaml"
-                        for _ in range(repeats):
-                            t0 = time.perf_counter()
-                            compile_experiment(exp, out)
-                            times.append(time.perf_counter() - t0)
-                        data = out.read_bytes()
+                    data, times = _compile_timed(compile_experiment, exp, repeats)
                     row.update(bytes=len(data), gzip_bytes=len(gzip.compress(data)),
                                compile_s_median=median(times), compile_s_all=times)
                 except Exception as e:  # noqa: BLE001 - e.g. a round limit; recorded, not fatal
@@ -56,6 +49,18 @@ def run(targets=("kfp", "argo"), trial_counts=(10, 100, 1000), parallels=(4, 10)
            "results": rows}
     write_result("size", doc, out_dir)
     return doc
+
+
+def _compile_timed(compile_experiment: Any, exp: Any, repeats: int) -> tuple[bytes, list[float]]:
+    """The compiled file's bytes and the seconds each of ``repeats`` compilations took."""
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "p.yaml"
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            compile_experiment(exp, out)
+            times.append(time.perf_counter() - t0)
+        return out.read_bytes(), times
 
 
 def run_kfp(cases=((10, 3), (100, 3), (200, 2), (300, 3)), repeats: int = 3, out_dir=None) -> dict[str, Any]:
@@ -77,14 +82,7 @@ def run_kfp(cases=((10, 3), (100, 3), (200, 2), (300, 3)), repeats: int = 3, out
     rows = []
     for n, par in cases:
         exp = experiment("size-bench", params, algorithm="tpe", max_trials=n, parallel=par, seed=0)
-        times = []
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "p.yaml"
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                compile_experiment(exp, out)
-                times.append(time.perf_counter() - t0)
-            data = out.read_bytes()
+        data, times = _compile_timed(compile_experiment, exp, repeats)
         docs = list(yaml.safe_load_all(data))
         ir, platform = docs[0], (docs[1] if len(docs) > 1 else None)
         items, _ = suggest_items(exp, [], {"fields": trial_fields(exp)})
