@@ -26,14 +26,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hp_components.experiment import Experiment, trial_collector
-from hp_components.metrics import Collector, Outcome, judge, launch_failure, objective_value
+from hp_components.metrics import MAX_LINE, Collector, Outcome, judge, launch_failure, objective_value
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
 __all__ = ["TrialProcess", "end", "now"]
 
 _CHUNK = 1 << 16
-_MAX_LINE = 1 << 16  # longer lines are cut before parsing
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
 _MAX_REPORTS = 10_000  # intermediate values kept per trial
 _TAIL_EVERY = 0.5  # seconds between reads of a File collector's file while the trial runs
@@ -117,6 +116,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _killpg(proc: asyncio.subprocess.Process, sig: int) -> None:
+    """Send ``sig`` to the process group ``proc`` leads (gone already: nothing to do)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def end(trial: Trial, outcome: Outcome) -> Trial:
     """``trial`` ended as ``outcome`` says, now."""
     trial.condition, trial.reason, trial.message = outcome
@@ -149,10 +156,7 @@ class TrialProcess:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to every process group of the trial."""
         for proc in list(self.procs.values()):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _killpg(proc, sig)
 
     def finish(self, outcome: Outcome) -> Trial:
         """The trial, ended as ``outcome`` says."""
@@ -237,10 +241,7 @@ class TrialProcess:
         except asyncio.TimeoutError:
             for p in procs:
                 if p.returncode is None:
-                    try:
-                        os.killpg(p.pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+                    _killpg(p, signal.SIGKILL)
         return [await p.wait() for p in procs]
 
     async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any) -> None:
@@ -259,10 +260,10 @@ class TrialProcess:
                     log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
             pending += chunk
             *lines, pending = pending.split(b"\n")
-            if len(pending) > _MAX_LINE:
-                pending = pending[:_MAX_LINE]
+            if len(pending) > MAX_LINE:
+                pending = pending[:MAX_LINE]
             for line in lines:
-                for name, value in collecting.feed_output(line[:_MAX_LINE]):
+                for name, value in collecting.feed_output(line[:MAX_LINE]):
                     self._report(name, value)
         if pending:
             collecting.feed_output(pending)

@@ -45,10 +45,6 @@ from hp_components.trials import Trial
 
 __all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
 
-_CHUNK = 1 << 16
-_MAX_LINE = 1 << 16  # longer lines are cut before parsing
-_MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
-_MAX_REPORTS = 10_000  # intermediate values kept per trial
 _HEARTBEAT = 15.0
 
 #: called with ("started" | "finished", trial) and ("status", ExperimentStatus)
