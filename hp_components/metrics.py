@@ -801,7 +801,7 @@ class Outcome(NamedTuple):
 
 
 def _how(returncode: int) -> str:
-    return f"killed by {_signal_name(-returncode)}" if returncode < 0 else f"exit code {returncode}"
+    return f"was killed by {_signal_name(-returncode)}" if returncode < 0 else f"ended with exit code {returncode}"
 
 
 def judge(*, objective: str, value: Optional[float], returncode: Optional[int] = None,
@@ -829,10 +829,10 @@ def judge(*, objective: str, value: Optional[float], returncode: Optional[int] =
     if timed_out is not None:
         return Outcome("Failed", "DeadlineExceeded", f"did not finish within {timed_out:g} s (activeDeadlineSeconds)")
     if returncode:
-        return Outcome("Failed", "TrialFailed", f"the training process ended with {_how(returncode)}")
+        return Outcome("Failed", "TrialFailed", f"the training process {_how(returncode)}")
     for rank, code in enumerate(workers, start=1):
         if code:
-            return Outcome("Failed", "TrialFailed", f"PyTorchJob worker (rank {rank}) ended with {_how(code)}")
+            return Outcome("Failed", "TrialFailed", f"PyTorchJob worker (rank {rank}) {_how(code)}")
     if value is None:
         return Outcome("MetricsUnavailable", "MetricsUnavailable",
                        f"the objective metric {objective!r} was not reported" + (f" ({note})" if note else ""))

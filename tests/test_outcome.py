@@ -29,7 +29,7 @@ from tests.conftest import script_experiment
      Outcome("MetricsUnavailable", "MetricsUnavailable",
              "the objective metric 'loss' was not reported (1 value(s) that are not finite numbers were ignored)")),
     (dict(value=0.5, returncode=3), Outcome("Failed", "TrialFailed", "the training process ended with exit code 3")),
-    (dict(value=0.5, returncode=-9), Outcome("Failed", "TrialFailed", "the training process ended with killed by SIGKILL")),
+    (dict(value=0.5, returncode=-9), Outcome("Failed", "TrialFailed", "the training process was killed by SIGKILL")),
     (dict(value=0.5, workers=[0, 7]), Outcome("Failed", "TrialFailed", "PyTorchJob worker (rank 2) ended with exit code 7")),
     (dict(value=0.5, returncode=-15, timed_out=4.0),
      Outcome("Failed", "DeadlineExceeded", "did not finish within 4 s (activeDeadlineSeconds)")),
