@@ -38,7 +38,7 @@ from hp_components._trial_process import TrialProcess, end, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
-from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
+from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished
 from hp_components.suggest import suggest
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial
@@ -187,7 +187,8 @@ class _Runner:
                 break
             want = 0 if status.done else self._free_slots(view)
             if want > 0:
-                batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
+                batch = [Trial(name=t.name, assignments=t.assignments, system_attrs={**t.system_attrs, RERUN_OF: t.name})
+                         for t in reruns[:want]]
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
                     # a short batch ends the suggestions only when nothing is left to wait for: an
@@ -206,7 +207,7 @@ class _Runner:
                 if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
-                reruns += await self._io(self.store.recover)
+                reruns = await self._io(self.store.recover)  # still pending: those not started too
                 await self._reload()
                 continue
             done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,

@@ -53,13 +53,18 @@ from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.trials import Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER", "load_finished", "load_stored"]
+__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF", "load_finished",
+           "load_stored"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
 STALE_AFTER = 120.0
 _SPEC_KEY = "hp_components:experiment"
 _WARM_KEY = "hp_components:warm_start"
+#: user attribute of an ``Interrupted`` trial: "pending" until a new trial runs its parameters again
+_RERUN_KEY = "rerun"
+#: system attribute of such a new trial: the name of the interrupted trial it runs again
+RERUN_OF = "hp_components:rerun_of"
 # the parts of a spec that may change between runs of one experiment: the ones Katib's webhook lets
 # an edit change (pkg/webhook/v1beta1/experiment/validator/validator.go, "only spec.parallelTrialCount,
 # spec.maxTrialCount and spec.maxFailedTrialCount are editable"); resumePolicy is not among them
@@ -384,13 +389,23 @@ class ExperimentStore:
             session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
                             .values(state=state, datetime_complete=datetime.datetime.now()))
 
-    def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any]) -> tuple[int, int]:
+    def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any],
+                rerun_of: int | None = None) -> tuple[int, int] | None:
         """Insert a RUNNING trial in one transaction; returns its id and number.
+
+        ``rerun_of``, the id of an ``Interrupted`` trial whose parameters this one runs again: claimed
+        in the same transaction (its ``rerun`` attribute goes from "pending" to this trial's name by a
+        conditional UPDATE, so of two runners only one gets it); None, inserting nothing, when another
+        runner claimed it first. A runner dying before the commit leaves it pending.
 
         With the RDB models, in six statements (Optuna's create_new_trial takes two per attribute and
         three per parameter, and the number a query of its own); else through Optuna's public API.
         """
         if _models is None:
+            if rerun_of is not None:  # not atomic across runners: Optuna's API has no conditional write
+                if self.storage.get_trial_user_attrs(rerun_of).get(_RERUN_KEY) != "pending":
+                    return None
+                self.storage.set_trial_user_attr(rerun_of, _RERUN_KEY, f"claimed by {self.owner.token}")
             template = create_trial(state=TrialState.RUNNING, params=params, distributions=self.space.distributions,
                                     user_attrs=user_attrs, system_attrs=system_attrs)
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
@@ -398,6 +413,11 @@ class ExperimentStore:
         m, dists = _models, self.space.distributions
         with _create_scoped_session(self.storage.scoped_session) as session:
             m.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)  # numbering: one at a time
+            attr = m.TrialUserAttributeModel
+            claim = (sqlalchemy.update(attr.__table__)
+                     .where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY, attr.value_json == json.dumps("pending")))
+            if rerun_of is not None and session.execute(claim.values(value_json=json.dumps(""))).rowcount != 1:
+                return None
             trial_id = session.execute(sqlalchemy.insert(m.TrialModel.__table__).values(
                 study_id=self.study_id, state=TrialState.RUNNING, datetime_start=datetime.datetime.now(),
             )).inserted_primary_key[0]
@@ -412,6 +432,9 @@ class ExperimentStore:
                 if attrs:
                     session.execute(sqlalchemy.insert(model.__table__), [
                         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+            if rerun_of is not None:
+                session.execute(sqlalchemy.update(attr.__table__).where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY)
+                                .values(value_json=json.dumps(trial_name(self.experiment.name, number))))
         return trial_id, number
 
     def create(self, trials: Iterable[Trial]) -> list[Trial]:
@@ -442,13 +465,17 @@ class ExperimentStore:
     def _create(self, trials: Iterable[Trial]) -> list[Trial]:
         out = []
         for t in trials:
-            trial_id, number = self._insert(self.space.internal(t.assignments), {
+            original = t.system_attrs.get(RERUN_OF)
+            inserted = self._insert(self.space.internal(t.assignments), {
                 "assignments": t.assignments,
                 "condition": t.condition,
                 "startTime": t.start_time,
                 "owner": self.owner.to_dict(),
                 "heartbeat": time.time(),
-            }, t.system_attrs)
+            }, t.system_attrs, None if original is None else self._trial_id(Trial(name=original, assignments={})))
+            if inserted is None:
+                continue  # another runner runs this interrupted trial again
+            trial_id, number = inserted
             self._ids[number] = trial_id
             self._wrote(trials=1)
             # what reading the trial back gives for attributes never written (see _to_trial)
@@ -483,6 +510,8 @@ class ExperimentStore:
             "startTime": trial.start_time,
             "completionTime": trial.completion_time,
         }
+        if trial.condition == "Interrupted" and trial.reason != "OverBudget":
+            attrs[_RERUN_KEY] = "pending"  # cut short (Ctrl-C): its parameters run again on resume
         known = self._written.get(trial_id)
         if known is not None:  # a trial this store created: only what changed since it last wrote it
             attrs = {k: v for k, v in attrs.items() if k not in known or known[k] != v}
@@ -500,10 +529,13 @@ class ExperimentStore:
             self._write(self._trial_id(t), {"heartbeat": now}, t)
 
     def recover(self) -> list[Trial]:
-        """Mark RUNNING trials whose runner is gone ``Interrupted``; return them, to be run again."""
+        """Mark RUNNING trials whose runner is gone ``Interrupted``; return every ``Interrupted`` trial
+        whose parameters have not run again yet (these, and those Ctrl-C cut short), oldest first.
+
+        A trial returned is claimed only when :meth:`create` makes the trial that runs it again (with
+        :data:`RERUN_OF` in its system attributes): one that never got a slot stays pending."""
         me = socket.gethostname()
         now = time.time()
-        claimed = []
         for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             owner = ft.user_attrs.get("owner") or {}
             if owner.get("host") == me:
@@ -515,9 +547,10 @@ class ExperimentStore:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ft.number)
             try:
-                self._write(trial_id, {"condition": "Interrupted", "reason": "RunnerLost"}, state=TrialState.FAIL)
+                self._write(trial_id, {"condition": "Interrupted", "reason": "RunnerLost", _RERUN_KEY: "pending"},
+                            state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another runner claimed it first
             self._wrote(finished=1)
-            claimed.append(self._record(ft))
-        return claimed
+        return [self._record(ft) for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.FAIL,))
+                if ft.user_attrs.get(_RERUN_KEY) == "pending"]
