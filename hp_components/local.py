@@ -34,7 +34,7 @@ from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
-from hp_components._trial_process import TrialProcess, end, now
+from hp_components._trial_process import TrialProcess, end, kill_leftovers, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
@@ -121,6 +121,7 @@ class _Runner:
         self.creating: asyncio.Future[list[Trial]] | None = None
         self.running: dict[str, TrialProcess] = {}
         self.stop_as: tuple[str, str] | None = None
+        self.cleaned: set[str] = set()  # interrupted trials whose leftover processes were killed
         try:
             self.gpus = GpuPool(detect_gpus(), gpus_per_trial(experiment), lambda message: on_event("warning", message))
         except ValueError as err:
@@ -174,8 +175,17 @@ class _Runner:
         view.update(self.unsaved)
         return list(view.values())
 
-    async def _schedule(self) -> RunResult:
+    async def _recover(self) -> list[Trial]:
+        """The interrupted trials to run again, once what their dead runners left running is killed."""
         reruns = await self._io(self.store.recover)
+        for t in reruns:
+            if t.name not in self.cleaned:
+                self.cleaned.add(t.name)
+                await asyncio.to_thread(kill_leftovers, self.run_dir / t.name)
+        return reruns
+
+    async def _schedule(self) -> RunResult:
+        reruns = await self._recover()
         await self._reload()
         self.on_event("status", experiment_status(self.exp, list(self.known.values())))
         suggestion_done = False
@@ -207,7 +217,7 @@ class _Runner:
                 if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
-                reruns = await self._io(self.store.recover)  # still pending: those not started too
+                reruns = await self._recover()  # still pending: those not started too
                 await self._reload()
                 continue
             done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,

@@ -345,9 +345,10 @@ def test_warm_start_errors(tmp_path):
         run(tmp_path, script_experiment("lonely2", QUADRATIC, maxTrialCount=1, parallelTrialCount=1), warm_start="maxer")
 
 
-@pytest.mark.parametrize("path", ["/usr/bin:/bin", "/nonexistent"], ids=["setpriv", "preexec_fn"])
+@pytest.mark.parametrize("path", ["/usr/bin:/bin", "/nonexistent"], ids=["path", "no-path"])
 def test_trials_die_with_a_kill_9_runner(tmp_path, path):
-    """PR_SET_PDEATHSIG, set through setpriv (found on PATH) or, without it, a preexec_fn."""
+    """PR_SET_PDEATHSIG on the trial's supervisor (which needs nothing on PATH); tests/test_lifetime.py
+    has the trial's own children."""
     import signal
     import subprocess
     import sys
