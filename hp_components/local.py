@@ -209,9 +209,10 @@ class _Runner:
                     new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
                     suggestion_done = not new and not waiting
                     batch += new
-                if batch:
-                    await self._start(batch)
+                if batch and await self._start(batch):
                     continue
+                # some were not created (other runners hold the slots, or rerun those interrupted
+                # trials): wait for a change before asking again
             self._commit()
             if not self.tasks and not self.commits:
                 if suggestion_done and not any(t.active for t in view):
@@ -241,12 +242,15 @@ class _Runner:
         gpu_slots = self.gpus.slots()
         return want if gpu_slots is None else min(want, gpu_slots)
 
-    async def _start(self, batch: list[Trial]) -> None:
-        """Create the trials (Running) in the store, then start their processes."""
+    async def _start(self, batch: list[Trial]) -> bool:
+        """Create the trials (Running) in the store, then start their processes; False when the store
+        created fewer (see :meth:`ExperimentStore.create`)."""
         started = now()
         for trial in batch:
             trial.condition, trial.start_time = "Running", started
-        self.creating = self._io(self.store.create, batch)
+        # this runner's trials whose processes ended, their results not yet written, leave their slots
+        ended = [t.name for t in (*self.tasks.values(), *self.unsaved.values()) if not t.active]
+        self.creating = self._io(self.store.create, batch, ended)
         created = await asyncio.shield(self.creating)
         self.creating = None
         if len(created) < len(batch):  # another runner took the last trial slots: see its trials
@@ -258,6 +262,7 @@ class _Runner:
         # the new trials take their GPUs and start their processes now; results of trials that
         # ended are written after that (the next _commit)
         await asyncio.sleep(0)
+        return len(created) == len(batch)
 
     def _commit(self) -> None:
         """Write the results not written yet (one writer job)."""

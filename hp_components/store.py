@@ -75,6 +75,10 @@ class StoreConflict(ValueError):
     """The storage holds an experiment of this name with an incompatible spec."""
 
 
+class _NoSlot(Exception):
+    """Raised inside an insert's transaction (rolling it back): parallelTrialCount trials run already."""
+
+
 _STATE = {
     "Created": TrialState.RUNNING,
     "Running": TrialState.RUNNING,
@@ -390,13 +394,19 @@ class ExperimentStore:
                             .values(state=state, datetime_complete=datetime.datetime.now()))
 
     def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any],
-                rerun_of: int | None = None) -> tuple[int, int] | None:
+                rerun_of: int | None = None, ended: frozenset[int] = frozenset()) -> tuple[int, int] | None:
         """Insert a RUNNING trial in one transaction; returns its id and number.
 
         ``rerun_of``, the id of an ``Interrupted`` trial whose parameters this one runs again: claimed
         in the same transaction (its ``rerun`` attribute goes from "pending" to this trial's name by a
         conditional UPDATE, so of two runners only one gets it); None, inserting nothing, when another
         runner claimed it first. A runner dying before the commit leaves it pending.
+
+        ``parallelTrialCount`` holds for every runner of the experiment: the new trial is counted with
+        the RUNNING trials (but ``ended``, ids of trials whose processes ended and whose results are
+        still to be written) inside the insert's transaction, after the insert took the write lock
+        (SQLite: the database's, taken at the insert; PostgreSQL: the study row's), and rolled back,
+        None, when there are more than the limit.
 
         With the RDB models, in six statements (Optuna's create_new_trial takes two per attribute and
         three per parameter, and the number a query of its own); else through Optuna's public API.
@@ -421,6 +431,11 @@ class ExperimentStore:
             trial_id = session.execute(sqlalchemy.insert(m.TrialModel.__table__).values(
                 study_id=self.study_id, state=TrialState.RUNNING, datetime_start=datetime.datetime.now(),
             )).inserted_primary_key[0]
+            running = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
+                m.TrialModel.study_id == self.study_id, m.TrialModel.state == TrialState.RUNNING,
+                m.TrialModel.trial_id.not_in(ended)))
+            if running > self.experiment.spec.parallel_trial_count:
+                raise _NoSlot  # rolls the insert (and a rerun's claim) back
             number = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
                 m.TrialModel.study_id == self.study_id, m.TrialModel.trial_id < trial_id))
             session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
@@ -437,16 +452,19 @@ class ExperimentStore:
                                 .values(value_json=json.dumps(trial_name(self.experiment.name, number))))
         return trial_id, number
 
-    def create(self, trials: Iterable[Trial]) -> list[Trial]:
+    def create(self, trials: Iterable[Trial], ended: Iterable[str] = ()) -> list[Trial]:
         """Create trials as RUNNING, owned by this runner; returns them named by their store number.
 
         Each keeps its condition and start time (a runner creates a trial ``Running`` as it starts it).
+        A trial left out of the result was not created: ``parallelTrialCount`` trials were running
+        already, counting other runners' and not ``ended`` (names of this runner's trials that ended,
+        their results not yet written), or another runner reruns that interrupted trial.
 
         With ``maxTrialCount``, a trial whose number falls beyond the budget (another runner of the
         same experiment took the last slots at the same moment) is recorded ``Interrupted``
         (reason ``OverBudget``) and left out of the result: it never runs.
         """
-        out = self._create(trials)
+        out = self._create(trials, frozenset(self._trial_id(Trial(name=n, assignments={})) for n in ended))
         limit = self.experiment.spec.max_trial_count
         if limit is None or not out:
             return out
@@ -462,17 +480,21 @@ class ExperimentStore:
                 self._wrote(finished=1)
         return [t for t in out if t.name in allowed]
 
-    def _create(self, trials: Iterable[Trial]) -> list[Trial]:
+    def _create(self, trials: Iterable[Trial], ended: frozenset[int]) -> list[Trial]:
         out = []
         for t in trials:
             original = t.system_attrs.get(RERUN_OF)
-            inserted = self._insert(self.space.internal(t.assignments), {
-                "assignments": t.assignments,
-                "condition": t.condition,
-                "startTime": t.start_time,
-                "owner": self.owner.to_dict(),
-                "heartbeat": time.time(),
-            }, t.system_attrs, None if original is None else self._trial_id(Trial(name=original, assignments={})))
+            try:
+                inserted = self._insert(self.space.internal(t.assignments), {
+                    "assignments": t.assignments,
+                    "condition": t.condition,
+                    "startTime": t.start_time,
+                    "owner": self.owner.to_dict(),
+                    "heartbeat": time.time(),
+                }, t.system_attrs, None if original is None else self._trial_id(Trial(name=original, assignments={})),
+                    ended)
+            except _NoSlot:
+                break  # every slot is taken (by another runner's trials): none of the rest fits either
             if inserted is None:
                 continue  # another runner runs this interrupted trial again
             trial_id, number = inserted
