@@ -240,6 +240,44 @@ def _environ(pid: int) -> list[bytes]:
         return []
 
 
+class _Log:
+    """A trial's log file that a full disk (or any write error) cannot break: the first error stops
+    the logging, is told through ``warn``, and the trial runs on (its output still reaches the
+    metrics collector)."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None]):
+        self.path = path
+        self.warn = warn
+        self.file: Any = None
+        try:
+            self.file = open(path, "wb")
+        except OSError as err:
+            self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        self.warn(f"{self.path}: {err.strerror or err}; the trial runs on without this log")
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        self.file = None
+
+    def write(self, data: bytes) -> None:
+        if self.file is not None:
+            try:
+                self.file.write(data)
+            except OSError as err:
+                self._fail(err)
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as err:
+                self._fail(err)
+
+
 def _free_port() -> int:
     """A TCP port free on loopback right now (for a PyTorchJob's rendezvous)."""
     with socket.socket() as s:
@@ -258,8 +296,10 @@ class TrialProcess:
     """One trial's processes, from start to the judged outcome."""
 
     def __init__(self, experiment: Experiment, trial: Trial, trial_dir: Path, *, workdir: Path, kill_grace: float,
-                 stop_rule: StopRule | None = None, early_stopping: str = ""):
+                 stop_rule: StopRule | None = None, early_stopping: str = "",
+                 warn: Callable[[str], None] = lambda message: None):
         self.exp = experiment
+        self.warn = warn
         self.trial = trial
         self.trial_dir = trial_dir
         self.workdir = workdir
@@ -309,7 +349,7 @@ class TrialProcess:
         if self.workers:
             full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                             WORLD_SIZE=str(len(self.workers) + 1), RANK="0")
-        log = open(self.trial_dir / "output.log", "wb")
+        log = _Log(self.trial_dir / "output.log", self.warn)
         worker_procs: list[_Proc] = []
         tail: asyncio.Future[None] | None = None
         pump: asyncio.Future[None] | None = None
@@ -323,7 +363,11 @@ class TrialProcess:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self.finish(judge(objective=self.objective, value=None, failure=launch_failure(argv[0], err)))
             self.procs[trial.name] = proc
-            _record(self.trial_dir, list(self.procs.values()))
+            try:
+                _record(self.trial_dir, list(self.procs.values()))
+            except OSError as err:
+                self.warn(f"{self.trial_dir / _RECORD}: {err.strerror or err}; a resume after a crash of this "
+                          "runner could not kill what this trial leaves running")
             pump = asyncio.ensure_future(self._pump(proc.process, collecting, log))
             tail = asyncio.ensure_future(self._tail(proc.process, collecting))
             # the trial lasts as long as its main process (and, under the supervisor, as the processes
@@ -371,9 +415,17 @@ class TrialProcess:
         """Start a PyTorchJob's worker processes (ranks 1..n), each logging to worker-<rank>.log."""
         procs = []
         for rank, worker in enumerate(self.workers, start=1):
-            with open(self.trial_dir / f"worker-{rank}.log", "wb") as log:
+            try:
+                log: Any = open(self.trial_dir / f"worker-{rank}.log", "wb")
+            except OSError as err:
+                self.warn(f"{self.trial_dir / f'worker-{rank}.log'}: {err.strerror or err}; the worker logs nowhere")
+                log = asyncio.subprocess.DEVNULL
+            try:
                 proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log,
                                     self.kill_grace)
+            finally:
+                if not isinstance(log, int):
+                    log.close()
             self.procs[f"rank-{rank}"] = proc
             procs.append(proc)
         return procs

@@ -24,7 +24,7 @@ from rich.table import Table
 from hp_components.drivers import BUILTIN, Driver, DriverError, get_driver
 from hp_components.experiment import Experiment, SpecError, load_experiment
 from hp_components.status import ExperimentStatus
-from hp_components.store import DEFAULT_STORAGE, StoreConflict
+from hp_components.store import DEFAULT_STORAGE, StoreConflict, store_fault
 from hp_components.trials import Trial
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter tuning with Katib Experiments, locally and in pipelines.")
@@ -42,15 +42,33 @@ def _bad_input(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+#: the exit code of a runtime fault: the store or the run folder failed (full, read-only, damaged, unreachable)
+FAULT_EXIT = 3
+
+
+def _runtime_fault(message: str) -> typer.Exit:
+    err.print(f"[bold red]runtime fault:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(FAULT_EXIT)
+
+
 @contextlib.contextmanager
 def _user_errors(storage: str, *errors: type[Exception]) -> Iterator[None]:
     """Exit 2 with a message, no traceback, for user mistakes: a stored experiment that conflicts,
-    ``errors``, and database errors (a bad or unreachable ``--storage`` URL)."""
+    ``errors``, and a malformed ``--storage`` URL. Exit 3 (:data:`FAULT_EXIT`) for runtime faults:
+    the store failing (full, read-only, damaged, unreachable) or the disk under the run folder."""
     try:
         yield
     except (StoreConflict, *errors) as e:
         raise _bad_input(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - database errors are user input too
+    except Exception as e:  # noqa: BLE001 - a database's own errors: its fault, or a bad URL
+        local = sys.modules.get("hp_components.local")  # only a run raises its RunnerFault
+        if local is not None and isinstance(e, local.RunnerFault):
+            raise _runtime_fault(str(e)) from None
+        fault = store_fault(e, storage)
+        if fault is not None:
+            raise _runtime_fault(str(fault)) from None
+        if isinstance(e, OSError):
+            raise _runtime_fault(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}") from None
         if type(e).__module__.startswith(("sqlalchemy", "optuna")):
             raise _bad_input(f"--storage {storage}: {e}") from None
         raise

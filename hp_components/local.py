@@ -38,12 +38,12 @@ from hp_components._trial_process import TrialProcess, end, kill_leftovers, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
-from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished
+from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished, store_fault
 from hp_components.suggest import suggest
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial
 
-__all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
+__all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"]
 
 _HEARTBEAT = 15.0
 
@@ -53,6 +53,11 @@ EventHandler = Callable[[str, Any], None]
 
 class RunnerError(ValueError):
     """The experiment cannot run here (for example: a container without a command)."""
+
+
+class RunnerFault(RuntimeError):
+    """The runner could not go on (the run folder's disk is full, the store failed): not bad input.
+    Trials that ended were written; run the same command again to resume."""
 
 
 @dataclass
@@ -122,6 +127,7 @@ class _Runner:
         self.running: dict[str, TrialProcess] = {}
         self.stop_as: tuple[str, str] | None = None
         self.cleaned: set[str] = set()  # interrupted trials whose leftover processes were killed
+        self.fault: RunnerFault | None = None  # the run folder failed: start no trial, end when they have
         try:
             self.gpus = GpuPool(detect_gpus(), gpus_per_trial(experiment), lambda message: on_event("warning", message))
         except ValueError as err:
@@ -157,6 +163,12 @@ class _Runner:
             history = await self._io(self.store.history)
             self.result = RunResult(experiment_status(self.exp, history), history, True, self.run_dir)
             raise
+        except Exception as err:  # noqa: BLE001 - the store failed: stop the trials, then say why
+            fault = store_fault(err, self.store.url)
+            if fault is None:
+                raise
+            await self._abandon()
+            raise fault from None
         finally:
             self.writer.shutdown()
 
@@ -195,7 +207,9 @@ class _Runner:
             status = experiment_status(self.exp, view, suggestion_done)
             if status.done and not self.unsaved:
                 break
-            want = 0 if status.done else self._free_slots(view)
+            if self.fault is not None and not self.tasks and not self.unsaved and not self.commits:
+                raise self.fault  # the trials that were running have ended and are written
+            want = 0 if status.done or self.fault is not None else self._free_slots(view)
             if want > 0:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs={**t.system_attrs, RERUN_OF: t.name})
                          for t in reruns[:want]]
@@ -331,6 +345,17 @@ class _Runner:
             done, _ = await asyncio.wait(self.commits)
             self._collect_all(done)
 
+    async def _abandon(self) -> None:
+        """Stop every trial's processes without writing anything (the store failed; a resume reruns them)."""
+        for tp in self.running.values():
+            tp.signal(signal.SIGTERM)
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
+            for tp in self.running.values():
+                tp.signal(signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending)
+
     def _stop_message(self) -> str:
         return "stopped because the experiment ended" if self.stop_as and self.stop_as[0] == "Killed" \
             else "stopped by the user; runs again on resume"
@@ -342,7 +367,8 @@ class _Runner:
         es = self.exp.spec.early_stopping
         tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
                           stop_rule=self._should_stop if self.stopper else None,
-                          early_stopping=es.algorithm_name if es else "")
+                          early_stopping=es.algorithm_name if es else "",
+                          warn=lambda message: self.on_event("warning", f"{trial.name}: {message}"))
         gpus = self.gpus.take(tp.container.gpus)
         if gpus is None:
             return tp.finish(judge(objective=tp.objective, value=None, failure=(
@@ -350,6 +376,13 @@ class _Runner:
         self.running[trial.name] = tp
         try:
             return await tp.run(gpus)
+        except OSError as err:  # its folder could not be made: nothing started
+            where = err.filename or self.run_dir / trial.name
+            self.fault = self.fault or RunnerFault(
+                f"the run folder failed: {where}: {err.strerror or err}; the trials that were running finished and "
+                "were kept; free space (or fix the folder), then run the same command to resume")
+            return tp.finish(judge(objective=tp.objective, value=None, stopped=(
+                "Interrupted", "RunFolderFault", f"its folder could not be made ({err.strerror or err}); runs again on resume")))
         finally:
             del self.running[trial.name]
             self.gpus.give(gpus)

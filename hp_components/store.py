@@ -53,8 +53,8 @@ from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.trials import Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF", "load_finished",
-           "load_stored"]
+__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
+           "load_finished", "load_stored", "store_fault"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
@@ -73,6 +73,40 @@ _EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount")
 
 class StoreConflict(ValueError):
     """The storage holds an experiment of this name with an incompatible spec."""
+
+
+class StoreFault(RuntimeError):
+    """The store failed at run time (full, read-only, damaged, unreachable): not a mistake in the input."""
+
+
+_FAULT_HINTS = (
+    ("full", "the disk holding it is full: free space, then run the same command to resume"),
+    ("readonly", "it is read-only: make it writable (or use another --storage), then resume"),
+    ("read-only", "it is read-only: make it writable (or use another --storage), then resume"),
+    ("not a database", "it is damaged or not a SQLite database: restore it from a copy or use another --storage"),
+    ("malformed", "it is damaged: restore it from a copy or use another --storage"),
+    ("disk i/o", "the disk holding it failed to read or write"),
+)
+
+
+def store_fault(err: BaseException, url: str) -> StoreFault | None:
+    """``err`` as a :class:`StoreFault` when it is the database failing at run time (SQLAlchemy's
+    ``OperationalError``/``DatabaseError``, sqlite3's errors, Optuna's ``StorageInternalError`` with one
+    of these as its cause); None for anything else (a malformed URL stays bad input)::
+
+        fault = store_fault(exc, "sqlite:///hp.db")   # "the store sqlite:///hp.db failed: database or disk is full; ..."
+    """
+    if isinstance(err, StoreFault):
+        return err
+    cause: BaseException | None = err
+    if isinstance(err, optuna.exceptions.StorageInternalError):
+        cause = err.__cause__
+    if not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlite3.Error)):
+        return None
+    original = getattr(cause, "orig", None) or cause
+    text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    hint = next((h for key, h in _FAULT_HINTS if key in text.lower()), "it could not be read or written (down or unreachable?)")
+    return StoreFault(f"the store {url} failed: {text}; {hint}")
 
 
 class _NoSlot(Exception):
