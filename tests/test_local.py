@@ -154,9 +154,12 @@ def test_goal_stops_running_trials(tmp_path):
     script = """
 import os, sys, time
 x = float(sys.argv[1].split("=")[1])
+import glob
 open(os.path.join(os.environ["HP_TRIAL_DIR"], "pid"), "w").write(str(os.getpid()))
 if x > 0:
     time.sleep(120)
+while len(glob.glob(os.path.join(os.environ["HP_TRIAL_DIR"], "..", "*", "pid"))) < 3:
+    time.sleep(0.01)  # the goal is reached once the other two run
 print(f"loss={x}", flush=True)
 """
     params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["1", "2", "-1"]}}]
