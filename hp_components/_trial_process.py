@@ -1,8 +1,13 @@
 """One local trial as processes: the local twin of the trial wrapper's ``run_trial``.
 
 :class:`TrialProcess` renders the trial, starts its processes (a PyTorchJob's workers too) in their own
-sessions that die with the runner, streams the output to ``output.log`` and the metrics collector, applies
-the deadline and the early-stopping rule, and asks :func:`~hp_components.metrics.judge` how it ended.
+sessions, each under a supervisor (Linux, :mod:`hp_components._reaper`) that holds the whole process tree:
+the trial ends when its main process ends, its deadline and a stop reach every process it started, and
+all of them die with the runner. It streams the output to ``output.log`` (a log that cannot be written
+stops, the trial goes on) and the metrics collector, applies the deadline and the early-stopping rule,
+and asks :func:`~hp_components.metrics.judge` how it ended. ``processes.json`` in the trial's folder
+identifies its processes, so that a resume after the runner's crash kills what is left
+(:func:`kill_leftovers`).
 The scheduler (:mod:`hp_components.local`) decides when trials start and stops them::
 
     tp = TrialProcess(exp, trial, run_dir / trial.name, workdir=Path.cwd(), kill_grace=5.0)
