@@ -116,7 +116,8 @@ def observation_of(value: Any, objective: str) -> dict[str, Any] | None:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            return {"condition": "Failed", "reason": "BadObservation: not JSON", "metrics": []}
+            return {"condition": "Failed", "reason": "BadObservation", "metrics": [],
+                    "message": "the trial's objective output is neither a number nor JSON"}
     if isinstance(value, bool):
         value = None
     if isinstance(value, (int, float)) or value is None:
