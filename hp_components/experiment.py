@@ -40,9 +40,9 @@ from hp_components.metrics import COLLECTORS, Collector, collector
 from hp_components.space import grid_size
 from hp_components.spec import *  # noqa: F403  the model, re-exported: hp_components.experiment is its public home
 from hp_components.spec import __all__ as _spec_names
-from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, ExperimentSpec,
+from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, Experiment, ExperimentSpec,
                                  FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
-                                 find_containers, is_meta_reference)
+                                 find_containers, is_meta_reference, placeholders)
 
 __all__ = ["load_experiment", "new_experiment", "parse_experiment", "trial_collector", *_spec_names]
 
@@ -456,7 +456,7 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
     params = {p.name for p in exp.spec.parameters}
     used = set()
     for s in _walk_strings(ts):
-        used.update(TRIAL_PARAM_RE.findall(s))
+        used.update(placeholders(s, "trialParameters"))
     names: set[str] = set()
     refs: set[str] = set()
     for i, tp in enumerate(tt.trial_parameters):
@@ -483,7 +483,7 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
     for missing in sorted(used - names):
         add(f"{base}.trialSpec", f"uses ${{trialParameters.{missing}}}, which spec.trialTemplate.trialParameters does not declare")
     for s in _walk_strings(ts):
-        for key in TRIAL_META_RE.findall(s):
+        for key in placeholders(s, "trialSpec"):
             if not is_meta_reference("${trialSpec.%s}" % key):
                 add(f"{base}.trialSpec", f"${{trialSpec.{key}}} is not trial metadata Katib knows ({', '.join(META_KEYS)})")
 
