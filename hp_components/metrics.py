@@ -33,7 +33,11 @@ As a trial wrapper (the command runs without a shell; its output is passed throu
         --timeout 3600 --output /tmp/observation.json -- python3 train.py --lr 0.01
 
 The wrapper exits 0 whenever the trial ran (the outcome is in the output JSON, even for a
-failed training process) and 2 for invalid wrapper arguments.
+failed training process) and 2 for invalid wrapper arguments. With ``--stop-rule`` (Katib's
+early-stopping rule, ``name;value;less|greater|equal;startStep``, see :class:`StopRules`) and
+``--objective-type maximize|minimize`` it stops the training process group once the rule holds
+(SIGTERM, SIGKILL after ``--kill-grace`` seconds) and records the trial ``EarlyStopped``; the JSON
+also holds the objective's ``intermediateValues``.
 """
 
 from __future__ import annotations

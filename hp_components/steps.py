@@ -7,9 +7,10 @@ The same JSON flows between them on KFP, on Argo and in tests (see DESIGN.md):
   empty when nothing is left to run; with ``medianstop`` each also has ``"stopRules"``, the rules the
   early-stopping algorithm gives a trial created now (Katib's ``name;value;comparison;startStep``,
   none until enough trials succeeded), which the engine hands to the trial's wrapper (``--stop-rule``).
-* **trial**: ``python3 metrics.py <wrapper_args(experiment)> --output obs.json -- <command>``
-  runs the user's command and writes an observation ``{"condition", "metrics", ...}``; a failed
-  training process is a recorded failure, not a failed task.
+* **trial**: ``python3 metrics.py <wrapper_args(experiment, rule)> --output obs.json -- <command>``
+  runs the user's command (stopping it when its stop rule holds) and writes an observation
+  ``{"condition", "metrics", "intermediateValues", ...}``; a failed training process is a recorded
+  failure, not a failed task.
 * **collect** ``(experiment, history, trials, observations) -> {history, status, done, best}``.
 
 ::
