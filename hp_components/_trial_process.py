@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hp_components.experiment import Experiment, trial_collector
-from hp_components.metrics import MAX_LINE, Collector, Outcome, judge, launch_failure, objective_value
+from hp_components.metrics import MAX_LINE, MAX_REPORTS, Collector, Outcome, judge, launch_failure, objective_value
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
@@ -34,7 +34,6 @@ __all__ = ["TrialProcess", "end", "now"]
 
 _CHUNK = 1 << 16
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
-_MAX_REPORTS = 10_000  # intermediate values kept per trial
 _TAIL_EVERY = 0.5  # seconds between reads of a File collector's file while the trial runs
 
 #: asked after each objective report of a running trial: stop it now (early stopping)?
@@ -279,7 +278,7 @@ class TrialProcess:
     def _report(self, name: str, value: float) -> None:
         """A value the trial reported: the objective's become intermediate values, asked of the stop rule."""
         trial = self.trial
-        if name != self.objective or len(trial.intermediate_values) >= _MAX_REPORTS:
+        if name != self.objective or len(trial.intermediate_values) >= MAX_REPORTS:
             return
         trial.intermediate_values.append((len(trial.intermediate_values), value))
         if self.stop_rule and not self.stopped_early and self.stop_rule(trial):

@@ -33,7 +33,11 @@ As a trial wrapper (the command runs without a shell; its output is passed throu
         --timeout 3600 --output /tmp/observation.json -- python3 train.py --lr 0.01
 
 The wrapper exits 0 whenever the trial ran (the outcome is in the output JSON, even for a
-failed training process) and 2 for invalid wrapper arguments.
+failed training process) and 2 for invalid wrapper arguments. With ``--stop-rule`` (Katib's
+early-stopping rule, ``name;value;less|greater|equal;startStep``, see :class:`StopRules`) and
+``--objective-type maximize|minimize`` it stops the training process group once the rule holds
+(SIGTERM, SIGKILL after ``--kill-grace`` seconds) and records the trial ``EarlyStopped``; the JSON
+also holds the objective's ``intermediateValues``.
 """
 
 from __future__ import annotations
@@ -59,11 +63,13 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "MetricsParser", "collector", "Outcome", "judge", "launch_failure", "objective_value", "run_trial", "main"]
+__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "MetricsParser", "collector", "Outcome", "judge",
+           "StopRule", "StopRules", "MAX_REPORTS", "launch_failure", "objective_value", "run_trial", "main"]
 
 #: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -548,6 +554,126 @@ def collector(kind: str, metric_names: Sequence[str], *, filters: Optional[Seque
     return COLLECTORS[kind](metric_names, filters=filters, file_path=file_path, file_format=file_format)
 
 
+# --------------------------------------------------------------------------- early-stopping rules
+
+
+#: Katib's comparison types (pkg/apis/controller/common/v1beta1/common_types.go ``ComparisonType``)
+COMPARISONS = ("equal", "less", "greater")
+#: intermediate values of the objective kept per trial (by the local runner and in the wrapper's result)
+MAX_REPORTS = 10_000
+_WIRE_REPORTS = 1_000  # the wrapper command's default: its result is a pipeline parameter (Argo, KFP)
+
+
+class StopRule(NamedTuple):
+    """One of Katib's ``EarlyStoppingRule``s: the trial stops once ``name`` is ``comparison`` (``less``,
+    ``greater``, ``equal``) ``value``, judged at its ``start_step``-th report (0: at every report).
+
+    Its text is the sidecar's ``-stop-rule`` flag, ``name;value;comparison;startStep``::
+
+        >>> StopRule.parse("accuracy;0.71;less;4")
+        StopRule(name='accuracy', value=0.71, comparison='less', start_step=4)
+        >>> str(StopRule("loss", 0.5, "greater", 2))
+        'loss;0.5;greater;2'
+    """
+
+    name: str
+    value: float
+    comparison: str
+    start_step: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.name};{_format_value(self.value)};{self.comparison};{self.start_step}"
+
+    @classmethod
+    def parse(cls, text: str) -> "StopRule":
+        """A rule from its flag text; ValueError saying which of the four parts is wrong."""
+        parts = str(text).rsplit(";", 3)
+        if len(parts) != 4 or not parts[0]:
+            raise ValueError(f"invalid stop rule {text!r}: use name;value;comparison;startStep")
+        name, value, comparison, step = parts
+        number = _parse_number(value.strip())
+        if number is None or not math.isfinite(number):
+            raise ValueError(f"invalid stop rule {text!r}: the value {value!r} is not a finite number")
+        if comparison not in COMPARISONS:
+            raise ValueError(f"invalid stop rule {text!r}: the comparison {comparison!r} is not one of {', '.join(COMPARISONS)}")
+        if not step.strip().isdigit():
+            raise ValueError(f"invalid stop rule {text!r}: the start step {step!r} is not a whole number >= 0")
+        return cls(name, number, comparison, int(step))
+
+
+class StopRules:
+    """A trial's early-stopping rules checked as its values come, as Katib's metrics collector does
+    (cmd/metricscollector/v1beta1/file-metricscollector/main.go ``watchMetricsFile``, ``updateStopRules``):
+
+    * the objective is compared by its best value so far (max or min by ``objective_type``), any other
+      metric by the value just reported;
+    * a rule with a start step is judged once, at that metric's ``start_step``-th report; one without,
+      at every report;
+    * a rule whose comparison holds is met and dropped; the trial stops when every rule is met.
+
+    The local runner (through :mod:`hp_components.earlystop`) and the trial wrapper both use it::
+
+        >>> rules = StopRules([StopRule("acc", 0.6, "less", 2)], objective="acc", objective_type="maximize")
+        >>> rules.feed("acc", 0.3), rules.feed("acc", 0.5)
+        (False, True)
+        >>> rules.message
+        'acc: best so far 0.5 is less than 0.6 at report 2'
+    """
+
+    def __init__(self, rules: Sequence[StopRule], *, objective: str, objective_type: str) -> None:
+        if objective_type not in ("maximize", "minimize"):
+            raise ValueError(f"invalid objective type {objective_type!r}: use maximize or minimize")
+        self.pending = list(rules)
+        self.objective = objective
+        self.maximize = objective_type == "maximize"
+        self.stopped = False
+        self.message = ""
+        self._left = [r.start_step for r in self.pending]
+        self._reports: Dict[str, int] = {}
+        self._best: Optional[float] = None
+        self._met: List[str] = []
+
+    def feed(self, name: str, value: float) -> bool:
+        """One reported value; True once every rule is met (and from then on)."""
+        if self.stopped or not self.pending or all(r.name != name for r in self.pending):
+            return self.stopped
+        self._reports[name] = self._reports.get(name, 0) + 1
+        if name == self.objective:
+            if self._best is None or (value > self._best if self.maximize else value < self._best):
+                self._best = value
+            value = self._best
+        keep: List[int] = []
+        for i, rule in enumerate(self.pending):
+            if rule.name != name:
+                keep.append(i)
+                continue
+            if rule.start_step:
+                self._left[i] -= 1
+                if self._left[i] != 0:
+                    keep.append(i)
+                    continue
+            if _compares(value, rule.comparison, rule.value):
+                what = "best so far" if name == self.objective else "value"
+                self._met.append(f"{name}: {what} {_format_value(value)} is {rule.comparison} than "
+                                 f"{_format_value(rule.value)} at report {self._reports[name]}")
+            else:
+                keep.append(i)
+        self.pending = [self.pending[i] for i in keep]
+        self._left = [self._left[i] for i in keep]
+        if not self.pending:
+            self.stopped = True
+            self.message = "; ".join(self._met).replace("is equal than", "equals")
+        return self.stopped
+
+
+def _compares(value: float, comparison: str, target: float) -> bool:
+    if comparison == "less":
+        return value < target
+    if comparison == "greater":
+        return value > target
+    return value == target
+
+
 # --------------------------------------------------------------------------- trial wrapper
 
 
@@ -558,10 +684,12 @@ class _Sink:
     cannot touch the results.
     """
 
-    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[Collector]) -> None:
+    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[Collector],
+                 on_values: Optional[Callable[[List[Tuple[str, float]]], None]] = None) -> None:
         self._stdout = stdout
         self._log = log
         self._parser = parser
+        self._on_values = on_values
         self._pending = b""
         self._lock = threading.Lock()
         self._open = True
@@ -577,7 +705,7 @@ class _Sink:
         """Parse the unterminated last line, then drop all further output."""
         with self._lock:
             if self._open and self._parser is not None and self._pending:
-                self._parser.feed_output(self._pending)
+                self._found(self._parser.feed_output(self._pending))
             self._open = False
 
     def _echo(self, chunk: bytes) -> None:
@@ -599,7 +727,11 @@ class _Sink:
         *lines, pending = (self._pending + chunk).split(b"\n")
         self._pending = pending[:MAX_LINE]
         for line in lines:
-            self._parser.feed_output(line[:MAX_LINE])
+            self._found(self._parser.feed_output(line[:MAX_LINE]))
+
+    def _found(self, pairs: List[Tuple[str, float]]) -> None:
+        if pairs and self._on_values is not None:
+            self._on_values(pairs)
 
 
 def _write_binary(stream: IO[Any], chunk: bytes) -> None:
@@ -706,14 +838,66 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float]) -> bool:
-    """Wait for the child; on timeout stop its process group. True if the deadline was exceeded."""
-    try:
-        proc.wait(timeout=timeout)
-        return False
-    except subprocess.TimeoutExpired:
-        _stop(proc, _KILL_GRACE)
-        return True
+class _Watch:
+    """What the wrapper sees of a running trial: the objective's intermediate values, checked against
+    its stop rules. Called with each batch of (name, value) pairs, from the output reader thread and
+    from the main thread (a File collector's polls)."""
+
+    def __init__(self, objective: str, rules: Optional[StopRules], keep: int = MAX_REPORTS) -> None:
+        self.objective = objective
+        self.rules = rules
+        self.keep = keep
+        self.values: List[List[float]] = []  # [step, value]
+        self._count = 0
+        self.reached = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, pairs: List[Tuple[str, float]]) -> None:
+        with self._lock:
+            for name, value in pairs:
+                if name == self.objective:
+                    if len(self.values) < self.keep:
+                        self.values.append([self._count, value])
+                    self._count += 1
+                if self.rules is not None and self.rules.feed(name, value):
+                    self.reached.set()
+
+
+#: seconds between checks of a running trial that has stop rules or a metrics file
+_TICK = 0.1
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float], stop: Optional[threading.Event] = None,
+          poll: Optional[Callable[[], None]] = None, grace: float = _KILL_GRACE) -> str:
+    """Wait for the child: "" when it ended by itself; "timeout" past the deadline and "early" once
+    ``stop`` is set (its stop rules are met); stopped means SIGTERM to its process group, SIGKILL
+    after ``grace``.
+
+    With ``stop`` or ``poll`` (reads a File collector's file while the trial runs) it checks every
+    :data:`_TICK` seconds; otherwise it simply waits."""
+    if stop is None and poll is None:
+        try:
+            proc.wait(timeout=timeout)
+            return ""
+        except subprocess.TimeoutExpired:
+            _stop(proc, grace)
+            return "timeout"
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if end is None else end - time.monotonic()
+        try:
+            proc.wait(timeout=_TICK if left is None else max(0.0, min(_TICK, left)))
+            return ""
+        except subprocess.TimeoutExpired:
+            pass
+        if poll is not None:
+            poll()
+        if stop is not None and stop.is_set():
+            _stop(proc, grace)
+            return "early"
+        if end is not None and time.monotonic() >= end:
+            _stop(proc, grace)
+            return "timeout"
 
 
 def _drain(reader: threading.Thread, proc: subprocess.Popen[bytes]) -> None:
@@ -749,22 +933,24 @@ class _ForwardSignals:
         _signal_group(self._proc, signum)
 
 
-def _run_process(argv: List[str], timeout: Optional[float],
-                 sink: _Sink) -> Tuple[Optional[int], bool, Optional[Tuple[str, str]]]:
-    """Run the command, streaming its output into ``sink``: (return code, timed out, launch failure)."""
+def _run_process(argv: List[str], timeout: Optional[float], sink: _Sink, stop: Optional[threading.Event] = None,
+                 poll: Optional[Callable[[], None]] = None,
+                 grace: float = _KILL_GRACE) -> Tuple[Optional[int], str, Optional[Tuple[str, str]]]:
+    """Run the command, streaming its output into ``sink``: (return code, how it was stopped (see
+    :func:`_wait`), launch failure)."""
     proc, failure = _launch(argv)
     if proc is None:
-        return None, False, failure
+        return None, "", failure
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), sink), name="trial-output", daemon=True)
     reader.start()
     with _ForwardSignals(proc):
-        timed_out = _wait(proc, timeout)
+        stopped = _wait(proc, timeout, stop, poll, grace)
         _drain(reader, proc)
     sink.close()
     if not reader.is_alive():
         proc.stdout.close()
-    return proc.returncode, timed_out, None
+    return proc.returncode, stopped, None
 
 
 def _parse_file(parser: MetricsParser, path: str) -> str:
@@ -848,43 +1034,79 @@ def _open_log(log_path: Optional[str]) -> Optional[IO[bytes]]:
     return open(log_path, "wb")
 
 
+def _check_rules(rules: Sequence[Union[str, StopRule]], names: List[str], objective_type: Optional[str]) -> List[StopRule]:
+    """The stop rules (text parsed, "" skipped); ValueError for a bad one, a metric that is not
+    collected, or a rule on the objective without its type."""
+    if isinstance(rules, (str, bytes)):
+        raise ValueError("stop_rules must be a list of rules, not a string")
+    parsed = [r if isinstance(r, StopRule) else StopRule.parse(r) for r in rules if r != ""]
+    for rule in parsed:
+        if rule.name not in names:
+            raise ValueError(f"stop rule {str(rule)!r}: {rule.name!r} is not one of the metrics {names}")
+        if rule.name == names[0] and objective_type not in ("maximize", "minimize"):
+            raise ValueError(f"stop rule {str(rule)!r} is on the objective: give its type (maximize or minimize)")
+    return parsed
+
+
 def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str], filters: Optional[Sequence[str]] = None,
               file_path: Optional[str] = None, file_format: str = "TEXT", timeout: Optional[float] = None,
-              strategies: Optional[Dict[str, str]] = None, log_path: Optional[str] = None) -> Dict[str, Any]:
+              strategies: Optional[Dict[str, str]] = None, log_path: Optional[str] = None,
+              stop_rules: Sequence[Union[str, StopRule]] = (), objective_type: Optional[str] = None,
+              kill_grace: float = _KILL_GRACE, keep_values: int = MAX_REPORTS) -> Dict[str, Any]:
     """Run one trial's training command and collect its metrics like Katib.
 
     The command runs without a shell in its own process group; its stdout and stderr are
     passed through to our stdout (and ``log_path``). Metrics come from that output
-    (StdOut collector) or, with ``file_path``, from that file once the process ended
-    (File collector). Returns ``{"condition", "reason", "message", "exitCode", "metrics",
-    "objectiveValue"}`` (the outcome from :func:`judge`); a failing training process is a result, not an exception.
-    ValueError / OSError are raised only for invalid arguments (or an unwritable log).
+    (StdOut collector) or, with ``file_path``, from that file, read while the process runs
+    (File collector). ``stop_rules`` (:class:`StopRule` or its text) are checked as values come,
+    as Katib's metrics collector does (:class:`StopRules`); once all are met the process group gets
+    SIGTERM, then SIGKILL after ``kill_grace`` seconds, and the trial is ``EarlyStopped``. Returns
+    ``{"condition", "reason", "message", "exitCode", "metrics", "objectiveValue", "intermediateValues"}``
+    (the outcome from :func:`judge`; ``intermediateValues``: ``[step, value]`` of the objective's
+    first ``keep_values`` reports); a failing training process is a result, not an exception.
+    ValueError / OSError are raised only for invalid arguments (or an unwritable log)::
+
+        run_trial(["python3", "train.py"], objective="acc", metrics=[], strategies={"acc": "max"},
+                  stop_rules=["acc;0.62;less;4"], objective_type="maximize")["condition"]   # 'EarlyStopped'
     """
     if isinstance(metrics, str):
         raise ValueError("metrics must be a list of metric names, not a string")
     names = _check_names([objective, *metrics])
     chosen = _resolve_strategies(names, strategies)
+    rules = _check_rules(stop_rules, names, objective_type)
     kind = "File" if file_path else "StdOut"
     collecting = collector(kind, names, filters=filters, file_path=file_path, file_format=file_format)
     argv = _check_command(command)
     limit = _check_timeout(timeout)
+    if not (isinstance(kill_grace, (int, float)) and 0 <= kill_grace < math.inf):
+        raise ValueError(f"invalid kill grace {kill_grace!r}: give seconds >= 0")
+    if not (isinstance(keep_values, int) and keep_values >= 0):
+        raise ValueError(f"invalid keep_values {keep_values!r}: give a whole number >= 0")
+    checker = StopRules(rules, objective=objective, objective_type=objective_type or "maximize") if rules else None
+    watch = _Watch(objective, checker, keep_values)
     log = _open_log(log_path)
     try:
-        sink = _Sink(sys.stdout, log, collecting)
-        returncode, timed_out, failure = _run_process(argv, limit, sink)
+        sink = _Sink(sys.stdout, log, collecting, watch)
+        poll = (lambda: watch(collecting.poll())) if kind == "File" else None
+        returncode, stopped, failure = _run_process(argv, limit, sink, watch.reached if checker else None, poll,
+                                                    kill_grace)
     finally:
         if log is not None:
             log.close()
+    if not failure:
+        watch(collecting.poll())  # what the trial wrote to its metrics file since the last read
     note = collecting.finish() if not failure else ""
     observation = collecting.observation()
     value = objective_value(observation, objective, chosen[objective])
-    outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure,
-                    timed_out=limit if timed_out else None, note=note)
+    early = f"stopped by its early-stopping rules ({checker.message})" if checker and stopped == "early" else ""
+    outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure, early_stopped=early,
+                    timed_out=limit if stopped == "timeout" else None, note=note)
     return {
         **outcome._asdict(),
         "exitCode": None if returncode is None else _exit_code(returncode),
         "metrics": observation["metrics"],
         "objectiveValue": value,
+        "intermediateValues": watch.values,
     }
 
 
@@ -918,6 +1140,15 @@ def _cli_parser() -> _ArgumentParser:
     p.add_argument("--output", help="write the result JSON here (default: print it to stdout)")
     p.add_argument("--log", help="also write the training output to this file")
     p.add_argument("--name", help="the trial's name, copied into the result (to match results to trials)")
+    p.add_argument("--stop-rule", action="append", default=[], metavar="NAME;VALUE;less|greater|equal;STARTSTEP",
+                   help="an early-stopping rule, Katib's -stop-rule format (repeatable; \"\" for none)")
+    p.add_argument("--objective-type", choices=("maximize", "minimize"),
+                   help="the objective's direction (needed by a stop rule on the objective: its best value so far)")
+    p.add_argument("--kill-grace", type=float, default=_KILL_GRACE,
+                   help="seconds between SIGTERM and SIGKILL when the trial is stopped (default %(default)s)")
+    p.add_argument("--keep-values", type=int, default=_WIRE_REPORTS, metavar="N",
+                   help="intermediate values of the objective kept in the result (default %(default)s: it travels "
+                        "as a pipeline parameter)")
     return p
 
 
@@ -983,7 +1214,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = run_trial(
             command, objective=options.objective, metrics=options.metric, filters=options.filter or None,
             file_path=options.file, file_format=options.format, timeout=options.timeout,
-            strategies=options.strategies, log_path=options.log,
+            strategies=options.strategies, log_path=options.log, stop_rules=options.stop_rule,
+            objective_type=options.objective_type, kill_grace=options.kill_grace,
+            keep_values=options.keep_values,
         )
     except SystemExit as stop:  # --help
         return stop.code if isinstance(stop.code, int) else 0

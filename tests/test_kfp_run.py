@@ -184,3 +184,52 @@ def test_trial_executor_input_is_small_and_grows_with_the_values_only(tmp_path: 
     small = _backend.trial_executor_input_bytes(ir, {"hp_trial": "m-0001", "x": "0.5"})
     assert 0 < small < 2048
     assert _backend.trial_executor_input_bytes(ir, {"hp_trial": "m-0001", "x": "y" * 5000}) > small + 4900
+
+
+# early stopping under kfp.local: the suggest/collect steps put each trial's medianstop rule in its loop
+# item (hp_stop_rule), the trial component hands it to the wrapper (--stop-rule), which stops the trial
+# as Katib's metrics collector does (file-metricscollector/main.go updateStopRules) after the rule was
+# computed when the trial was created (medianstop/service.py GetEarlyStoppingRules)
+EPOCHS = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+for epoch in range(8):
+    print(f"epoch {epoch}: acc={x * (epoch + 1) / 8:.4f}", flush=True)
+    time.sleep(0.25)
+"""
+
+
+def final_history(root: Path) -> list[dict[str, Any]]:
+    """The last collect step's state artifact (the longest history) under kfp.local's pipeline root."""
+    states = []
+    for path in root.rglob("*state*"):
+        if path.is_file():
+            try:
+                states.append(json.loads(path.read_text())["history"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return max(states, key=len)
+
+
+def test_medianstop_stops_poor_trials_in_their_pods(tmp_path: Path) -> None:
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.9", "0.8", "0.85", "0.1", "0.95", "0.2"]}}]
+    data = script_experiment("kfpmedian", EPOCHS, params=params, maxTrialCount=6, parallelTrialCount=3,
+                             algorithm={"algorithmName": "grid"},
+                             objective={"type": "maximize", "objectiveMetricName": "acc"},
+                             earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
+                                 {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "2"}]})
+    st = run(tmp_path, data)["status"]
+    assert condition(st) == ("Succeeded", "ExperimentMaxTrialsReached") and int(st["trialsEarlyStopped"]) == 2
+    by_x = {t["parameterAssignments"][0]["value"]: t for t in final_history(tmp_path / "root")}
+    printed = {x: [float(f"{float(x) * k / 8:.4f}") for k in range(1, 9)] for x in by_x}
+    rule = f"acc;{(printed['0.85'][0] + printed['0.85'][1]) / 2!r};less;2"
+    for x in ("0.9", "0.8", "0.85", "0.95"):
+        assert by_x[x]["condition"] == "Succeeded" and [v for _, v in by_x[x]["intermediateValues"]] == printed[x]
+    for x in ("0.1", "0.2"):
+        t = by_x[x]
+        assert (t["condition"], t["reason"]) == ("EarlyStopped", "TrialEarlyStopped")
+        values = [v for _, v in t["intermediateValues"]]
+        assert 2 <= len(values) < 8 and values == printed[x][: len(values)] and t["objectiveValue"] == max(values)
+        assert sorted(st["earlyStoppedTrialList"]) == sorted(by_x[y]["name"] for y in ("0.1", "0.2"))
+    rules = [c[c.index("--stop-rule") + 1] for c in trial_commands()]
+    assert sorted(rules) == ["", "", ""] + [rule] * 3, "round 1 has no rule yet, round 2 gets one"

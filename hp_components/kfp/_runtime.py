@@ -13,6 +13,8 @@ A loop item is flat so that KFP can select its fields (``item.<key>``)::
 
     {"hp_trial": "seed-bayesopt-0003", "hp_item": {<the suggest step's trial>}, "<key>": value, ...}
 
+(with ``medianstop`` also ``"hp_stop_rule"``: the trial's stop rule, "" for none yet)
+
 ``config["fields"]`` says what each ``<key>`` holds: ``{"trialParameter": name}`` (the value
 ``${trialParameters.name}`` takes) or ``{"parameter": name}`` (a search parameter's value),
 converted to ``config["fields"][key]["type"]`` (``str``, ``float``, ``int`` or ``bool``).
@@ -25,10 +27,10 @@ import math
 from typing import Any, Sequence
 
 from hp_components.experiment import Experiment, load_experiment
-from hp_components.steps import collect_step, suggest_step
+from hp_components.steps import collect_step, stop_rule_text, suggest_step
 from hp_components.trials import load_history
 
-from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY, trial_fields
+from hp_components.kfp._fields import ITEM_KEY, STOP_KEY, TRIAL_KEY, trial_fields
 
 __all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
@@ -57,6 +59,8 @@ def _flat(item: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """A suggested trial as a flat loop item (see the module docstring)."""
     assignments = {a["name"]: str(a["value"]) for a in item["parameterAssignments"]}
     out: dict[str, Any] = {TRIAL_KEY: item["name"], ITEM_KEY: item}
+    if "stopRules" in item:
+        out[STOP_KEY] = stop_rule_text(item)
     for key, field in (config.get("fields") or {}).items():
         if "parameter" in field:
             raw = assignments[field["parameter"]]
