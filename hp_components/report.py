@@ -31,7 +31,7 @@ from hp_components.space import SearchSpace
 from hp_components.status import ExperimentStatus
 from hp_components.trials import Trial
 
-__all__ = ["write_outputs", "trial_rows", "trial_log", "failure_note", "html_report", "markdown_report"]
+__all__ = ["write_outputs", "write_file", "trial_rows", "trial_log", "failure_note", "html_report", "markdown_report"]
 
 #: how a failed trial's output ends, in the terminal and the report
 TAIL_LINES = 5
@@ -44,8 +44,8 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once; the file gets the permissions of any new file (0644 under
+def write_file(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` at once (its folder made if need be); the file gets the permissions of any new file (0644 under
     the usual umask 022), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -120,15 +120,15 @@ def write_outputs(directory: str | os.PathLike[str], experiment: Experiment, sta
     folder of trial logs, adds each trial's log to the rows and failed trials' last lines to the report."""
     out = Path(directory)
     written = [out / "status.json", out / "trials.csv", out / "report.html"]
-    _atomic_write(written[0], json.dumps(status.to_dict(), indent=2) + "\n")
+    write_file(written[0], json.dumps(status.to_dict(), indent=2) + "\n")
     header, rows = trial_rows(experiment, history, run_dir)
 
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(header)
     writer.writerows(rows)
-    _atomic_write(written[1], buf.getvalue())
-    _atomic_write(written[2], html_report(experiment, status, history, run_dir))
+    write_file(written[1], buf.getvalue())
+    write_file(written[2], html_report(experiment, status, history, run_dir))
     return written
 
 
@@ -138,7 +138,9 @@ def _study(experiment: Experiment, history: Sequence[Trial]) -> optuna.Study:
     space = SearchSpace(experiment.spec.parameters)
     dists = space.shown_distributions
     study = optuna.create_study(direction=experiment.spec.objective.type, study_name=experiment.name)
-    study.set_metric_names([experiment.spec.objective.objective_metric_name])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([experiment.spec.objective.objective_metric_name])
     for t in history:
         if t.condition == "Succeeded" and t.objective_value is not None:
             state, value = optuna.trial.TrialState.COMPLETE, t.objective_value
