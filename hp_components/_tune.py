@@ -167,6 +167,8 @@ class _Capture:
         names = _signature_names(source)
         for code in codes:
             names |= _loaded_names(code)
+        # only what the source itself names (pytest's assert rewriting, for one, adds globals of its own)
+        names &= {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
         scope = getattr(fn, "__globals__", None) or vars(sys.modules.get(fn.__module__, builtins))
         cells = dict(zip(fn.__code__.co_freevars, fn.__closure__ or ())) if isinstance(fn, types.FunctionType) else {}
         for name in sorted(names | set(cells)):
