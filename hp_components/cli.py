@@ -357,6 +357,10 @@ def report(
             stored = f"; it holds {', '.join(names)}" if names else "; it holds no experiment"
             raise _bad_input(f"{e}{stored} (run it first: hp-tune run {file})") from None
     status_now = experiment_status(exp, history)
+    if not status_now.done and not any(t.active for t in history):  # ended because the algorithm had no more?
+        from hp_components.suggest import suggest
+
+        status_now = experiment_status(exp, history, suggestion_done=not suggest(exp, history, 1))
     text = (html_report if format == "html" else markdown_report)(exp, status_now, history, run_dir / exp.name)
     if output is None and format == "markdown":
         out.print(text, markup=False, highlight=False, soft_wrap=True)
