@@ -44,7 +44,7 @@ from hp_components.experiment import Experiment, new_experiment
 from hp_components.local import RunResult, run_local
 from hp_components.report import failure_note, trial_log, trial_rows
 from hp_components.store import DEFAULT_STORAGE
-from hp_components.trials import OBSERVED, Trial
+from hp_components.trials import FAILED, OBSERVED, Trial
 
 __all__ = ["tune", "build_experiment", "TuneResult", "NoTrialSucceeded"]
 
@@ -333,7 +333,7 @@ def _python3_runs_this_interpreter(folder: Path) -> Iterator[None]:
 def _say_failures(folder: Path) -> Callable[[str, Any], None]:
     """An event handler that prints each failed trial's reason, the last line of its output and its log."""
     def on_event(kind: str, payload: Any) -> None:
-        if kind == "finished" and payload.condition in ("Failed", "MetricsUnavailable"):
+        if kind == "finished" and payload.condition in FAILED:
             path, tail = trial_log(folder, payload, lines=1)
             last = f": {tail[-1]}" if tail else ""
             print(f"hp.tune: {payload.name} {payload.condition} ({payload.message}){last} [log: {path}]",

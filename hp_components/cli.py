@@ -133,6 +133,9 @@ class _Reporter:
             err.print(f"[yellow]warning:[/] {escape(str(payload))}")
 
     def _finished(self, t: Trial) -> None:
+        from hp_components.report import trial_log
+        from hp_components.trials import FAILED
+
         if self.quiet:
             return
         params = " ".join(f"{k}={v}" for k, v in t.assignments.items())
@@ -140,9 +143,7 @@ class _Reporter:
         note = f" ({t.message})" if t.message and t.condition != "Succeeded" else ""
         err.print(f"[{_STYLE.get(t.condition, 'white')}]{t.condition:<18}[/] {escape(t.name)}  {escape(value)}"
                   f"[dim]{escape(params + note)}[/]", soft_wrap=True)
-        if t.condition in ("Failed", "MetricsUnavailable"):
-            from hp_components.report import trial_log
-
+        if t.condition in FAILED:
             path, tail = trial_log(self.run_dir, t)
             for line in tail:
                 err.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
@@ -188,6 +189,7 @@ def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial], ru
     from dataclasses import replace
 
     from hp_components.report import failure_note
+    from hp_components.trials import FAILED
 
     params = [p.name for p in exp.spec.parameters]
     metric = exp.spec.objective.objective_metric_name
@@ -207,7 +209,7 @@ def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial], ru
     out.print(table)
     if len(history) > 40:
         out.print(f"(the best 40 of {len(history)} trials; all of them are in trials.csv with --output)")
-    failed = [t for t in history if t.condition in ("Failed", "MetricsUnavailable")]
+    failed = [t for t in history if t.condition in FAILED]
     for t in failed[:3]:
         out.print(failure_note(run_dir, t), markup=False, highlight=False, soft_wrap=True)
     if len(failed) > 3:
@@ -243,10 +245,13 @@ def _storage_url(storage: str) -> str:
         (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
     except ImportError as e:
         backend, module = url.get_backend_name(), getattr(e, "name", None) or str(e)
-        if backend == "postgresql" and url.drivername == "postgresql" and _importable("psycopg"):
+        explicit = url.drivername != backend  # postgresql+psycopg2://, mysql+pymysql://, ...
+        if backend == "postgresql" and not explicit and _importable("psycopg"):
             return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         fix = {"postgresql": "pip install 'hp-components[postgres]' (psycopg 3; postgresql://... then uses it)",
                "mysql": "pip install PyMySQL and write mysql+pymysql://... (or pip install mysqlclient for mysql://)"}
+        if explicit:
+            fix = {backend: f"pip install the package that provides {module!r}, or name another driver in the URL"}
         raise _bad_input(f"--storage {shown}: the {backend} driver {module!r} is not installed: "
                          f"{fix.get(backend, f'pip install {module}')}") from None
     return storage
@@ -347,8 +352,8 @@ def report(
         if path.is_dir():
             raise _bad_input(f"--output {path}: is a folder; name the file, e.g. {path / (exp.name + '-report.html')}")
         _writable_folder(path.parent, "--output")
-    rdb = _existing_store(storage)
     url = _storage_url(storage)
+    rdb = _existing_store(url)
     with _user_errors(storage):
         try:
             _, history = load_stored(url, exp.name, "report")

@@ -29,13 +29,12 @@ import optuna
 from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.status import ExperimentStatus
-from hp_components.trials import Trial
+from hp_components.trials import FAILED, Trial
 
 __all__ = ["write_outputs", "write_file", "trial_rows", "trial_log", "failure_note", "html_report", "markdown_report"]
 
 #: how a failed trial's output ends, in the terminal and the report
 TAIL_LINES = 5
-_FAILED = ("Failed", "MetricsUnavailable")
 
 
 def _umask() -> int:
@@ -78,7 +77,10 @@ def trial_log(run_dir: str | os.PathLike[str], trial: Trial, lines: int = TAIL_L
     text = data.decode("utf-8", "replace").splitlines()
     if start > 0 and text:
         text = text[1:]  # cut in the middle of a line
-    return path, [line.rstrip()[:300] for line in text if line.strip()][-lines:]
+    # a trial's output is shown in terminals and pages: control characters (escape sequences) become U+FFFD
+    shown = ["".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in line.rstrip()[:300]) for line in text
+             if line.strip()]
+    return path, shown[-lines:]
 
 
 def failure_note(run_dir: str | os.PathLike[str], trial: Trial) -> str:
@@ -215,7 +217,7 @@ def _failures(history: Sequence[Trial], run_dir: str | os.PathLike[str] | None,
     """Failed trials (the first ``limit``) with their log path and last lines (none without ``run_dir``)."""
     if run_dir is None:
         return []
-    return [(t, *trial_log(run_dir, t)) for t in history if t.condition in _FAILED][:limit]
+    return [(t, *trial_log(run_dir, t)) for t in history if t.condition in FAILED][:limit]
 
 
 def html_report(experiment: Experiment, status: ExperimentStatus, history: Sequence[Trial],

@@ -159,3 +159,24 @@ def test_exported_yaml_types_numbers_as_katibs_crd_does(tmp_path):
             assert isinstance(value, (str, list)) and all(isinstance(v, str) for v in (value if isinstance(value, list) else [value])), (key, value)
     container = data["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][0] == "python3" and sys.executable not in exp.to_yaml()
+
+
+def test_closures_carry_their_literal_values_and_refuse_others(tmp_path):
+    def make(scale):
+        def scaled(params):
+            return scale * params["lr"]
+        return scaled
+
+    result = hp.tune(make(4), parameters={"lr": search.discrete([0.5, 0.25])}, max_trial_count=2, algorithm_name="grid",
+                     storage=f"sqlite:///{tmp_path}/t.db", run_dir=str(tmp_path / "runs"))
+    assert sorted(float(r["objective"]) for r in result.trials) == [1.0, 2.0]
+    with pytest.raises(ValueError, match=r"'scale' is an object of type builtins\.object"):
+        hp.build_experiment(make(object()), parameters={"lr": search.double(0.1, 0.2)})
+
+
+def test_an_undefined_name_is_refused_before_any_trial():
+    def typo(params):
+        return params["lr"] * learning_rate_scale  # noqa: F821
+
+    with pytest.raises(ValueError, match="'learning_rate_scale' is not defined"):
+        hp.build_experiment(typo, parameters={"lr": search.double(0.1, 0.2)})
