@@ -145,6 +145,11 @@ def _importable_as(value: Any, home: str | None) -> str | None:
         return None
     if "." in qualname or "<" in qualname or getattr(sys.modules.get(module), qualname, None) is not value:
         return None
+    parts = module.split(".")
+    for n in range(1, len(parts)):  # the public package that re-exports it (sklearn.linear_model, not ._sgd)
+        package = ".".join(parts[:n])
+        if not any(p.startswith("_") for p in parts[:n]) and getattr(sys.modules.get(package), qualname, None) is value:
+            return f"{package}.{qualname}"
     return f"{module}.{qualname}"
 
 
