@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import pytest
 import yaml
 
 from tests.conftest import DATA, ROOT, script_experiment
@@ -214,6 +215,12 @@ def test_storage_without_its_driver_is_bad_input_naming_the_extra(tmp_path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "mysql driver 'MySQLdb' is not installed" in res.stderr and "mysql+pymysql://" in res.stderr
     assert not (tmp_path / "hp-runs" / "nodriver").exists(), "nothing ran"
+    # with the extra installed (psycopg 3, no psycopg2), postgresql:// goes through psycopg: no server
+    # listens on port 1, so psycopg's own connection error comes back, not a missing psycopg2
+    pytest.importorskip("psycopg")
+    res = hp("run", str(path), "--storage", "postgresql://me:secret@127.0.0.1:1/db", cwd=tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "psycopg.OperationalError" in res.stderr and "psycopg2" not in res.stderr, res.stderr
 
 
 def test_bad_folders_are_refused_before_anything_runs(tmp_path):
