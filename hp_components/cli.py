@@ -18,7 +18,6 @@ from typing import Any, Iterator, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hp_components.drivers import BUILTIN, Driver, DriverError, get_driver
@@ -155,7 +154,6 @@ class _Reporter:
         from rich.text import Text
 
         # Text, not markup strings: a line printed above the live view with markup=False renders it too
-
         total = self.exp.spec.max_trial_count
         elapsed = self.clock() - self.started
         best = "" if self.best is None else f" · best {self.metric}={self.best:.6g}"
