@@ -302,6 +302,8 @@ def _compile_filter(pattern: str) -> Matcher:
 
 #: seconds a filter may take on one line when Python's ``re`` matches it (no google-re2); the line is skipped past it
 FILTER_TIME_BUDGET = 1.0
+#: lines a filter may overrun its budget on before it is no longer used for the trial (the output keeps flowing)
+FILTER_MAX_OVERRUNS = 10
 
 #: the matching child of :class:`_IsolatedMatcher`: reads lines, writes their (group 1, group 2) pairs as JSON
 _MATCHER_SOURCE = r"""
@@ -317,8 +319,7 @@ regex = re.compile(sys.argv[1], int(sys.argv[2]))
 out = sys.stdout.buffer
 for raw in sys.stdin.buffer:
     line = raw[:-1].decode("utf-8", "replace")
-    out.write(json.dumps([[m.group(1), m.group(2)] for m in regex.finditer(line)]).encode() + b"
-")
+    out.write(json.dumps([[m.group(1), m.group(2)] for m in regex.finditer(line)]).encode() + b"\n")
     out.flush()
 """
 
@@ -330,16 +331,20 @@ class _IsolatedMatcher:
     Python's ``re`` can backtrack for hours (``(a+)+$``) inside one C call that holds the GIL: in the
     wrapper no signal handler, deadline or output thread could run. Here the wrapper only waits on a
     pipe; a line that takes longer is skipped (one warning on stderr) and the child is killed and
-    started again for the next line. Without POSIX pipes or a Python to start, it matches in-process.
+    started again for the next line. After :data:`FILTER_MAX_OVERRUNS` such lines the filter is no
+    longer used, so that a trial printing many of them is not slowed to one line per budget.
+    Without POSIX pipes or a Python to start, it matches in-process.
     """
 
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._warned = False
+        self._overruns = 0
         self._inline: Optional[re.Pattern[str]] = None
 
     def __call__(self, line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+        if self._overruns >= FILTER_MAX_OVERRUNS:
+            return iter(())
         if self._inline is not None:
             return ((m.group(1), m.group(2)) for m in self._inline.finditer(line))
         proc = self._proc or self._start()
@@ -392,11 +397,11 @@ class _IsolatedMatcher:
     def _skip(self) -> None:
         """Kill the child (a new one matches the next line) and warn once."""
         self.close()
-        if not self._warned:
-            self._warned = True
+        self._overruns += 1
+        if self._overruns == 1:
             print(f"hp-components metrics: the filter {self.pattern!r} took more than {FILTER_TIME_BUDGET:g} s on "
-                  "a line (Python's re backtracking; google-re2 in the image avoids it): such lines are skipped",
-                  file=sys.stderr, flush=True)
+                  f"a line (Python's re backtracking; google-re2 in the image avoids it): such lines are skipped, "
+                  f"and after {FILTER_MAX_OVERRUNS} of them the filter is no longer used", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Stop the matching child, if any."""
@@ -514,7 +519,10 @@ class MetricsParser:
         if value is None:
             self.ignored_values += 1
             return
-        self._series.setdefault(name, _Series()).add(value, stamp, key)
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _Series()
+        series.add(value, stamp, key)
         found.append((name, value))
 
     def _feed_text(self, line: str) -> List[Tuple[str, float]]:
@@ -759,16 +767,23 @@ class _Sink:
         self._lines = LineSplitter()
         self._lock = threading.Lock()
         self._open = True
+        self._closing = False
 
     def write(self, chunk: bytes) -> None:
         with self._lock:
             if not self._open:
                 return
             self._echo(chunk)
-            self._parse(chunk)
+            if self._parser is None:
+                return
+            for line in self._lines.feed(chunk):
+                if self._closing:  # close() is waiting for the lock: it waits for one line at most
+                    return
+                self._parser.feed_output(line)
 
     def close(self) -> None:
         """Parse the unterminated last line, then drop all further output."""
+        self._closing = True
         with self._lock:
             last = self._lines.flush()
             if self._open and self._parser is not None and last:
@@ -787,12 +802,6 @@ class _Sink:
                 self._log.flush()
             except (OSError, ValueError):
                 self._log = None
-
-    def _parse(self, chunk: bytes) -> None:
-        if self._parser is None:
-            return
-        for line in self._lines.feed(chunk):
-            self._parser.feed_output(line)
 
 
 def _write_binary(stream: IO[Any], chunk: bytes) -> None:
