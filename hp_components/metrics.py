@@ -7,7 +7,10 @@ metrics collectors do:
 * **StdOut / File collector, TEXT format** - every line that contains one of the metric
   names is matched with the filters (default :data:`DEFAULT_FILTER`, i.e. ``name=value``);
   group 1 is the metric name, group 2 its value. A line may start with an RFC 3339
-  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``).
+  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``). Filters are RE2
+  (Go's ``regexp``, as in Katib): matched with google-re2 where it is installed, otherwise
+  with Python's ``re`` in a child process, each line within :data:`FILTER_TIME_BUDGET`
+  seconds, so a filter that backtracks cannot stall the wrapper, its signals or its deadline.
 * **File collector, JSON format** - every line is a JSON object; keys named like the
   metrics hold the values (numbers or numeric strings); an optional ``timestamp`` key
   holds an RFC 3339 string or Unix seconds.
