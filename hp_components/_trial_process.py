@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hp_components.experiment import Experiment, trial_collector
-from hp_components.metrics import MAX_LINE, MAX_REPORTS, Collector, Outcome, judge, launch_failure, objective_value
+from hp_components.metrics import MAX_REPORTS, Collector, LineSplitter, Outcome, judge, launch_failure, objective_value
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
@@ -247,7 +247,7 @@ class TrialProcess:
         """Copy the trial's output to its log and feed each line to the metrics collector."""
         assert proc.stdout is not None
         written = 0
-        pending = b""
+        lines = LineSplitter()
         while True:
             chunk = await proc.stdout.read(_CHUNK)
             if not chunk:
@@ -257,15 +257,12 @@ class TrialProcess:
                 written += len(chunk)
                 if written >= _MAX_LOG:
                     log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > MAX_LINE:
-                pending = pending[:MAX_LINE]
-            for line in lines:
-                for name, value in collecting.feed_output(line[:MAX_LINE]):
+            for line in lines.feed(chunk):
+                for name, value in collecting.feed_output(line):
                     self._report(name, value)
-        if pending:
-            collecting.feed_output(pending)
+        last = lines.flush()
+        if last:
+            collecting.feed_output(last)
 
     async def _tail(self, proc: asyncio.subprocess.Process, collecting: Collector) -> None:
         """While the trial runs, what it reports outside its output (a File collector's file), every

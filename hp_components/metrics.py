@@ -7,7 +7,10 @@ metrics collectors do:
 * **StdOut / File collector, TEXT format** - every line that contains one of the metric
   names is matched with the filters (default :data:`DEFAULT_FILTER`, i.e. ``name=value``);
   group 1 is the metric name, group 2 its value. A line may start with an RFC 3339
-  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``).
+  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``). Filters are RE2
+  (Go's ``regexp``, as in Katib): matched with google-re2 where it is installed, otherwise
+  with Python's ``re`` in a child process, each line within :data:`FILTER_TIME_BUDGET`
+  seconds, so a filter that backtracks cannot stall the wrapper, its signals or its deadline.
 * **File collector, JSON format** - every line is a JSON object; keys named like the
   metrics hold the values (numbers or numeric strings); an optional ``timestamp`` key
   holds an RFC 3339 string or Unix seconds.
@@ -66,10 +69,12 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from collections import deque
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "MetricsParser", "collector", "Outcome", "judge",
-           "StopRule", "StopRules", "MAX_REPORTS", "launch_failure", "objective_value", "run_trial", "main"]
+__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "LineSplitter", "MetricsParser", "collector",
+           "Outcome", "judge", "StopRule", "StopRules", "MAX_REPORTS", "launch_failure", "objective_value", "run_trial",
+           "main"]
 
 #: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -79,6 +84,9 @@ STRATEGIES = ("min", "max", "latest")
 FILE_FORMATS = ("TEXT", "JSON")
 #: Longer lines are cut to this many characters (bytes for ``bytes`` input) before matching.
 MAX_LINE = 64 * 1024
+
+#: values kept per metric for :meth:`MetricsParser.values` (the latest; min, max and latest cover all of them)
+MAX_VALUES = 10_000
 
 _READ_CHUNK = 64 * 1024
 _KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a trial is stopped
@@ -230,8 +238,8 @@ def _default_matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]
         pos = m.end()
 
 
-def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
-    """A matcher yielding (group 1, group 2) of every match of a custom filter."""
+def _regex_matcher(regex: Any) -> Matcher:
+    """A matcher yielding (group 1, group 2) of every match of a compiled filter (RE2 or Python's re)."""
 
     def matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
         for m in regex.finditer(line):
@@ -240,21 +248,183 @@ def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
     return matches
 
 
+def _load_re2() -> Any:
+    """google-re2's module ``re2`` (Katib's engine: linear time), or None where it is not installed."""
+    try:
+        import re2  # type: ignore[import-not-found]
+    except (ImportError, OSError):
+        return None
+    return re2 if hasattr(re2, "Options") and hasattr(re2, "error") else None  # not another package's "re2"
+
+
+_RE2 = _load_re2()
+#: Python's ``re`` flags for a filter where google-re2 is missing (RE2, like Go, has ASCII \w \d \s \b)
+_RE_FLAGS = re.ASCII
+
+
+def _compile_re2(pattern: str) -> Any:
+    """The filter compiled by RE2 with the options of Go's ``regexp.Compile`` (Katib's
+    ``GetFilterRegexpList``): Perl syntax, case-sensitive, leftmost-first, UTF-8, ``.`` not matching
+    a newline, ``^``/``$`` at the ends of the line (RE2's defaults). ValueError with RE2's message."""
+    options = _RE2.Options()
+    options.log_errors = False
+    try:
+        return _RE2.compile(pattern, options)
+    except _RE2.error as err:
+        why = err.args[0].decode("utf-8", "replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise ValueError(f"{pattern!r} is not a valid regular expression for RE2 (Katib's engine): {why}") from None
+
+
+def _compile_re(pattern: str) -> "re.Pattern[str]":
+    """The filter compiled by Python's ``re`` as the wrapper uses it without google-re2; ValueError if
+    ``re`` cannot read it, or would read it otherwise than RE2 (a nested set such as ``[[:alpha:]]``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return re.compile(pattern, _RE_FLAGS)
+        except (re.error, ValueError, OverflowError, RecursionError, FutureWarning, DeprecationWarning) as err:
+            raise ValueError(
+                f"{pattern!r} is not a valid regular expression for Python's re, which trial images without "
+                f"google-re2 use: {err} (write it in the syntax both share)") from None
+
+
 def _compile_filter(pattern: str) -> Matcher:
-    """A matcher for one filter; ValueError naming the filter if it is unusable."""
+    """A matcher for one filter; ValueError naming the filter if it is unusable.
+
+    The filter must compile with RE2 (matched with it where google-re2 is installed: the runner, the
+    validator) and with Python's ``re`` (the wrapper in an image without google-re2 matches with it in
+    a child process, a time budget per line: see :class:`_IsolatedMatcher`)."""
     if not isinstance(pattern, str):
         raise ValueError(f"metrics filter {pattern!r} must be a string")
     if pattern == DEFAULT_FILTER:
         return _default_matches
-    try:
-        regex = re.compile(pattern, re.ASCII)  # RE2 (Katib's engine): \w, \d, \s are ASCII-only
-    except (re.error, ValueError, OverflowError) as err:
-        raise ValueError(f"invalid metrics filter {pattern!r}: {err}") from None
-    if regex.groups < 2:
-        raise ValueError(
-            f"invalid metrics filter {pattern!r}: it needs two groups (metric name, metric value), it has {regex.groups}"
-        )
-    return _regex_matcher(regex)
+    regex = _compile_re2(pattern) if _RE2 is not None else None
+    fallback = _compile_re(pattern)
+    groups = regex.groups if regex is not None else fallback.groups
+    if groups < 2:
+        raise ValueError(f"{pattern!r} needs two groups (metric name, metric value), it has {groups}")
+    if regex is not None:
+        return _regex_matcher(regex)
+    return _IsolatedMatcher(pattern)
+
+
+#: seconds a filter may take on one line when Python's ``re`` matches it (no google-re2); the line is skipped past it
+FILTER_TIME_BUDGET = 1.0
+#: lines a filter may overrun its budget on before it is no longer used for the trial (the output keeps flowing)
+FILTER_MAX_OVERRUNS = 10
+
+#: the matching child of :class:`_IsolatedMatcher`: reads lines, writes their (group 1, group 2) pairs as JSON
+_MATCHER_SOURCE = r"""
+import json, os, re, sys
+try:  # Linux: die with the wrapper, even when it is killed with SIGKILL
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[3]):
+    sys.exit(0)
+regex = re.compile(sys.argv[1], int(sys.argv[2]))
+out = sys.stdout.buffer
+for raw in sys.stdin.buffer:
+    line = raw[:-1].decode("utf-8", "replace")
+    out.write(json.dumps([[m.group(1), m.group(2)] for m in regex.finditer(line)]).encode() + b"\n")
+    out.flush()
+"""
+
+
+class _IsolatedMatcher:
+    """A custom filter matched by Python's ``re`` in a child process, each line within
+    :data:`FILTER_TIME_BUDGET` seconds (for the wrapper where google-re2 is missing).
+
+    Python's ``re`` can backtrack for hours (``(a+)+$``) inside one C call that holds the GIL: in the
+    wrapper no signal handler, deadline or output thread could run. Here the wrapper only waits on a
+    pipe; a line that takes longer is skipped (one warning on stderr) and the child is killed and
+    started again for the next line. After :data:`FILTER_MAX_OVERRUNS` such lines the filter is no
+    longer used, so that a trial printing many of them is not slowed to one line per budget.
+    Without POSIX pipes or a Python to start, it matches in-process.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._overruns = 0
+        self._inline: Optional[re.Pattern[str]] = None
+
+    def __call__(self, line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+        if self._overruns >= FILTER_MAX_OVERRUNS:
+            return iter(())
+        if self._inline is not None:
+            return ((m.group(1), m.group(2)) for m in self._inline.finditer(line))
+        proc = self._proc or self._start()
+        if proc is None:
+            return self.__call__(line)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(line.encode("utf-8", "replace").replace(b"\n", b" ") + b"\n")
+            proc.stdin.flush()
+            reply = self._read_reply(proc.stdout.fileno())
+        except OSError:
+            reply = None
+        if reply is None:
+            self._skip()
+            return iter(())
+        return ((name, value) for name, value in json.loads(reply))
+
+    def _start(self) -> Optional[subprocess.Popen[bytes]]:
+        try:
+            if os.name != "posix" or not sys.executable:  # select() waits on pipes on POSIX only
+                raise OSError("no POSIX pipes or no Python executable")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _MATCHER_SOURCE, self.pattern, str(int(_RE_FLAGS)), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except (OSError, ValueError) as err:
+            print(f"hp-components metrics: cannot start a process to match the filter {self.pattern!r} ({err}); "
+                  "matching in this process (a filter that backtracks badly could stall the wrapper)",
+                  file=sys.stderr, flush=True)
+            self._inline = re.compile(self.pattern, _RE_FLAGS)
+            return None
+        return self._proc
+
+    def _read_reply(self, fd: int) -> Optional[bytes]:
+        """The child's reply to one line, or None if it took longer than the budget (or died)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + FILTER_TIME_BUDGET
+        data = b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, _READ_CHUNK)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _skip(self) -> None:
+        """Kill the child (a new one matches the next line) and warn once."""
+        self.close()
+        self._overruns += 1
+        if self._overruns == 1:
+            print(f"hp-components metrics: the filter {self.pattern!r} took more than {FILTER_TIME_BUDGET:g} s on "
+                  f"a line (Python's re backtracking; google-re2 in the image avoids it): such lines are skipped, "
+                  f"and after {FILTER_MAX_OVERRUNS} of them the filter is no longer used", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Stop the matching child, if any."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
 
 
 # --------------------------------------------------------------------------- parser
@@ -266,8 +436,8 @@ class _Series:
     __slots__ = ("values", "stamps", "minimum", "maximum", "latest", "latest_key")
 
     def __init__(self) -> None:
-        self.values: List[float] = []
-        self.stamps: List[Optional[str]] = []
+        self.values: Deque[float] = deque(maxlen=MAX_VALUES)  # memory flat in the trial's output size
+        self.stamps: Deque[Optional[str]] = deque(maxlen=MAX_VALUES)
         self.minimum = math.inf
         self.maximum = -math.inf
         self.latest = math.nan
@@ -322,13 +492,19 @@ class MetricsParser:
         for line in text.split(newline):  # type: ignore[arg-type]
             self.feed(line)
 
+    def close(self) -> None:
+        """Stop the processes that match filters for it, if any (fed again, it starts them again)."""
+        for matcher in self._matchers:
+            if isinstance(matcher, _IsolatedMatcher):
+                matcher.close()
+
     def values(self, name: str) -> List[float]:
-        """The values recorded for ``name``, in the order they were found."""
+        """The values recorded for ``name``, in the order they were found (the last :data:`MAX_VALUES`)."""
         series = self._series.get(name)
         return list(series.values) if series else []
 
     def timestamps(self, name: str) -> List[Optional[str]]:
-        """The timestamps (RFC 3339 text, or None) of the values of ``name``, in order."""
+        """The timestamps (RFC 3339 text, or None) of :meth:`values`, in order."""
         series = self._series.get(name)
         return list(series.stamps) if series else []
 
@@ -353,7 +529,10 @@ class MetricsParser:
         if value is None:
             self.ignored_values += 1
             return
-        self._series.setdefault(name, _Series()).add(value, stamp, key)
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _Series()
+        series.add(value, stamp, key)
         found.append((name, value))
 
     def _feed_text(self, line: str) -> List[Tuple[str, float]]:
@@ -467,6 +646,7 @@ class Collector:
 
     def finish(self) -> str:
         """After the process ended: read what is left; a note on what went wrong, or ""."""
+        self.parser.close()
         if self.parser.ignored_values:
             return f"{self.parser.ignored_values} value(s) that are not finite numbers were ignored"
         return ""
@@ -492,7 +672,7 @@ class FileCollector(Collector):
         self.spec_path = file_path
         self.path = file_path
         self._offset = 0
-        self._pending = b""
+        self._lines = LineSplitter()
         self._seen = False
 
     def names_path(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
@@ -523,10 +703,8 @@ class FileCollector(Collector):
                     if not chunk:
                         break
                     self._offset += len(chunk)
-                    *lines, pending = (self._pending + chunk).split(b"\n")
-                    self._pending = pending[:MAX_LINE]
-                    for line in lines:
-                        found += self.parser.feed(line[:MAX_LINE])
+                    for line in self._lines.feed(chunk):
+                        found += self.parser.feed(line)
         except OSError:
             return found
         self._seen = True
@@ -534,11 +712,13 @@ class FileCollector(Collector):
 
     def finish(self) -> str:
         self.poll()
-        if self._pending:
-            self.parser.feed(self._pending)
-            self._pending = b""
+        last = self._lines.flush()
+        if last:
+            self.parser.feed(last)
         if not self._seen:
-            return _parse_file(self.parser, self.path)  # says why the file cannot be read
+            note = _parse_file(self.parser, self.path)  # says why the file cannot be read
+            self.parser.close()
+            return note
         return super().finish()
 
 
@@ -677,6 +857,32 @@ def _compares(value: float, comparison: str, target: float) -> bool:
 # --------------------------------------------------------------------------- trial wrapper
 
 
+class LineSplitter:
+    """Cuts a byte stream into lines (newline dropped), each cut at :data:`MAX_LINE` bytes: the one
+    splitter of the wrapper, the local runner and the File collector. Memory stays flat however long
+    a line is.
+
+    >>> s = LineSplitter()
+    >>> s.feed(b"loss=1\\nloss="), s.feed(b"2\\n"), s.flush()
+    ([b'loss=1'], [b'loss=2'], b'')
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> List[bytes]:
+        """The lines ``chunk`` completes."""
+        *lines, pending = (self._pending + chunk).split(b"\n")
+        self._pending = pending[:MAX_LINE]
+        return [line[:MAX_LINE] for line in lines]
+
+    def flush(self) -> bytes:
+        """The unterminated last line (``b""`` if none); the splitter starts afresh."""
+        last, self._pending = self._pending, b""
+        return last
+
+
+
 class _Sink:
     """Where the trial's output goes: our stdout, the log file and the collector.
 
@@ -690,22 +896,30 @@ class _Sink:
         self._log = log
         self._parser = parser
         self._on_values = on_values
-        self._pending = b""
+        self._lines = LineSplitter()
         self._lock = threading.Lock()
         self._open = True
+        self._closing = False
 
     def write(self, chunk: bytes) -> None:
         with self._lock:
             if not self._open:
                 return
             self._echo(chunk)
-            self._parse(chunk)
+            if self._parser is None:
+                return
+            for line in self._lines.feed(chunk):
+                if self._closing:  # close() is waiting for the lock: it waits for one line at most
+                    return
+                self._found(self._parser.feed_output(line))
 
     def close(self) -> None:
         """Parse the unterminated last line, then drop all further output."""
+        self._closing = True
         with self._lock:
-            if self._open and self._parser is not None and self._pending:
-                self._found(self._parser.feed_output(self._pending))
+            last = self._lines.flush()
+            if self._open and self._parser is not None and last:
+                self._found(self._parser.feed_output(last))
             self._open = False
 
     def _echo(self, chunk: bytes) -> None:
@@ -720,14 +934,6 @@ class _Sink:
                 self._log.flush()
             except (OSError, ValueError):
                 self._log = None
-
-    def _parse(self, chunk: bytes) -> None:
-        if self._parser is None:
-            return
-        *lines, pending = (self._pending + chunk).split(b"\n")
-        self._pending = pending[:MAX_LINE]
-        for line in lines:
-            self._found(self._parser.feed_output(line[:MAX_LINE]))
 
     def _found(self, pairs: List[Tuple[str, float]]) -> None:
         if pairs and self._on_values is not None:
@@ -957,8 +1163,11 @@ def _parse_file(parser: MetricsParser, path: str) -> str:
     """Feed a metrics file to the parser line by line; returns a problem description or ""."""
     try:
         with open(path, "rb") as fh:
-            for line in fh:
-                parser.feed(line[:MAX_LINE])
+            lines = LineSplitter()
+            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
+                for line in lines.feed(chunk):
+                    parser.feed(line)
+            parser.feed(lines.flush())
     except FileNotFoundError:
         return f"metrics file {path!r} does not exist"
     except OSError as err:
