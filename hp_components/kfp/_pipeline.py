@@ -153,7 +153,9 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
             one, two = (workflow_spec_bytes(build(n)[1]) for n in (1, 2))
             check_size(one + (total - 1) * (two - one), "spec.maxTrialCount")
         graph, spec = build(total)
-        check_ir(spec)  # a real limit that still applies: refused here, naming spec.maxTrialCount
+        # real limits that still apply (depth, spec, spec + status nodes at maxTrialCount): refused here,
+        # naming spec.maxTrialCount; a warning close to them
+        check_ir(spec, trials=exp.spec.max_trial_count, rounds=total)
         return graph
 
 
