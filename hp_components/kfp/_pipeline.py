@@ -50,6 +50,9 @@ OUTPUT_NAMES = Outputs._fields
 #: retries of a task whose pod failed (eviction, node loss, OOM kill of the whole container): the
 #: metrics wrapper exits 0 when the training command fails, so a non-zero exit is infrastructure
 RETRIES = 2
+#: the oldest KFP backend that runs our pipelines: it resolves a parameter ``dsl.Collected`` from
+#: 2.14.0 (kubeflow/pipelines #11725; docs/kfp.md "Minimum KFP backend")
+MIN_BACKEND = "2.14.0"
 #: first retry after this many seconds (whole seconds: the backend's retryStrategy.backoff.duration)
 RETRY_BACKOFF = "30s"
 
@@ -163,4 +166,4 @@ def _description(exp: Experiment) -> str:
     spec = exp.spec
     return (f"Katib Experiment {exp.name} (hp-components): {spec.algorithm.algorithm_name}, "
             f"{spec.objective.type} {spec.objective.objective_metric_name}, {spec.max_trial_count} trials, "
-            f"{spec.parallel_trial_count} at a time")
+            f"{spec.parallel_trial_count} at a time; needs KFP backend {MIN_BACKEND}+ (parameter dsl.Collected)")
