@@ -91,7 +91,9 @@ def _from_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | N
     from hp_components.steps import status_summary, trial_from_observation
     from hp_components.trials import load_history
 
-    named = lambda name: [e for e in executions if e["display_name"] == name]  # noqa: E731
+    def named(name: str) -> list[dict[str, Any]]:
+        return [e for e in executions if e["display_name"] == name]
+
     steps = named("suggest") + named("collect") + named("report")
     spec = next((e["inputs"]["experiment"] for e in steps if e["inputs"].get("experiment")), None)
     if spec is None:
