@@ -46,8 +46,8 @@ from hp_components.steps import WRAPPER_SOURCE, wrapper_args  # noqa: E402
 from tests.conftest import script_experiment  # noqa: E402
 
 RUN_ID = "3f1c-run"
-#: MLMD Execution.State numbers (metadata_store.proto)
-NEW, RUNNING, COMPLETE, FAILED = 1, 2, 3, 4
+#: MLMD Execution.State numbers (metadata_store.proto: NEW 1, RUNNING 2, COMPLETE 3, FAILED 4)
+RUNNING, COMPLETE = 2, 3
 
 
 # --------------------------------------------------------------------------- protobuf by hand
@@ -308,3 +308,34 @@ def test_the_compiled_pipeline_names_the_tasks_status_reads(tmp_path: Path) -> N
     from hp_components.kfp._status import _task_keys
 
     assert _task_keys({"pipeline_spec": ir}, "trial") == {"names-trial"}
+
+
+def test_a_finished_run_replays_every_round_and_skips_the_rounds_after_done(api, fixture_run, capsys, monkeypatch,
+                                                                              tmp_path) -> None:
+    from hp_components.experiment import load_experiment as load
+
+    first = fixture_run["executions"][3]  # round 1's collect
+    exp = load(json.loads(first["inputs"]["experiment"]))
+    nxt = fixture_run["next"]
+    obs2 = [fixture_run["executions"][4]["outputs"]["observation"], _observe(tmp_path, exp, None, "failing")]
+    finished = [dict(e) for e in fixture_run["executions"][:-2]]
+    # the failing command: the wrapper records it and exits 0, so its task completes (a retried pod
+    # would keep the same execution: the driver creates it once, the launcher publishes it)
+    finished.append({**fixture_run["executions"][5], "state": COMPLETE, "outputs": {"observation": obs2[1]}})
+    finished.append({"id": 201, "display_name": "collect", "state": COMPLETE,
+                     "inputs": {**first["inputs"], "trials": nxt, "observations": obs2},
+                     "outputs": {"next_trials": [], "done": True}})
+    finished.append({"id": 202, "display_name": "collect", "state": COMPLETE,  # a skipped round
+                     "inputs": {**first["inputs"], "trials": [], "observations": [], "done": True},
+                     "outputs": {"next_trials": [], "done": True}})
+    finished.append({"id": 203, "display_name": "report", "state": COMPLETE,
+                     "inputs": {"experiment": first["inputs"]["experiment"]}, "outputs": {"best_trial": nxt[0]["hp_trial"]}})
+    monkeypatch.setitem(fixture_run, "executions", finished)
+    monkeypatch.setitem(fixture_run["run"], "state", "SUCCEEDED")
+    out = _status(api, capsys)
+    assert out["done"] is True and out["report"] == "COMPLETE" and out["rounds_collected"] == 2
+    assert out["best"]["name"] == nxt[0]["hp_trial"] and out["best"]["objective"] == 0.0625
+    rows = {t["name"]: t for t in out["trials"]}
+    assert len(out["trials"]) == 4 and rows[nxt[1]["hp_trial"]]["condition"] == "Failed"  # the failing command
+    assert out["status"]["trialsSucceeded"] == 3 and out["status"]["trialsFailed"] == 1
+    assert out["trialCounts"] == {"started": 4, "finished": 4, "running": 0, "task_failed": 0}
