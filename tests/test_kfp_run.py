@@ -10,6 +10,7 @@ the backend model (hp_components/kfp/_backend.py), each rule with a case accepte
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,8 @@ def _nest(levels: int, kind: str) -> dict[str, Any]:
 
 def test_depth_rules_accept_95_nested_dags_and_refuse_96() -> None:
     # 2 (D1) + 1 per sub-DAG (D2: top's, then 94 more) + 2 (D4) must stay below 100 (D5)
-    _backend.check_ir(_nest(95, "dag"))
+    with pytest.warns(UserWarning, match=r"nests 99 Argo templates deep, close to Argo's 100"):
+        _backend.check_ir(_nest(95, "dag"))  # accepted, with a warning (past 80 % of the limit)
     assert _backend.argo_depth(_nest(95, "dag")) == 99
     with pytest.raises(UnsupportedExperiment, match=r"spec\.maxTrialCount: .*100 Argo templates deep"):
         _backend.check_ir(_nest(96, "dag"))
@@ -233,3 +235,57 @@ def test_medianstop_stops_poor_trials_in_their_pods(tmp_path: Path) -> None:
         assert sorted(st["earlyStoppedTrialList"]) == sorted(by_x[y]["name"] for y in ("0.1", "0.2"))
     rules = [c[c.index("--stop-rule") + 1] for c in trial_commands()]
     assert sorted(rules) == ["", "", ""] + [rule] * 3, "round 1 has no rule yet, round 2 gets one"
+
+
+# L1 (workflow/packer/packer.go CompressWorkflowIfNeeded, argo-workflows f016ad89): a Workflow whose
+# JSON is still over MAX_WORKFLOW_SIZE (1 MiB) after its status nodes are compressed fails with
+# "workflow is longer than maximum allowed size". Our estimate of spec + status nodes after
+# maxTrialCount trials is enforced at compile time: under it compiles, close to it warns, past it
+# refuses (exit 2 in the CLI, naming maxTrialCount and parallelTrialCount, with the numbers).
+
+
+def test_status_nodes_within_argo_limit_compile_without_warning(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        ir = _compiled(tmp_path, 200, 2)
+    spec = _backend.workflow_spec_bytes(ir)
+    raw, stored = _backend.workflow_status_bytes(ir, 200, 100)
+    assert spec + stored < _backend.MAX_WORKFLOW_BYTES * _backend.WARN_FRACTION < spec + raw  # compressed: fits
+
+
+def test_status_nodes_close_to_argo_limit_warn_with_the_numbers(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"spec\.maxTrialCount: the Workflow KFP would create is about (\d+) KiB "
+                                         r"after 1000 trials in 100 rounds .*close to Argo's 1024 KiB"):
+        ir = _compiled(tmp_path, 1000, 10)
+    assert ir["root"]["dag"]["tasks"]  # compiled anyway
+
+
+def test_status_nodes_past_argo_limit_are_refused_by_the_cli_with_what_to_change(tmp_path: Path, capsys) -> None:
+    from hp_components.cli import main as cli_main
+
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(script_experiment("big", LOSS, maxTrialCount=2000, parallelTrialCount=20)))
+    assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (tmp_path / "out.yaml").exists()
+    flat = " ".join(err.split())
+    total = int(re.search(r"would create is about (\d+) KiB after 2000 trials in 100 rounds", flat).group(1))
+    assert total >= 1024 and "spec.maxTrialCount" in flat and "MAX_WORKFLOW_SIZE" in flat
+    assert "lower maxTrialCount" in flat and "raise parallelTrialCount" in flat
+
+
+def test_check_ir_without_a_trial_count_checks_depth_and_spec_only(tmp_path: Path) -> None:
+    ir = _compiled(tmp_path, 12, 3)
+    _backend.check_ir(ir)  # no status estimate without trials/rounds
+    with pytest.raises(UnsupportedExperiment, match=r"after 100000 trials in 4 rounds"):
+        _backend.check_ir(ir, trials=100_000, rounds=4)
+
+
+def test_status_estimate_does_not_depend_on_the_order_of_the_irs_maps(tmp_path: Path) -> None:
+    ir = _compiled(tmp_path, 12, 3)
+    flipped = json.loads(json.dumps(ir))
+    flipped["components"] = dict(reversed(list(flipped["components"].items())))
+    flipped["root"]["dag"]["tasks"] = dict(reversed(list(flipped["root"]["dag"]["tasks"].items())))
+    assert _backend.workflow_status_bytes(ir, 12, 4) == _backend.workflow_status_bytes(flipped, 12, 4)

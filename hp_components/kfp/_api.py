@@ -210,6 +210,7 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
 
     def trial(item: Any, wrapper: Any, experiment: Any) -> Any:
         task = trial_component(**{k: getattr(item, k) for k in fields}, **fixed)
+        task.set_display_name("trial")  # what hp-tune status counts in ML Metadata (kfp/_status.py R2)
         if configure is not None:
             configure(task)
         return task, task.outputs[out_name]

@@ -32,7 +32,7 @@ from hp_components.trials import load_history
 
 from hp_components.kfp._fields import ITEM_KEY, STOP_KEY, TRIAL_KEY, trial_fields
 
-__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
+__all__ = ["experiment_from", "suggest_items", "record_round", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
 
 
@@ -157,6 +157,22 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
+def record_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
+                 observations: Sequence[Any]) -> dict[str, Any]:
+    """Record one round's loop ``items`` and their ``observations`` (in loop order) after ``history``.
+
+    What collect records, and what ``hp-tune status`` replays from the collect steps' inputs;
+    returns :func:`hp_components.steps.collect_step`'s ``{history, status, done, condition, best}``.
+    """
+    exp = experiment_from(experiment)
+    objective = exp.spec.objective.objective_metric_name
+    trials = [item.get(ITEM_KEY) or {"name": item[TRIAL_KEY], "parameterAssignments": []} for item in items]
+    obs = [observation_of(o, objective) for o in observations]
+    if len(obs) < len(trials):
+        obs += [None] * (len(trials) - len(obs))
+    return collect_step(exp, load_history(list(history or [])), trials, obs[: len(trials)])
+
+
 def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
                   observations: Sequence[Any], config: dict[str, Any]) -> dict[str, Any]:
     """Record a batch, decide, and suggest the next batch when the experiment goes on.
@@ -167,12 +183,7 @@ def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Seq
     round never loops over an empty list.
     """
     exp = experiment_from(experiment)
-    objective = exp.spec.objective.objective_metric_name
-    trials = [item.get(ITEM_KEY) or {"name": item[TRIAL_KEY], "parameterAssignments": []} for item in items]
-    obs = [observation_of(o, objective) for o in observations]
-    if len(obs) < len(trials):
-        obs += [None] * (len(trials) - len(obs))
-    out = collect_step(exp, load_history(list(history or [])), trials, obs[: len(trials)])
+    out = record_round(exp, history, items, observations)
     out["next_trials"] = []
     if not out["done"]:
         full = load_history(out["history"])
