@@ -9,9 +9,16 @@ Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 ba
 
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # python -m hp_components.cli step suggest|collect: as hp-tune, without typer (_step_cli)
+    from hp_components._step_cli import is_step, run_step
+
+    if is_step(sys.argv[1:]):
+        sys.exit(run_step(sys.argv[1:]))
+
 import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
