@@ -1,4 +1,4 @@
-"""``python -m benchmarks all --quick`` | latency | steps | quality | model | overhead | size | summary.
+"""``python -m benchmarks all --quick`` | latency | steps | gp | quality | model | overhead | size | summary.
 
 Run it niced on a shared machine: ``nice -n 19 python -m benchmarks all --quick``.
 ``--quick`` (< 2 minutes) is what CI may run; the full parts take much longer (the GP's cost).
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     common.COMMAND[:] = ["python", "-m", "benchmarks", *argv]
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["all", "latency", "steps", "quality", "model", "overhead", "size", "summary"])
+    p.add_argument("part", choices=["all", "latency", "steps", "gp", "quality", "model", "overhead", "size", "summary"])
     p.add_argument("--quick", action="store_true", help="small settings (CI): under 2 minutes")
     p.add_argument("--out", type=Path, default=common.RESULTS, help="results folder (default benchmarks/results)")
     p.add_argument("--seeds", type=int, help="quality: seeds (default 10, --quick 2)")
@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
             from benchmarks import steps
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (0, 100) if q else (0, 100, 1000)
             steps.run(sizes=sizes, repeats=a.repeats or (1 if q else 5), out_dir=a.out)
+        elif part == "gp":
+            from benchmarks import gp
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (12,) if q else (50, 99)
+            gp.run(sizes=sizes, repeats=a.repeats or (1 if q else 3), out_dir=a.out)
         elif part == "quality":
             from benchmarks import quality
             functions = a.functions.split(",") if a.functions else ("branin", "hartmann6", "mixed")

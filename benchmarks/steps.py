@@ -3,7 +3,8 @@
 What every suggest and collect pod of a KFP/Argo run pays: a fresh Python process that reads
 the history JSON, rebuilds a study and asks a batch. Each cell runs three commands as separate
 processes, interleaved (suggest, collect, plain, suggest, collect, plain, ...) so that load on a
-shared machine hits them alike, and reports their medians and the ratios to plain:
+shared machine hits them alike, and reports the medians of wall and CPU time (user + system: the
+steadier one on a shared machine) and their ratios to plain:
 
 * ``suggest``: ``hp-tune step suggest --experiment <inline JSON> --history h.json --count 8
   --trials-out ... --items-out ...`` (as the Argo suggest step, with a history);
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -115,16 +117,20 @@ def _commands(work: Path, exp_json: str, n: int, count: int) -> dict[str, list[s
     }
 
 
-def _time(cmd: list[str]) -> float:
+def _time(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of the process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def run(sizes=(0, 100, 1000), repeats: int = 5, count: int = 8, out_dir=None) -> dict[str, Any]:
+    load = list(os.getloadavg())
     exp = experiment("steps", LATENCY_SPACE, algorithm="auto", max_trials=5000, parallel=count, seed=1)
     exp_json = exp.to_json()
     rows = []
@@ -139,24 +145,32 @@ def run(sizes=(0, 100, 1000), repeats: int = 5, count: int = 8, out_dir=None) ->
             for cmd in cmds.values():  # warm the file cache (bytecode, shared libraries): not timed
                 _time(cmd)
             times: dict[str, list[float]] = {k: [] for k in cmds}
+            cpu: dict[str, list[float]] = {k: [] for k in cmds}
             for _ in range(repeats):  # interleaved: each round runs every command once
                 for key, cmd in cmds.items():
-                    times[key].append(_time(cmd))
+                    wall, used = _time(cmd)
+                    times[key].append(wall)
+                    cpu[key].append(used)
             m = {k: median(v) for k, v in times.items()}
+            c = {k: median(v) for k, v in cpu.items()}
             for s in ("s-batch.json", "c-batch.json"):
                 assert len(json.loads((work / "out" / s).read_text())) == count
             row = {"history": n, "count": count, "repeats": repeats,
                    "auto_choice": auto_choice(exp.spec, n), "plain_sampler": sampler,
                    **{f"{k}_median_s": v for k, v in m.items()}, **{f"{k}_all_s": v for k, v in times.items()},
+                   **{f"{k}_cpu_median_s": v for k, v in c.items()}, **{f"{k}_cpu_all_s": v for k, v in cpu.items()},
                    "ratio_suggest_to_plain": m["suggest"] / m["plain_suggest"],
-                   "ratio_collect_to_plain": m["collect"] / m["plain_collect"]}
+                   "ratio_collect_to_plain": m["collect"] / m["plain_collect"],
+                   "cpu_ratio_suggest_to_plain": c["suggest"] / c["plain_suggest"],
+                   "cpu_ratio_collect_to_plain": c["collect"] / c["plain_collect"]}
             rows.append(row)
             print(f"steps n={n:5d}: suggest {m['suggest']:.3f} s / plain {m['plain_suggest']:.3f} s "
                   f"= {row['ratio_suggest_to_plain']:.2f}x;  collect {m['collect']:.3f} s / plain "
-                  f"{m['plain_collect']:.3f} s = {row['ratio_collect_to_plain']:.2f}x", flush=True)
+                  f"{m['plain_collect']:.3f} s = {row['ratio_collect_to_plain']:.2f}x;  cpu ratios "
+                  f"{row['cpu_ratio_suggest_to_plain']:.2f}x / {row['cpu_ratio_collect_to_plain']:.2f}x", flush=True)
     doc = {"what": f"whole-process seconds of hp-tune step suggest/collect (auto, batch {count}, 6-dim mixed space) "
                    "vs a plain-Optuna process reading the same history JSON, rebuilding a study with the same "
-                   f"sampler and asking {count}; {repeats} interleaved runs, medians",
-           "load_average_at_end": list(os.getloadavg()), "results": rows}
+                   f"sampler and asking {count}; {repeats} interleaved runs, medians of wall and CPU seconds",
+           "load_average_at_start": load, "load_average_at_end": list(os.getloadavg()), "results": rows}
     write_result("steps", doc, out_dir)
     return doc
