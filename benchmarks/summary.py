@@ -53,8 +53,8 @@ def tables(results: Path = RESULTS) -> str:
         out.append("")
     st = _load("steps", results)
     if st:
-        load = st.get("load_average_at_start", [None])[0]
-        out += [f"### Step processes (`{st['command']}`, {st['date']}, load {load})", "", st["what"] + ".", "",
+        load = st.get("load_average_at_start", [float("nan")])[0]
+        out += [f"### Step processes (`{st['command']}`, {st['date']}, load {load:.1f})", "", st["what"] + ".", "",
                 "| history | auto uses | suggest s (cpu) | plain s (cpu) | ratio wall / cpu | collect s (cpu) "
                 "| plain s (cpu) | ratio wall / cpu |", "|---|---|---|---|---|---|---|---|"]
         for r in st["results"]:
@@ -67,8 +67,8 @@ def tables(results: Path = RESULTS) -> str:
         out.append("")
     gp = _load("gp", results)
     if gp:
-        load = gp.get("load_average_at_start", [None])[0]
-        out += [f"### GP suggestion (`{gp['command']}`, {gp['date']}, load {load})", "", gp["what"] + ".", "",
+        load = gp.get("load_average_at_start", [float("nan")])[0]
+        out += [f"### GP suggestion (`{gp['command']}`, {gp['date']}, load {load:.1f})", "", gp["what"] + ".", "",
                 "| history | ours s (cpu) | plain GPSampler s (cpu) | ratio wall / cpu |", "|---|---|---|---|"]
         for r in gp["results"]:
             out.append(f"| {r['history']} | {r['ours_wall_median_s']:.2f} ({r['ours_cpu_median_s']:.2f}) | "
