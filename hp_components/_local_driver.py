@@ -13,7 +13,7 @@ from hp_components.experiment import Experiment, parse_experiment
 from hp_components.local import run_local
 from hp_components.status import experiment_status
 from hp_components.steps import status_summary
-from hp_components.store import DEFAULT_STORAGE, load_stored
+from hp_components.store import DEFAULT_STORAGE, load_stored, open_existing
 
 __all__ = ["LocalDriver"]
 
@@ -41,6 +41,7 @@ class LocalDriver(Driver):
 
     def status(self, run: str, *, namespace: str | None = None, **options: Any) -> dict[str, Any]:
         url = self.check_options(options).get("storage", DEFAULT_STORAGE)
+        open_existing(url, "--storage")  # reading only: a mistyped store is not created
         spec, trials = load_stored(url, run, "status")
         status = experiment_status(parse_experiment(spec), trials)
         best = status.best

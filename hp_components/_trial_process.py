@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from hp_components._reaper import process_table
 from hp_components.experiment import Experiment, trial_collector
-from hp_components.metrics import MAX_LINE, Collector, Outcome, judge, launch_failure, objective_value
+from hp_components.metrics import MAX_REPORTS, Collector, LineSplitter, Outcome, judge, launch_failure, objective_value
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
@@ -40,7 +40,6 @@ __all__ = ["TrialProcess", "end", "kill_leftovers", "now"]
 
 _CHUNK = 1 << 16
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
-_MAX_REPORTS = 10_000  # intermediate values kept per trial
 _TAIL_EVERY = 0.5  # seconds between reads of a File collector's file while the trial runs
 
 #: asked after each objective report of a running trial: stop it now (early stopping)?
@@ -450,7 +449,7 @@ class TrialProcess:
         """Copy the trial's output to its log and feed each line to the metrics collector."""
         assert proc.stdout is not None
         written = 0
-        pending = b""
+        lines = LineSplitter()
         while True:
             chunk = await proc.stdout.read(_CHUNK)
             if not chunk:
@@ -460,15 +459,12 @@ class TrialProcess:
                 written += len(chunk)
                 if written >= _MAX_LOG:
                     log.write(b"\n[hp-tune: log truncated here; the trial kept running]\n")
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            if len(pending) > MAX_LINE:
-                pending = pending[:MAX_LINE]
-            for line in lines:
-                for name, value in collecting.feed_output(line[:MAX_LINE]):
+            for line in lines.feed(chunk):
+                for name, value in collecting.feed_output(line):
                     self._report(name, value)
-        if pending:
-            collecting.feed_output(pending)
+        last = lines.flush()
+        if last:
+            collecting.feed_output(last)
 
     async def _tail(self, proc: asyncio.subprocess.Process, collecting: Collector) -> None:
         """While the trial runs, what it reports outside its output (a File collector's file), every
@@ -481,7 +477,7 @@ class TrialProcess:
     def _report(self, name: str, value: float) -> None:
         """A value the trial reported: the objective's become intermediate values, asked of the stop rule."""
         trial = self.trial
-        if name != self.objective or len(trial.intermediate_values) >= _MAX_REPORTS:
+        if name != self.objective or len(trial.intermediate_values) >= MAX_REPORTS:
             return
         trial.intermediate_values.append((len(trial.intermediate_values), value))
         if self.stop_rule and not self.stopped_early and self.stop_rule(trial):

@@ -9,16 +9,22 @@ Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 ba
 
 from __future__ import annotations
 
+import sys
+
+from hp_components._step_cli import HELP as _STEP_HELP
+from hp_components._step_cli import is_step, run_step
+
+if __name__ == "__main__" and is_step(sys.argv[1:]):  # python -m hp_components.cli step ...: without typer
+    sys.exit(run_step(sys.argv[1:]))
+
 import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from hp_components.drivers import BUILTIN, Driver, DriverError, get_driver
@@ -99,48 +105,119 @@ def validate(file: Path = typer.Argument(..., help="A Katib Experiment YAML")) -
 
 
 class _Reporter:
-    """The live view of a running experiment: a line per finished trial under a progress bar."""
+    """The live view of a running experiment, as Ray Tune's status table: a progress line (trials
+    done, running, the best so far) over a table of the running trials with their parameters, the
+    latest value of the objective metric they reported and their time so far; a line per finished
+    trial above it (a failed one with the end of its output and its log).
 
-    def __init__(self, exp: Experiment, quiet: bool):
+        with _Reporter(exp, quiet=False, run_dir=Path("hp-runs") / exp.name) as reporter:
+            run_local(exp, on_event=reporter)
+    """
+
+    _ROWS = 20  # running trials shown; the rest are counted
+
+    def __init__(self, exp: Experiment, quiet: bool, run_dir: Path):
+        from time import monotonic
+
+        from rich.live import Live
+
+        self.clock = monotonic
+
         self.exp = exp
         self.quiet = quiet
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True,
-                                 disable=quiet)
-        self.task = self.progress.add_task(exp.name, total=exp.spec.max_trial_count)
+        self.run_dir = run_dir
+        self.metric = exp.spec.objective.objective_metric_name
+        self.started = self.clock()
+        self.running: dict[str, tuple[Trial, float]] = {}
+        self.done = 0
+        self.best: Optional[float] = None
+        self.live = Live(console=err, transient=True, refresh_per_second=4, get_renderable=self._render,
+                         redirect_stdout=False, redirect_stderr=False)
+
+    def __enter__(self) -> "_Reporter":
+        if not self.quiet and err.is_terminal:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live.is_started:
+            self.live.stop()
 
     def __call__(self, kind: str, payload: Any) -> None:
-        if kind == "finished":
+        if kind == "started":
+            self.running[payload.name] = (payload, self.clock())
+        elif kind == "finished":
+            self.running.pop(payload.name, None)
             self._finished(payload)
         elif kind == "status":
-            self._status(payload)
+            c = payload.counts
+            self.done = c["trials"] - c["trialsRunning"] - c["trialsPending"]
+            self.best = payload.best.objective_value if payload.best is not None else None
         elif kind == "warning":
-            err.print(f"[yellow]warning:[/] {payload}")
+            err.print(f"[yellow]warning:[/] {escape(str(payload))}")
 
     def _finished(self, t: Trial) -> None:
+        from hp_components.report import trial_log
+        from hp_components.trials import FAILED
+
         if self.quiet:
             return
         params = " ".join(f"{k}={v}" for k, v in t.assignments.items())
-        value = "" if t.objective_value is None else f"{self.exp.spec.objective.objective_metric_name}={t.objective_value:.6g} "
+        value = "" if t.objective_value is None else f"{self.metric}={t.objective_value:.6g} "
         note = f" ({t.message})" if t.message and t.condition != "Succeeded" else ""
-        self.progress.console.print(
-            f"[{_STYLE.get(t.condition, 'white')}]{t.condition:<18}[/] {t.name}  {value}[dim]{params}{note}[/]",
-            soft_wrap=True,
-        )
+        err.print(f"[{_STYLE.get(t.condition, 'white')}]{t.condition:<18}[/] {escape(t.name)}  {escape(value)}"
+                  f"[dim]{escape(params + note)}[/]", soft_wrap=True)
+        if t.condition in FAILED:
+            path, tail = trial_log(self.run_dir, t)
+            for line in tail:
+                err.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+            err.print(f"    [dim]log: {escape(str(path))}[/]", soft_wrap=True)
 
-    def _status(self, st: ExperimentStatus) -> None:
-        c = st.counts
-        done = c["trials"] - c["trialsRunning"] - c["trialsPending"]
-        best = ""
-        if st.best is not None:
-            best = f" · best {st.best.objective_value:.6g}"
-        self.progress.update(self.task, completed=done,
-                             description=f"{self.exp.name}: {c['trialsRunning'] + c['trialsPending']} running{best}")
+    def _render(self) -> Any:
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.text import Text
+
+        # Text, not markup strings: a line printed above the live view with markup=False renders it too
+        total = self.exp.spec.max_trial_count
+        elapsed = self.clock() - self.started
+        best = "" if self.best is None else f" · best {self.metric}={self.best:.6g}"
+        line = Table.grid(padding=(0, 1))
+        line.add_row(Text(self.exp.name, style="bold"),
+                     ProgressBar(total=float(total or max(self.done, 1)), completed=float(self.done), width=30),
+                     Text(f"{self.done}/{total if total is not None else '?'} done · {len(self.running)} running{best}"),
+                     Text(_clock(elapsed), style="dim"))
+        if not self.running:
+            return line
+        params = [p.name for p in self.exp.spec.parameters]
+        table = Table(box=None, padding=(0, 2), show_edge=False, header_style="bold")
+        for col in ("running trial", *params, f"latest {self.metric}", "reports", "time"):
+            table.add_column(col, overflow="ellipsis", no_wrap=True)
+        now = self.clock()
+        for t, since in list(self.running.values())[:self._ROWS]:
+            latest = f"{t.intermediate_values[-1][1]:.6g}" if t.intermediate_values else ""
+            table.add_row(*(Text(c) for c in (t.name, *(str(t.assignments.get(p, "")) for p in params), latest,
+                                              str(len(t.intermediate_values)), _clock(now - since))))
+        more = len(self.running) - self._ROWS
+        return Group(line, table, *([Text(f"and {more} more running", style="dim")] if more > 0 else []))
 
 
-def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial]) -> None:
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial], run_dir: Path,
+             interrupted: bool = False) -> None:
+    from dataclasses import replace
+
+    from hp_components.report import failure_note
+    from hp_components.trials import FAILED
+
     params = [p.name for p in exp.spec.parameters]
     metric = exp.spec.objective.objective_metric_name
+    if interrupted:  # this runner is leaving: what it had running was cut short, and runs again on resume
+        history = [t if not t.active else replace(t, condition="Interrupted") for t in history]
     table = Table(title=f"{exp.name}: {len(history)} trials", title_justify="left")
     for col in ("trial", "condition", metric, *params):
         table.add_column(col, overflow="fold")
@@ -149,24 +226,102 @@ def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial]) ->
                                 -(t.objective_value or 0) if exp.spec.objective.type == "maximize" else (t.objective_value or 0)))[:40]
     for t in shown:
         best = status.best is not None and t.name == status.best.name
-        table.add_row(t.name + (" *" if best else ""), f"[{_STYLE.get(t.condition, 'white')}]{t.condition}[/]",
+        table.add_row(escape(t.name) + (" *" if best else ""), f"[{_STYLE.get(t.condition, 'white')}]{t.condition}[/]",
                       "" if t.objective_value is None else f"{t.objective_value:.6g}",
-                      *(t.assignments.get(p, "") for p in params))
+                      *(escape(str(t.assignments.get(p, ""))) for p in params))
     out.print(table)
     if len(history) > 40:
         out.print(f"(the best 40 of {len(history)} trials; all of them are in trials.csv with --output)")
+    failed = [t for t in history if t.condition in FAILED]
+    for t in failed[:3]:
+        out.print(failure_note(run_dir, t), markup=False, highlight=False, soft_wrap=True)
+    if len(failed) > 3:
+        out.print(f"({len(failed) - 3} more failed trials: their logs are in {run_dir}/<trial>/output.log)",
+                  markup=False, soft_wrap=True)
     colour = "green" if status.condition == "Succeeded" else ("red" if status.condition == "Failed" else "yellow")
     out.print(f"[bold {colour}]{status.condition}[/]: {status.reason}: {status.message}")
     if status.best is not None:
         assignments = ", ".join(f"{k}={v}" for k, v in status.best.assignments.items())
-        out.print(f"best trial {status.best.name}: {metric}={status.best.objective_value:.6g} ({assignments})")
+        out.print(f"best trial {status.best.name}: {metric}={status.best.objective_value:.6g} ({assignments})",
+                  markup=False, soft_wrap=True)
+
+
+def _storage_url(storage: str) -> str:
+    """``--storage`` checked before anything connects: a database URL whose driver is installed, else
+    exit 2 naming what to install. ``postgresql://`` goes through psycopg 3 (the postgres extra) when
+    psycopg2, SQLAlchemy's default for it, is not installed."""
+    import sqlalchemy.engine
+    import sqlalchemy.exc
+
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise _bad_input(f"--storage {storage}: not a database URL; write sqlite:///path/to.db, "
+                         "postgresql://user:password@host/db or mysql+pymysql://user:password@host/db") from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        dialect = url.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise _bad_input(f"--storage {shown}: SQLAlchemy knows no database {url.drivername!r}; write sqlite:///..., "
+                         "postgresql://... or mysql+pymysql://...") from None
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as e:
+        backend, module = url.get_backend_name(), getattr(e, "name", None) or str(e)
+        explicit = url.drivername != backend  # postgresql+psycopg2://, mysql+pymysql://, ...
+        if backend == "postgresql" and not explicit and _importable("psycopg"):
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        fix = {"postgresql": "pip install 'hp-components[postgres]' (psycopg 3; postgresql://... then uses it)",
+               "mysql": "pip install PyMySQL and write mysql+pymysql://... (or pip install mysqlclient for mysql://)"}
+        if explicit:
+            fix = {backend: f"pip install the package that provides {module!r}, or name another driver in the URL"}
+        raise _bad_input(f"--storage {shown}: the {backend} driver {module!r} is not installed: "
+                         f"{fix.get(backend, f'pip install {module}')}") from None
+    return storage
+
+
+def _importable(module: str) -> bool:
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _writable_folder(path: Path, option: str) -> None:
+    """Exit 2 unless ``path`` is a folder this user can write into, or one that can be made."""
+    import os
+
+    if path.exists():
+        if not path.is_dir():
+            raise _bad_input(f"{option} {path}: is a file, not a folder")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _bad_input(f"{option} {path}: this folder is not writable")
+        return
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _bad_input(f"{option} {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise _bad_input(f"{option} {path}: cannot create it, {parent} is not writable")
+            return
+
+
+def _existing_store(storage: str) -> Any:
+    """The store a reading command reads: it must exist (nothing is created); exit 2 naming what does."""
+    from hp_components.store import open_existing
+
+    with _user_errors(storage):
+        return open_existing(_storage_url(storage))
 
 
 @app.command()
 def run(
     file: Path = typer.Argument(..., help="A Katib Experiment YAML"),
     storage: str = typer.Option(DEFAULT_STORAGE, help="Where the experiment's state lives (SQLAlchemy URL: sqlite:///x.db, postgresql://...)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write status.json and trials.csv here"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write status.json, trials.csv and report.html here"),
     workdir: Optional[Path] = typer.Option(None, help="Run trials in this folder (default: the current one)"),
     run_dir: Path = typer.Option(Path("hp-runs"), help="Trial logs go to RUN_DIR/<experiment>/<trial>/"),
     fresh: bool = typer.Option(False, "--fresh", help="Forget a stored experiment of this name and start over"),
@@ -178,15 +333,19 @@ def run(
     from hp_components.report import write_outputs
 
     exp = _load(file)
-    reporter = _Reporter(exp, quiet)
-    with _user_errors(storage, RunnerError), reporter.progress:
-        result = run_local(exp, storage=storage, workdir=workdir, run_dir=run_dir, fresh=fresh,
+    url = _storage_url(storage)
+    if workdir is not None and not workdir.is_dir():
+        raise _bad_input(f"--workdir {workdir}: " + ("is a file, not a folder" if workdir.exists() else "no such folder"))
+    _writable_folder(run_dir / exp.name, "--run-dir")
+    if output is not None:
+        _writable_folder(output, "--output")
+    with _user_errors(storage, RunnerError), _Reporter(exp, quiet, run_dir / exp.name) as reporter:
+        result = run_local(exp, storage=url, workdir=workdir, run_dir=run_dir, fresh=fresh,
                            warm_start=warm_start, on_event=reporter)
-    if output is not None:
-        write_outputs(output, exp, result.status, result.history)
-    _summary(exp, result.status, result.history)
-    if output is not None:
-        out.print(f"wrote {output / 'status.json'} and {output / 'trials.csv'}")
+    written = write_outputs(output, exp, result.status, result.history, result.run_dir) if output is not None else []
+    _summary(exp, result.status, result.history, result.run_dir, result.interrupted)
+    if written:
+        out.print("wrote " + ", ".join(str(p) for p in written), markup=False, soft_wrap=True)
     if result.interrupted:
         err.print("interrupted: run the same command to resume (finished trials are kept)")
         raise typer.Exit(130)
@@ -199,25 +358,42 @@ def report(
     storage: str = typer.Option(DEFAULT_STORAGE, help="Where the experiment's state lives"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (default: stdout for markdown, <name>-report.html for html)"),
     format: str = typer.Option("html", "--format", "-f", help="html (self-contained, with charts) or markdown"),
+    run_dir: Path = typer.Option(Path("hp-runs"), help="Where the run put its trial logs (RUN_DIR/<experiment>/<trial>/)"),
 ) -> None:
-    """Write a report of a stored experiment: charts, the best trial and every trial."""
-    from hp_components.report import html_report, markdown_report
+    """Write a report of a stored experiment: charts, the best trial, failed trials' logs and every trial.
+
+    Reads only: a store or an experiment that does not exist is an error, never created."""
+    from hp_components.report import html_report, markdown_report, write_file
     from hp_components.status import experiment_status
-    from hp_components.store import ExperimentStore
+    from hp_components.store import StoreConflict, load_stored
 
     if format not in ("html", "markdown"):
         raise _bad_input(f"--format must be html or markdown, not {format!r}")
     exp = _load(file)
+    path = output or Path(f"{exp.name}-report.html")
+    if format == "html" or output is not None:
+        if path.is_dir():
+            raise _bad_input(f"--output {path}: is a folder; name the file, e.g. {path / (exp.name + '-report.html')}")
+        _writable_folder(path.parent, "--output")
+    url = _storage_url(storage)
+    rdb = _existing_store(url)
     with _user_errors(storage):
-        history = ExperimentStore(storage, exp).history()
+        try:
+            _, history = load_stored(url, exp.name, "report")
+        except StoreConflict as e:
+            names = sorted(s.study_name for s in rdb.get_all_studies())
+            stored = f"; it holds {', '.join(names)}" if names else "; it holds no experiment"
+            raise _bad_input(f"{e}{stored} (run it first: hp-tune run {file})") from None
     status_now = experiment_status(exp, history)
-    text = (html_report if format == "html" else markdown_report)(exp, status_now, history)
+    if not status_now.done and not any(t.active for t in history):  # ended because the algorithm had no more?
+        from hp_components.suggest import suggest
+
+        status_now = experiment_status(exp, history, suggestion_done=not suggest(exp, history, 1))
+    text = (html_report if format == "html" else markdown_report)(exp, status_now, history, run_dir / exp.name)
     if output is None and format == "markdown":
         out.print(text, markup=False, highlight=False, soft_wrap=True)
         return
-    path = output or Path(f"{exp.name}-report.html")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_file(path, text)
     out.print(f"wrote {path}", markup=False)
 
 
@@ -227,15 +403,13 @@ def dashboard(
     host: str = typer.Option("127.0.0.1", help="Listen on this address"),
     port: int = typer.Option(8080, help="Listen on this port"),
 ) -> None:
-    """Start optuna-dashboard on the experiment store (each experiment is a study)."""
+    """Start optuna-dashboard on the experiment store (each experiment is a study); it must exist."""
     try:
         from optuna_dashboard import run_server
     except ImportError:
         raise _bad_input("the dashboard needs optuna-dashboard: pip install 'hp-components[dashboard]'") from None
-    from hp_components.store import make_storage
 
-    with _user_errors(storage):
-        rdb = make_storage(storage)
+    rdb = _existing_store(storage)
     err.print(f"optuna-dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
     run_server(rdb, host=host, port=port)
 
@@ -313,163 +487,18 @@ def status(
     out.print(json.dumps(result, indent=2), markup=False, highlight=False, soft_wrap=True)
 
 
-step_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                       help="The pipeline steps KFP and Argo run (JSON in, JSON out; see hp_components.steps).")
-app.add_typer(step_app, name="step")
-
-
-def _json_arg(value: str, what: str) -> Any:
-    """A JSON value given inline (starts with '{' or '['), as a file path, or empty (None)."""
-    text = value.strip()
-    if not text:
-        return None
-    if not text.startswith(("{", "[")):
-        try:
-            text = Path(value).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise _bad_input(f"--{what}: cannot read {value}: {e.strerror or e}") from None
-        if not text:
-            return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _bad_input(f"--{what}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-
-
-def _experiment_arg(value: str) -> Experiment:
-    data = _json_arg(value, "experiment") if value.strip().startswith("{") else None
-    try:
-        return load_experiment(data if data is not None else Path(value))
-    except SpecError as e:
-        raise _bad_input("--experiment: " + "; ".join(f"{p}: {m}" for p, m in e.problems)) from None
-
-
-def _history_arg(value: str) -> list[Trial]:
-    from hp_components.trials import load_history
-
-    data = _json_arg(value, "history")
-    try:
-        return load_history(data if data is not None else [])
-    except (ValueError, TypeError, KeyError) as e:
-        raise _bad_input(f"--history: {e}") from None
-
-
-def _write(path: Optional[Path], value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if path is None:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-@step_app.command("suggest")
-def step_suggest(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    history: str = typer.Option("", help="History JSON (a file or inline); empty for a new experiment"),
-    count: Optional[int] = typer.Option(None, help="How many trials (default: parallelTrialCount)"),
-    trials_out: Optional[Path] = typer.Option(None, help="Write the batch here (default: stdout)"),
-    params_out: Optional[Path] = typer.Option(None, help="Also write the batch without sampler state (for a fan-out)"),
-    items_out: Optional[Path] = typer.Option(None, help="Also write the batch as flat fan-out items "
-                                                        "({hp-trial-name, trialParameter: value})"),
-) -> None:
-    """Suggest the next batch: [{name, parameterAssignments, parameters}], [] when nothing is left."""
-    from hp_components.steps import fan_out_items, slim, suggest_step
-
-    exp = _experiment_arg(experiment)
-    batch = suggest_step(exp, _history_arg(history), count)
-    _write(trials_out, batch)
-    if params_out:
-        _write(params_out, slim(batch))
-    if items_out:
-        _write(items_out, fan_out_items(batch))
-
-
-@step_app.command("collect")
-def step_collect(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    history: str = typer.Option("", help="History JSON before this batch (a file or inline)"),
-    trials: str = typer.Option("[]", help="The batch the suggest step returned (a file or inline JSON)"),
-    observations: str = typer.Option("[]", help="The wrappers' outputs: a JSON list in batch order, a JSON "
-                                               "object by trial name, or a folder of *.json files"),
-    history_out: Optional[Path] = typer.Option(None, help="Write the new history here"),
-    status_out: Optional[Path] = typer.Option(None, help="Write Katib's Experiment.status here"),
-    done_out: Optional[Path] = typer.Option(None, help="Write 'true' or 'false' here"),
-    best_out: Optional[Path] = typer.Option(None, help="Write {name, parameters, objective} of the best trial here"),
-    summary_out: Optional[Path] = typer.Option(None, help="Write the status without trial lists (small) here"),
-    next_trials_out: Optional[Path] = typer.Option(None, help="Suggest the next batch and write it here ([] when done)"),
-    next_params_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch without sampler state"),
-    next_items_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch as flat fan-out items"),
-    best_parameters_out: Optional[Path] = typer.Option(None, help="Write the best trial's assignments {name: value} here"),
-    objective_out: Optional[Path] = typer.Option(None, help="Write the best objective value here (empty: none yet)"),
-) -> None:
-    """Record a batch's observations; report status, done and the best trial (and the next batch)."""
-    from hp_components.steps import collect_step, fan_out_items, slim, status_summary
-
-    exp = _experiment_arg(experiment)
-    batch = _json_arg(trials, "trials") or []
-    folder = Path(observations)
-    if observations.strip() and not observations.strip().startswith(("[", "{")) and folder.is_dir():
-        obs: Any = {}
-        for f in sorted(folder.glob("*.json")):
-            item = _json_arg(str(f), "observations")
-            if isinstance(item, dict):
-                obs[str(item.get("name") or f.stem)] = item
-    else:
-        obs = _json_arg(observations, "observations") or []
-    if not isinstance(batch, list) or not isinstance(obs, (list, dict)):
-        raise _bad_input("--trials must be a JSON list and --observations a JSON list or object")
-    result = collect_step(exp, _history_arg(history), batch, obs, suggest_next=next_trials_out is not None)
-    if next_trials_out:
-        _write(next_trials_out, result["next"])
-        if next_params_out:
-            _write(next_params_out, slim(result["next"]))
-        if next_items_out:
-            _write(next_items_out, fan_out_items(result["next"]))
-    if summary_out:
-        _write(summary_out, status_summary(result["status"]))
-    _write(history_out, result["history"]) if history_out else None
-    _write(status_out, result["status"]) if status_out else None
-    _write(done_out, "true" if result["done"] else "false") if done_out else None
-    _write(best_out, result["best"]) if best_out else None
-    _write(best_parameters_out, result["best"]["parameters"]) if best_parameters_out else None
-    if objective_out:
-        objective = result["best"]["objective"]
-        _write(objective_out, "" if objective is None else repr(float(objective)))
-    if not any((history_out, status_out, done_out, best_out, summary_out, next_trials_out, best_parameters_out,
-                objective_out)):
-        _write(None, result)
-
-
-@step_app.command("launch")
-def step_launch(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    name: str = typer.Option(..., help="The trial's name (the job's name)"),
-    param: list[str] = typer.Option([], "--param", help="NAME=VALUE: a trialParameter's value (repeat for each)"),
-    namespace: Optional[str] = typer.Option(None, help="Namespace of the job (default: the experiment's, else the "
-                                                       "pod's own, else the kubeconfig context's)"),
-    output: Optional[Path] = typer.Option(None, help="Write the trial's result JSON here (default: stdout)"),
-    observe_only: bool = typer.Option(False, help="Do not create the job, wait for the one an earlier step created"),
-    poll: float = typer.Option(5.0, help="Seconds between status checks"),
-) -> None:
-    """Run a trial as a Kubernetes job (Job, PyTorchJob, TFJob, MPIJob, XGBoostJob) and report its metrics."""
-    from hp_components.jobs import JobTrialError, KubeJobs, default_namespace, launch
-
-    exp = _experiment_arg(experiment)
-    values = dict(p.partition("=")[::2] for p in param)
-    if any("=" not in p for p in param):
-        raise _bad_input("--param takes NAME=VALUE (a trialParameter's name and this trial's value)")
-    try:
-        result = launch(exp, name, values, KubeJobs.from_environment(),
-                        namespace=namespace or exp.metadata.namespace or default_namespace(), create=not observe_only,
-                        poll=poll)
-    except JobTrialError as e:
-        raise _bad_input(str(e)) from None
-    _write(output, result)
+@app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                       "help_option_names": []}, help=_STEP_HELP, add_help_option=False)
+def step(ctx: typer.Context) -> None:
+    """Listed in ``hp-tune --help`` only: :func:`main` hands ``step ...`` to :mod:`hp_components._step_cli`."""
+    raise typer.Exit(run_step(["step", *ctx.args]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``hp-tune``."""
+    """Entry point of ``hp-tune``; ``hp-tune step ...`` is :mod:`hp_components._step_cli`'s."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if is_step(args):
+        return run_step(args)
     try:
         app(args=argv, prog_name="hp-tune", standalone_mode=True)
     except SystemExit as e:

@@ -1,20 +1,26 @@
-"""Early stopping: decide from a running trial's intermediate values whether to stop it.
+"""Early stopping: the rules a trial gets from the history, and whether a running trial should stop.
 
-``medianstop`` is Katib's rule computed as a true median (Katib's service takes the mean):
-once ``min_trials_required`` trials succeeded, a trial that has reported at least
-``start_step`` objective values is stopped when its best value so far is worse than the median,
-over the succeeded trials, of the mean of their first ``k`` values (``k``: the steps the running
-trial has reported). Katib checks once, at ``start_step``; here every later step is checked too,
-against the same horizon. ``hyperband`` and ``successive-halving`` are Optuna's pruners, fed
-with the same intermediate values::
+``medianstop`` is Katib's (pkg/earlystopping/v1beta1/medianstop/service.py
+``GetEarlyStoppingRules``), with a true median where Katib's service takes the mean: once
+``min_trials_required`` trials succeeded, a trial gets one rule, "objective worse than R at report
+``start_step``", R the median over the succeeded trials of the mean of their first ``start_step``
+values. The rule is checked by :class:`hp_components.metrics.StopRules` (Katib's metrics-collector
+check: the trial's best value so far at its ``start_step``-th report), the same code in the local
+runner and in the trial wrapper on KFP and Argo, where the suggest step hands each trial its rules
+(:meth:`EarlyStopping.rules`). Locally the rule is recomputed from the history at each report, so
+a trial also stops when enough trials succeed after it started::
 
     from hp_components.earlystop import get_early_stopping
     stopper = get_early_stopping("medianstop", {"min_trials_required": "3", "start_step": "4"}, "maximize")
+    stopper.rules(history, "accuracy")   # [StopRule(name='accuracy', value=0.64, comparison='less', start_step=4)]
     if stopper.should_stop(history, [(0, 0.61), (1, 0.64), (2, 0.66), (3, 0.67)]):
         ...  # stop the trial, record it EarlyStopped
 
-On KFP and Argo a round's trials cannot be stopped from outside, so there early stopping does
-not apply: each trial runs to its end (or its ``activeDeadlineSeconds``).
+``hyperband`` and ``successive-halving`` are Optuna's pruners, fed with the same intermediate values,
+locally only: a pruner compares a trial at each rung with every trial that reached that rung,
+running ones included, and stops it at the first rung it fails, which Katib's rules (all of them
+must be met, the objective compared by its best value so far) cannot express; :meth:`rules` is []
+for them, and on KFP and Argo their trials run to the end.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ from typing import Any, Sequence
 import optuna
 from optuna.trial import TrialState
 
+from hp_components.metrics import StopRule, StopRules
 from hp_components.settings import Setting, int_setting, read_settings
 from hp_components.trials import Trial
 
-__all__ = ["EarlyStopping", "MedianStop", "OptunaPruner", "get_early_stopping", "validate_early_stopping", "SETTINGS"]
+__all__ = ["EarlyStopping", "MedianStop", "OptunaPruner", "RULE_ALGORITHMS", "get_early_stopping", "validate_early_stopping",
+           "SETTINGS"]
 
 Values = Sequence[tuple[int, float]]
 
@@ -71,23 +79,36 @@ class EarlyStopping:
     def should_stop(self, history: Sequence[Trial], values: Values) -> bool:
         raise NotImplementedError
 
+    def rules(self, history: Sequence[Trial], objective: str) -> list[StopRule]:
+        """The stop rules a trial created now gets (Katib's ``GetEarlyStoppingRules``); [] for none."""
+        return []
+
+
+#: the metric name the local check gives the objective's values (any name works: rule and values agree)
+_OBJECTIVE = "objective"
+
 
 class MedianStop(EarlyStopping):
     """Katib's median stopping rule, with a true median (see the module docstring)."""
 
-    def should_stop(self, history, values):
-        k = len(values)
-        if k < self.settings["start_step"]:
-            return False
+    def rules(self, history, objective):
+        step = self.settings["start_step"]
         done = [t for t in history if t.condition == "Succeeded" and t.intermediate_values]
         if len(done) < self.settings["min_trials_required"]:
+            return []
+        reference = statistics.median(statistics.fmean(v for _, v in t.intermediate_values[:step]) for t in done)
+        return [StopRule(objective, reference, "less" if self.direction == "maximize" else "greater", step)]
+
+    def should_stop(self, history, values):
+        step = self.settings["start_step"]
+        if len(values) < step:
             return False
-        reference = statistics.median(
-            statistics.fmean(v for _, v in t.intermediate_values[:k]) for t in done
-        )
-        own = [v for _, v in values]
-        best = max(own) if self.direction == "maximize" else min(own)
-        return best < reference if self.direction == "maximize" else best > reference
+        rules = self.rules(history, _OBJECTIVE)
+        if not rules:
+            return False
+        check = StopRules(rules, objective=_OBJECTIVE, objective_type=self.direction)
+        # the rule is judged at report start_step: the later values cannot change the answer
+        return any([check.feed(_OBJECTIVE, v) for _, v in values[:step]])
 
 
 class OptunaPruner(EarlyStopping):
@@ -129,6 +150,8 @@ class OptunaPruner(EarlyStopping):
 
 
 _CLASSES = {"medianstop": MedianStop, "hyperband": OptunaPruner, "successive-halving": OptunaPruner}
+#: the algorithms that decide by rules fixed when a trial is created, so they also work on KFP and Argo
+RULE_ALGORITHMS = ("medianstop",)
 
 
 def get_early_stopping(name: str, settings: dict[str, str], direction: str) -> EarlyStopping:

@@ -28,6 +28,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+import re2  # noqa: F401  google-re2: filters are validated with RE2 (metrics.py would fall back to re without it)
 import yaml
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
@@ -37,12 +38,13 @@ from hp_components._yaml import YamlRefused, load_documents, shown
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
 from hp_components.metrics import COLLECTORS, Collector, collector
+
 from hp_components.space import grid_size
 from hp_components.spec import *  # noqa: F403  the model, re-exported: hp_components.experiment is its public home
 from hp_components.spec import __all__ as _spec_names
-from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, TRIAL_META_RE, TRIAL_PARAM_RE, Experiment, ExperimentSpec,
+from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, Experiment, ExperimentSpec,
                                  FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
-                                 find_containers, is_meta_reference)
+                                 find_containers, is_meta_reference, placeholders)
 
 __all__ = ["load_experiment", "new_experiment", "parse_experiment", "trial_collector", *_spec_names]
 
@@ -456,7 +458,7 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
     params = {p.name for p in exp.spec.parameters}
     used = set()
     for s in _walk_strings(ts):
-        used.update(TRIAL_PARAM_RE.findall(s))
+        used.update(placeholders(s, "trialParameters"))
     names: set[str] = set()
     refs: set[str] = set()
     for i, tp in enumerate(tt.trial_parameters):
@@ -483,7 +485,7 @@ def _check_trial_template(exp: Experiment, add: Any) -> None:
     for missing in sorted(used - names):
         add(f"{base}.trialSpec", f"uses ${{trialParameters.{missing}}}, which spec.trialTemplate.trialParameters does not declare")
     for s in _walk_strings(ts):
-        for key in TRIAL_META_RE.findall(s):
+        for key in placeholders(s, "trialSpec"):
             if not is_meta_reference("${trialSpec.%s}" % key):
                 add(f"{base}.trialSpec", f"${{trialSpec.{key}}} is not trial metadata Katib knows ({', '.join(META_KEYS)})")
 
@@ -499,21 +501,18 @@ def _check_collector(mc: MetricsCollectorSpec, add: Any) -> None:
             add(f"{base}.source.fileSystemPath.path", "must be an absolute path to the metrics file (kind File)")
         if fsp is not None and fsp.format == "JSON" and mc.source and mc.source.filter is not None:
             add(f"{base}.source.filter", "must be omitted when the metrics file format is JSON")
+    # Katib's webhook (pkg/webhook/v1beta1/experiment/validator/validator.go, validateMetricsCollector):
+    # regexp.Compile(filter) must succeed and `.*\(.*\).*\(.*\).*` match ("two top subexpressions")
     two_groups = re.compile(r".*\(.*\).*\(.*\).*")
     for i, f in enumerate(mc.filters):
         path = f"{base}.source.filter.metricsFormat[{i}]"
-        try:
-            compiled = re.compile(f)
-        except (re.error, RecursionError, OverflowError) as err:
-            add(path, f"{f!r} is not a valid regular expression: {err}")
-            continue
-        if not two_groups.match(f) or compiled.groups < 2:
-            add(path, f"{f!r} needs two groups: the metric name, then its value")
-            continue
-        try:  # as the trials will use it (the runtime's flags)
+        try:  # compiled exactly as the trials will: RE2 (Katib's engine), and Python's re for images without it
             collector("StdOut", ["metric"], filters=[f])
         except ValueError as err:
             add(path, str(err))
+            continue
+        if not two_groups.match(f):
+            add(path, f"{f!r} needs two groups: the metric name, then its value")
 
 
 # --------------------------------------------------------------------------- what Kubernetes refuses

@@ -7,7 +7,10 @@ metrics collectors do:
 * **StdOut / File collector, TEXT format** - every line that contains one of the metric
   names is matched with the filters (default :data:`DEFAULT_FILTER`, i.e. ``name=value``);
   group 1 is the metric name, group 2 its value. A line may start with an RFC 3339
-  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``).
+  timestamp followed by a space (``2024-05-01T10:00:00Z accuracy=0.9``). Filters are RE2
+  (Go's ``regexp``, as in Katib): matched with google-re2 where it is installed, otherwise
+  with Python's ``re`` in a child process, each line within :data:`FILTER_TIME_BUDGET`
+  seconds, so a filter that backtracks cannot stall the wrapper, its signals or its deadline.
 * **File collector, JSON format** - every line is a JSON object; keys named like the
   metrics hold the values (numbers or numeric strings); an optional ``timestamp`` key
   holds an RFC 3339 string or Unix seconds.
@@ -33,7 +36,11 @@ As a trial wrapper (the command runs without a shell; its output is passed throu
         --timeout 3600 --output /tmp/observation.json -- python3 train.py --lr 0.01
 
 The wrapper exits 0 whenever the trial ran (the outcome is in the output JSON, even for a
-failed training process) and 2 for invalid wrapper arguments.
+failed training process) and 2 for invalid wrapper arguments. With ``--stop-rule`` (Katib's
+early-stopping rule, ``name;value;less|greater|equal;startStep``, see :class:`StopRules`) and
+``--objective-type maximize|minimize`` it stops the training process group once the rule holds
+(SIGTERM, SIGKILL after ``--kill-grace`` seconds) and records the trial ``EarlyStopped``; the JSON
+also holds the objective's ``intermediateValues``.
 """
 
 from __future__ import annotations
@@ -59,11 +66,15 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import IO, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
+from collections import deque
+from typing import IO, Any, Callable, Deque, Dict, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "MetricsParser", "collector", "Outcome", "judge", "launch_failure", "objective_value", "run_trial", "main"]
+__all__ = ["DEFAULT_FILTER", "COLLECTORS", "Collector", "FileCollector", "LineSplitter", "MetricsParser", "collector",
+           "Outcome", "judge", "StopRule", "StopRules", "MAX_REPORTS", "launch_failure", "objective_value", "run_trial",
+           "main"]
 
 #: Katib's default TEXT filter: ``name=value``, group 1 = name, group 2 = value.
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
@@ -73,6 +84,9 @@ STRATEGIES = ("min", "max", "latest")
 FILE_FORMATS = ("TEXT", "JSON")
 #: Longer lines are cut to this many characters (bytes for ``bytes`` input) before matching.
 MAX_LINE = 64 * 1024
+
+#: values kept per metric for :meth:`MetricsParser.values` (the latest; min, max and latest cover all of them)
+MAX_VALUES = 10_000
 
 _READ_CHUNK = 64 * 1024
 _KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL when a trial is stopped
@@ -224,8 +238,8 @@ def _default_matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]
         pos = m.end()
 
 
-def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
-    """A matcher yielding (group 1, group 2) of every match of a custom filter."""
+def _regex_matcher(regex: Any) -> Matcher:
+    """A matcher yielding (group 1, group 2) of every match of a compiled filter (RE2 or Python's re)."""
 
     def matches(line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
         for m in regex.finditer(line):
@@ -234,21 +248,183 @@ def _regex_matcher(regex: re.Pattern[str]) -> Matcher:
     return matches
 
 
+def _load_re2() -> Any:
+    """google-re2's module ``re2`` (Katib's engine: linear time), or None where it is not installed."""
+    try:
+        import re2  # type: ignore[import-not-found]
+    except (ImportError, OSError):
+        return None
+    return re2 if hasattr(re2, "Options") and hasattr(re2, "error") else None  # not another package's "re2"
+
+
+_RE2 = _load_re2()
+#: Python's ``re`` flags for a filter where google-re2 is missing (RE2, like Go, has ASCII \w \d \s \b)
+_RE_FLAGS = re.ASCII
+
+
+def _compile_re2(pattern: str) -> Any:
+    """The filter compiled by RE2 with the options of Go's ``regexp.Compile`` (Katib's
+    ``GetFilterRegexpList``): Perl syntax, case-sensitive, leftmost-first, UTF-8, ``.`` not matching
+    a newline, ``^``/``$`` at the ends of the line (RE2's defaults). ValueError with RE2's message."""
+    options = _RE2.Options()
+    options.log_errors = False
+    try:
+        return _RE2.compile(pattern, options)
+    except _RE2.error as err:
+        why = err.args[0].decode("utf-8", "replace") if err.args and isinstance(err.args[0], bytes) else str(err)
+        raise ValueError(f"{pattern!r} is not a valid regular expression for RE2 (Katib's engine): {why}") from None
+
+
+def _compile_re(pattern: str) -> "re.Pattern[str]":
+    """The filter compiled by Python's ``re`` as the wrapper uses it without google-re2; ValueError if
+    ``re`` cannot read it, or would read it otherwise than RE2 (a nested set such as ``[[:alpha:]]``)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            return re.compile(pattern, _RE_FLAGS)
+        except (re.error, ValueError, OverflowError, RecursionError, FutureWarning, DeprecationWarning) as err:
+            raise ValueError(
+                f"{pattern!r} is not a valid regular expression for Python's re, which trial images without "
+                f"google-re2 use: {err} (write it in the syntax both share)") from None
+
+
 def _compile_filter(pattern: str) -> Matcher:
-    """A matcher for one filter; ValueError naming the filter if it is unusable."""
+    """A matcher for one filter; ValueError naming the filter if it is unusable.
+
+    The filter must compile with RE2 (matched with it where google-re2 is installed: the runner, the
+    validator) and with Python's ``re`` (the wrapper in an image without google-re2 matches with it in
+    a child process, a time budget per line: see :class:`_IsolatedMatcher`)."""
     if not isinstance(pattern, str):
         raise ValueError(f"metrics filter {pattern!r} must be a string")
     if pattern == DEFAULT_FILTER:
         return _default_matches
-    try:
-        regex = re.compile(pattern, re.ASCII)  # RE2 (Katib's engine): \w, \d, \s are ASCII-only
-    except (re.error, ValueError, OverflowError) as err:
-        raise ValueError(f"invalid metrics filter {pattern!r}: {err}") from None
-    if regex.groups < 2:
-        raise ValueError(
-            f"invalid metrics filter {pattern!r}: it needs two groups (metric name, metric value), it has {regex.groups}"
-        )
-    return _regex_matcher(regex)
+    regex = _compile_re2(pattern) if _RE2 is not None else None
+    fallback = _compile_re(pattern)
+    groups = regex.groups if regex is not None else fallback.groups
+    if groups < 2:
+        raise ValueError(f"{pattern!r} needs two groups (metric name, metric value), it has {groups}")
+    if regex is not None:
+        return _regex_matcher(regex)
+    return _IsolatedMatcher(pattern)
+
+
+#: seconds a filter may take on one line when Python's ``re`` matches it (no google-re2); the line is skipped past it
+FILTER_TIME_BUDGET = 1.0
+#: lines a filter may overrun its budget on before it is no longer used for the trial (the output keeps flowing)
+FILTER_MAX_OVERRUNS = 10
+
+#: the matching child of :class:`_IsolatedMatcher`: reads lines, writes their (group 1, group 2) pairs as JSON
+_MATCHER_SOURCE = r"""
+import json, os, re, sys
+try:  # Linux: die with the wrapper, even when it is killed with SIGKILL
+    import ctypes
+    ctypes.CDLL(None).prctl(1, 9)
+except Exception:
+    pass
+if os.getppid() != int(sys.argv[3]):
+    sys.exit(0)
+regex = re.compile(sys.argv[1], int(sys.argv[2]))
+out = sys.stdout.buffer
+for raw in sys.stdin.buffer:
+    line = raw[:-1].decode("utf-8", "replace")
+    out.write(json.dumps([[m.group(1), m.group(2)] for m in regex.finditer(line)]).encode() + b"\n")
+    out.flush()
+"""
+
+
+class _IsolatedMatcher:
+    """A custom filter matched by Python's ``re`` in a child process, each line within
+    :data:`FILTER_TIME_BUDGET` seconds (for the wrapper where google-re2 is missing).
+
+    Python's ``re`` can backtrack for hours (``(a+)+$``) inside one C call that holds the GIL: in the
+    wrapper no signal handler, deadline or output thread could run. Here the wrapper only waits on a
+    pipe; a line that takes longer is skipped (one warning on stderr) and the child is killed and
+    started again for the next line. After :data:`FILTER_MAX_OVERRUNS` such lines the filter is no
+    longer used, so that a trial printing many of them is not slowed to one line per budget.
+    Without POSIX pipes or a Python to start, it matches in-process.
+    """
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._overruns = 0
+        self._inline: Optional[re.Pattern[str]] = None
+
+    def __call__(self, line: str) -> Iterator[Tuple[Optional[str], Optional[str]]]:
+        if self._overruns >= FILTER_MAX_OVERRUNS:
+            return iter(())
+        if self._inline is not None:
+            return ((m.group(1), m.group(2)) for m in self._inline.finditer(line))
+        proc = self._proc or self._start()
+        if proc is None:
+            return self.__call__(line)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(line.encode("utf-8", "replace").replace(b"\n", b" ") + b"\n")
+            proc.stdin.flush()
+            reply = self._read_reply(proc.stdout.fileno())
+        except OSError:
+            reply = None
+        if reply is None:
+            self._skip()
+            return iter(())
+        return ((name, value) for name, value in json.loads(reply))
+
+    def _start(self) -> Optional[subprocess.Popen[bytes]]:
+        try:
+            if os.name != "posix" or not sys.executable:  # select() waits on pipes on POSIX only
+                raise OSError("no POSIX pipes or no Python executable")
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _MATCHER_SOURCE, self.pattern, str(int(_RE_FLAGS)), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        except (OSError, ValueError) as err:
+            print(f"hp-components metrics: cannot start a process to match the filter {self.pattern!r} ({err}); "
+                  "matching in this process (a filter that backtracks badly could stall the wrapper)",
+                  file=sys.stderr, flush=True)
+            self._inline = re.compile(self.pattern, _RE_FLAGS)
+            return None
+        return self._proc
+
+    def _read_reply(self, fd: int) -> Optional[bytes]:
+        """The child's reply to one line, or None if it took longer than the budget (or died)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + FILTER_TIME_BUDGET
+        data = b""
+        while not data.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, _READ_CHUNK)
+            if not chunk:
+                return None
+            data += chunk
+        return data
+
+    def _skip(self) -> None:
+        """Kill the child (a new one matches the next line) and warn once."""
+        self.close()
+        self._overruns += 1
+        if self._overruns == 1:
+            print(f"hp-components metrics: the filter {self.pattern!r} took more than {FILTER_TIME_BUDGET:g} s on "
+                  f"a line (Python's re backtracking; google-re2 in the image avoids it): such lines are skipped, "
+                  f"and after {FILTER_MAX_OVERRUNS} of them the filter is no longer used", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Stop the matching child, if any."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout):
+                try:
+                    if stream is not None:
+                        stream.close()
+                except OSError:
+                    pass
 
 
 # --------------------------------------------------------------------------- parser
@@ -260,8 +436,8 @@ class _Series:
     __slots__ = ("values", "stamps", "minimum", "maximum", "latest", "latest_key")
 
     def __init__(self) -> None:
-        self.values: List[float] = []
-        self.stamps: List[Optional[str]] = []
+        self.values: Deque[float] = deque(maxlen=MAX_VALUES)  # memory flat in the trial's output size
+        self.stamps: Deque[Optional[str]] = deque(maxlen=MAX_VALUES)
         self.minimum = math.inf
         self.maximum = -math.inf
         self.latest = math.nan
@@ -316,13 +492,19 @@ class MetricsParser:
         for line in text.split(newline):  # type: ignore[arg-type]
             self.feed(line)
 
+    def close(self) -> None:
+        """Stop the processes that match filters for it, if any (fed again, it starts them again)."""
+        for matcher in self._matchers:
+            if isinstance(matcher, _IsolatedMatcher):
+                matcher.close()
+
     def values(self, name: str) -> List[float]:
-        """The values recorded for ``name``, in the order they were found."""
+        """The values recorded for ``name``, in the order they were found (the last :data:`MAX_VALUES`)."""
         series = self._series.get(name)
         return list(series.values) if series else []
 
     def timestamps(self, name: str) -> List[Optional[str]]:
-        """The timestamps (RFC 3339 text, or None) of the values of ``name``, in order."""
+        """The timestamps (RFC 3339 text, or None) of :meth:`values`, in order."""
         series = self._series.get(name)
         return list(series.stamps) if series else []
 
@@ -347,7 +529,10 @@ class MetricsParser:
         if value is None:
             self.ignored_values += 1
             return
-        self._series.setdefault(name, _Series()).add(value, stamp, key)
+        series = self._series.get(name)
+        if series is None:
+            series = self._series[name] = _Series()
+        series.add(value, stamp, key)
         found.append((name, value))
 
     def _feed_text(self, line: str) -> List[Tuple[str, float]]:
@@ -461,6 +646,7 @@ class Collector:
 
     def finish(self) -> str:
         """After the process ended: read what is left; a note on what went wrong, or ""."""
+        self.parser.close()
         if self.parser.ignored_values:
             return f"{self.parser.ignored_values} value(s) that are not finite numbers were ignored"
         return ""
@@ -486,7 +672,7 @@ class FileCollector(Collector):
         self.spec_path = file_path
         self.path = file_path
         self._offset = 0
-        self._pending = b""
+        self._lines = LineSplitter()
         self._seen = False
 
     def names_path(self, argv: Sequence[str], env: Dict[str, str]) -> bool:
@@ -517,10 +703,8 @@ class FileCollector(Collector):
                     if not chunk:
                         break
                     self._offset += len(chunk)
-                    *lines, pending = (self._pending + chunk).split(b"\n")
-                    self._pending = pending[:MAX_LINE]
-                    for line in lines:
-                        found += self.parser.feed(line[:MAX_LINE])
+                    for line in self._lines.feed(chunk):
+                        found += self.parser.feed(line)
         except OSError:
             return found
         self._seen = True
@@ -528,11 +712,13 @@ class FileCollector(Collector):
 
     def finish(self) -> str:
         self.poll()
-        if self._pending:
-            self.parser.feed(self._pending)
-            self._pending = b""
+        last = self._lines.flush()
+        if last:
+            self.parser.feed(last)
         if not self._seen:
-            return _parse_file(self.parser, self.path)  # says why the file cannot be read
+            note = _parse_file(self.parser, self.path)  # says why the file cannot be read
+            self.parser.close()
+            return note
         return super().finish()
 
 
@@ -548,7 +734,152 @@ def collector(kind: str, metric_names: Sequence[str], *, filters: Optional[Seque
     return COLLECTORS[kind](metric_names, filters=filters, file_path=file_path, file_format=file_format)
 
 
+# --------------------------------------------------------------------------- early-stopping rules
+
+
+#: Katib's comparison types (pkg/apis/controller/common/v1beta1/common_types.go ``ComparisonType``)
+COMPARISONS = ("equal", "less", "greater")
+#: intermediate values of the objective kept per trial (by the local runner and in the wrapper's result)
+MAX_REPORTS = 10_000
+_WIRE_REPORTS = 1_000  # the wrapper command's default: its result is a pipeline parameter (Argo, KFP)
+
+
+class StopRule(NamedTuple):
+    """One of Katib's ``EarlyStoppingRule``s: the trial stops once ``name`` is ``comparison`` (``less``,
+    ``greater``, ``equal``) ``value``, judged at its ``start_step``-th report (0: at every report).
+
+    Its text is the sidecar's ``-stop-rule`` flag, ``name;value;comparison;startStep``::
+
+        >>> StopRule.parse("accuracy;0.71;less;4")
+        StopRule(name='accuracy', value=0.71, comparison='less', start_step=4)
+        >>> str(StopRule("loss", 0.5, "greater", 2))
+        'loss;0.5;greater;2'
+    """
+
+    name: str
+    value: float
+    comparison: str
+    start_step: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.name};{_format_value(self.value)};{self.comparison};{self.start_step}"
+
+    @classmethod
+    def parse(cls, text: str) -> "StopRule":
+        """A rule from its flag text; ValueError saying which of the four parts is wrong."""
+        parts = str(text).rsplit(";", 3)
+        if len(parts) != 4 or not parts[0]:
+            raise ValueError(f"invalid stop rule {text!r}: use name;value;comparison;startStep")
+        name, value, comparison, step = parts
+        number = _parse_number(value.strip())
+        if number is None or not math.isfinite(number):
+            raise ValueError(f"invalid stop rule {text!r}: the value {value!r} is not a finite number")
+        if comparison not in COMPARISONS:
+            raise ValueError(f"invalid stop rule {text!r}: the comparison {comparison!r} is not one of {', '.join(COMPARISONS)}")
+        if not step.strip().isdigit():
+            raise ValueError(f"invalid stop rule {text!r}: the start step {step!r} is not a whole number >= 0")
+        return cls(name, number, comparison, int(step))
+
+
+class StopRules:
+    """A trial's early-stopping rules checked as its values come, as Katib's metrics collector does
+    (cmd/metricscollector/v1beta1/file-metricscollector/main.go ``watchMetricsFile``, ``updateStopRules``):
+
+    * the objective is compared by its best value so far (max or min by ``objective_type``), any other
+      metric by the value just reported;
+    * a rule with a start step is judged once, at that metric's ``start_step``-th report; one without,
+      at every report;
+    * a rule whose comparison holds is met and dropped; the trial stops when every rule is met.
+
+    The local runner (through :mod:`hp_components.earlystop`) and the trial wrapper both use it::
+
+        >>> rules = StopRules([StopRule("acc", 0.6, "less", 2)], objective="acc", objective_type="maximize")
+        >>> rules.feed("acc", 0.3), rules.feed("acc", 0.5)
+        (False, True)
+        >>> rules.message
+        'acc: best so far 0.5 is less than 0.6 at report 2'
+    """
+
+    def __init__(self, rules: Sequence[StopRule], *, objective: str, objective_type: str) -> None:
+        if objective_type not in ("maximize", "minimize"):
+            raise ValueError(f"invalid objective type {objective_type!r}: use maximize or minimize")
+        self.pending = list(rules)
+        self.objective = objective
+        self.maximize = objective_type == "maximize"
+        self.stopped = False
+        self.message = ""
+        self._left = [r.start_step for r in self.pending]
+        self._reports: Dict[str, int] = {}
+        self._best: Optional[float] = None
+        self._met: List[str] = []
+
+    def feed(self, name: str, value: float) -> bool:
+        """One reported value; True once every rule is met (and from then on)."""
+        if self.stopped or not self.pending or all(r.name != name for r in self.pending):
+            return self.stopped
+        self._reports[name] = self._reports.get(name, 0) + 1
+        if name == self.objective:
+            if self._best is None or (value > self._best if self.maximize else value < self._best):
+                self._best = value
+            value = self._best
+        keep: List[int] = []
+        for i, rule in enumerate(self.pending):
+            if rule.name != name:
+                keep.append(i)
+                continue
+            if rule.start_step:
+                self._left[i] -= 1
+                if self._left[i] != 0:
+                    keep.append(i)
+                    continue
+            if _compares(value, rule.comparison, rule.value):
+                what = "best so far" if name == self.objective else "value"
+                self._met.append(f"{name}: {what} {_format_value(value)} is {rule.comparison} than "
+                                 f"{_format_value(rule.value)} at report {self._reports[name]}")
+            else:
+                keep.append(i)
+        self.pending = [self.pending[i] for i in keep]
+        self._left = [self._left[i] for i in keep]
+        if not self.pending:
+            self.stopped = True
+            self.message = "; ".join(self._met).replace("is equal than", "equals")
+        return self.stopped
+
+
+def _compares(value: float, comparison: str, target: float) -> bool:
+    if comparison == "less":
+        return value < target
+    if comparison == "greater":
+        return value > target
+    return value == target
+
+
 # --------------------------------------------------------------------------- trial wrapper
+
+
+class LineSplitter:
+    """Cuts a byte stream into lines (newline dropped), each cut at :data:`MAX_LINE` bytes: the one
+    splitter of the wrapper, the local runner and the File collector. Memory stays flat however long
+    a line is.
+
+    >>> s = LineSplitter()
+    >>> s.feed(b"loss=1\\nloss="), s.feed(b"2\\n"), s.flush()
+    ([b'loss=1'], [b'loss=2'], b'')
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> List[bytes]:
+        """The lines ``chunk`` completes."""
+        *lines, pending = (self._pending + chunk).split(b"\n")
+        self._pending = pending[:MAX_LINE]
+        return [line[:MAX_LINE] for line in lines]
+
+    def flush(self) -> bytes:
+        """The unterminated last line (``b""`` if none); the splitter starts afresh."""
+        last, self._pending = self._pending, b""
+        return last
 
 
 class _Sink:
@@ -558,26 +889,36 @@ class _Sink:
     cannot touch the results.
     """
 
-    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[Collector]) -> None:
+    def __init__(self, stdout: Optional[IO[Any]], log: Optional[IO[bytes]], parser: Optional[Collector],
+                 on_values: Optional[Callable[[List[Tuple[str, float]]], None]] = None) -> None:
         self._stdout = stdout
         self._log = log
         self._parser = parser
-        self._pending = b""
+        self._on_values = on_values
+        self._lines = LineSplitter()
         self._lock = threading.Lock()
         self._open = True
+        self._closing = False
 
     def write(self, chunk: bytes) -> None:
         with self._lock:
             if not self._open:
                 return
             self._echo(chunk)
-            self._parse(chunk)
+            if self._parser is None:
+                return
+            for line in self._lines.feed(chunk):
+                if self._closing:  # close() is waiting for the lock: it waits for one line at most
+                    return
+                self._found(self._parser.feed_output(line))
 
     def close(self) -> None:
         """Parse the unterminated last line, then drop all further output."""
+        self._closing = True
         with self._lock:
-            if self._open and self._parser is not None and self._pending:
-                self._parser.feed_output(self._pending)
+            last = self._lines.flush()
+            if self._open and self._parser is not None and last:
+                self._found(self._parser.feed_output(last))
             self._open = False
 
     def _echo(self, chunk: bytes) -> None:
@@ -593,13 +934,9 @@ class _Sink:
             except (OSError, ValueError):
                 self._log = None
 
-    def _parse(self, chunk: bytes) -> None:
-        if self._parser is None:
-            return
-        *lines, pending = (self._pending + chunk).split(b"\n")
-        self._pending = pending[:MAX_LINE]
-        for line in lines:
-            self._parser.feed_output(line[:MAX_LINE])
+    def _found(self, pairs: List[Tuple[str, float]]) -> None:
+        if pairs and self._on_values is not None:
+            self._on_values(pairs)
 
 
 def _write_binary(stream: IO[Any], chunk: bytes) -> None:
@@ -706,14 +1043,66 @@ def _stop(proc: subprocess.Popen[bytes], grace: float) -> None:
     proc.wait()
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float]) -> bool:
-    """Wait for the child; on timeout stop its process group. True if the deadline was exceeded."""
-    try:
-        proc.wait(timeout=timeout)
-        return False
-    except subprocess.TimeoutExpired:
-        _stop(proc, _KILL_GRACE)
-        return True
+class _Watch:
+    """What the wrapper sees of a running trial: the objective's intermediate values, checked against
+    its stop rules. Called with each batch of (name, value) pairs, from the output reader thread and
+    from the main thread (a File collector's polls)."""
+
+    def __init__(self, objective: str, rules: Optional[StopRules], keep: int = MAX_REPORTS) -> None:
+        self.objective = objective
+        self.rules = rules
+        self.keep = keep
+        self.values: List[List[float]] = []  # [step, value]
+        self._count = 0
+        self.reached = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, pairs: List[Tuple[str, float]]) -> None:
+        with self._lock:
+            for name, value in pairs:
+                if name == self.objective:
+                    if len(self.values) < self.keep:
+                        self.values.append([self._count, value])
+                    self._count += 1
+                if self.rules is not None and self.rules.feed(name, value):
+                    self.reached.set()
+
+
+#: seconds between checks of a running trial that has stop rules or a metrics file
+_TICK = 0.1
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: Optional[float], stop: Optional[threading.Event] = None,
+          poll: Optional[Callable[[], None]] = None, grace: float = _KILL_GRACE) -> str:
+    """Wait for the child: "" when it ended by itself; "timeout" past the deadline and "early" once
+    ``stop`` is set (its stop rules are met); stopped means SIGTERM to its process group, SIGKILL
+    after ``grace``.
+
+    With ``stop`` or ``poll`` (reads a File collector's file while the trial runs) it checks every
+    :data:`_TICK` seconds; otherwise it simply waits."""
+    if stop is None and poll is None:
+        try:
+            proc.wait(timeout=timeout)
+            return ""
+        except subprocess.TimeoutExpired:
+            _stop(proc, grace)
+            return "timeout"
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = None if end is None else end - time.monotonic()
+        try:
+            proc.wait(timeout=_TICK if left is None else max(0.0, min(_TICK, left)))
+            return ""
+        except subprocess.TimeoutExpired:
+            pass
+        if poll is not None:
+            poll()
+        if stop is not None and stop.is_set():
+            _stop(proc, grace)
+            return "early"
+        if end is not None and time.monotonic() >= end:
+            _stop(proc, grace)
+            return "timeout"
 
 
 def _drain(reader: threading.Thread, proc: subprocess.Popen[bytes]) -> None:
@@ -749,30 +1138,35 @@ class _ForwardSignals:
         _signal_group(self._proc, signum)
 
 
-def _run_process(argv: List[str], timeout: Optional[float],
-                 sink: _Sink) -> Tuple[Optional[int], bool, Optional[Tuple[str, str]]]:
-    """Run the command, streaming its output into ``sink``: (return code, timed out, launch failure)."""
+def _run_process(argv: List[str], timeout: Optional[float], sink: _Sink, stop: Optional[threading.Event] = None,
+                 poll: Optional[Callable[[], None]] = None,
+                 grace: float = _KILL_GRACE) -> Tuple[Optional[int], str, Optional[Tuple[str, str]]]:
+    """Run the command, streaming its output into ``sink``: (return code, how it was stopped (see
+    :func:`_wait`), launch failure)."""
     proc, failure = _launch(argv)
     if proc is None:
-        return None, False, failure
+        return None, "", failure
     assert proc.stdout is not None
     reader = threading.Thread(target=_pump, args=(proc.stdout.fileno(), sink), name="trial-output", daemon=True)
     reader.start()
     with _ForwardSignals(proc):
-        timed_out = _wait(proc, timeout)
+        stopped = _wait(proc, timeout, stop, poll, grace)
         _drain(reader, proc)
     sink.close()
     if not reader.is_alive():
         proc.stdout.close()
-    return proc.returncode, timed_out, None
+    return proc.returncode, stopped, None
 
 
 def _parse_file(parser: MetricsParser, path: str) -> str:
     """Feed a metrics file to the parser line by line; returns a problem description or ""."""
     try:
         with open(path, "rb") as fh:
-            for line in fh:
-                parser.feed(line[:MAX_LINE])
+            lines = LineSplitter()
+            for chunk in iter(lambda: fh.read(_READ_CHUNK), b""):
+                for line in lines.feed(chunk):
+                    parser.feed(line)
+            parser.feed(lines.flush())
     except FileNotFoundError:
         return f"metrics file {path!r} does not exist"
     except OSError as err:
@@ -848,43 +1242,79 @@ def _open_log(log_path: Optional[str]) -> Optional[IO[bytes]]:
     return open(log_path, "wb")
 
 
+def _check_rules(rules: Sequence[Union[str, StopRule]], names: List[str], objective_type: Optional[str]) -> List[StopRule]:
+    """The stop rules (text parsed, "" skipped); ValueError for a bad one, a metric that is not
+    collected, or a rule on the objective without its type."""
+    if isinstance(rules, (str, bytes)):
+        raise ValueError("stop_rules must be a list of rules, not a string")
+    parsed = [r if isinstance(r, StopRule) else StopRule.parse(r) for r in rules if r != ""]
+    for rule in parsed:
+        if rule.name not in names:
+            raise ValueError(f"stop rule {str(rule)!r}: {rule.name!r} is not one of the metrics {names}")
+        if rule.name == names[0] and objective_type not in ("maximize", "minimize"):
+            raise ValueError(f"stop rule {str(rule)!r} is on the objective: give its type (maximize or minimize)")
+    return parsed
+
+
 def run_trial(command: Sequence[str], *, objective: str, metrics: Sequence[str], filters: Optional[Sequence[str]] = None,
               file_path: Optional[str] = None, file_format: str = "TEXT", timeout: Optional[float] = None,
-              strategies: Optional[Dict[str, str]] = None, log_path: Optional[str] = None) -> Dict[str, Any]:
+              strategies: Optional[Dict[str, str]] = None, log_path: Optional[str] = None,
+              stop_rules: Sequence[Union[str, StopRule]] = (), objective_type: Optional[str] = None,
+              kill_grace: float = _KILL_GRACE, keep_values: int = MAX_REPORTS) -> Dict[str, Any]:
     """Run one trial's training command and collect its metrics like Katib.
 
     The command runs without a shell in its own process group; its stdout and stderr are
     passed through to our stdout (and ``log_path``). Metrics come from that output
-    (StdOut collector) or, with ``file_path``, from that file once the process ended
-    (File collector). Returns ``{"condition", "reason", "message", "exitCode", "metrics",
-    "objectiveValue"}`` (the outcome from :func:`judge`); a failing training process is a result, not an exception.
-    ValueError / OSError are raised only for invalid arguments (or an unwritable log).
+    (StdOut collector) or, with ``file_path``, from that file, read while the process runs
+    (File collector). ``stop_rules`` (:class:`StopRule` or its text) are checked as values come,
+    as Katib's metrics collector does (:class:`StopRules`); once all are met the process group gets
+    SIGTERM, then SIGKILL after ``kill_grace`` seconds, and the trial is ``EarlyStopped``. Returns
+    ``{"condition", "reason", "message", "exitCode", "metrics", "objectiveValue", "intermediateValues"}``
+    (the outcome from :func:`judge`; ``intermediateValues``: ``[step, value]`` of the objective's
+    first ``keep_values`` reports); a failing training process is a result, not an exception.
+    ValueError / OSError are raised only for invalid arguments (or an unwritable log)::
+
+        run_trial(["python3", "train.py"], objective="acc", metrics=[], strategies={"acc": "max"},
+                  stop_rules=["acc;0.62;less;4"], objective_type="maximize")["condition"]   # 'EarlyStopped'
     """
     if isinstance(metrics, str):
         raise ValueError("metrics must be a list of metric names, not a string")
     names = _check_names([objective, *metrics])
     chosen = _resolve_strategies(names, strategies)
+    rules = _check_rules(stop_rules, names, objective_type)
     kind = "File" if file_path else "StdOut"
     collecting = collector(kind, names, filters=filters, file_path=file_path, file_format=file_format)
     argv = _check_command(command)
     limit = _check_timeout(timeout)
+    if not (isinstance(kill_grace, (int, float)) and 0 <= kill_grace < math.inf):
+        raise ValueError(f"invalid kill grace {kill_grace!r}: give seconds >= 0")
+    if not (isinstance(keep_values, int) and keep_values >= 0):
+        raise ValueError(f"invalid keep_values {keep_values!r}: give a whole number >= 0")
+    checker = StopRules(rules, objective=objective, objective_type=objective_type or "maximize") if rules else None
+    watch = _Watch(objective, checker, keep_values)
     log = _open_log(log_path)
     try:
-        sink = _Sink(sys.stdout, log, collecting)
-        returncode, timed_out, failure = _run_process(argv, limit, sink)
+        sink = _Sink(sys.stdout, log, collecting, watch)
+        poll = (lambda: watch(collecting.poll())) if kind == "File" else None
+        returncode, stopped, failure = _run_process(argv, limit, sink, watch.reached if checker else None, poll,
+                                                    kill_grace)
     finally:
         if log is not None:
             log.close()
+    if not failure:
+        watch(collecting.poll())  # what the trial wrote to its metrics file since the last read
     note = collecting.finish() if not failure else ""
     observation = collecting.observation()
     value = objective_value(observation, objective, chosen[objective])
-    outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure,
-                    timed_out=limit if timed_out else None, note=note)
+    early = f"stopped by its early-stopping rules ({checker.message})" if checker and stopped == "early" else ""
+    outcome = judge(objective=objective, value=value, returncode=returncode, failure=failure, early_stopped=early,
+                    timed_out=limit if stopped == "timeout" else None, note=note)
     return {
         **outcome._asdict(),
         "exitCode": None if returncode is None else _exit_code(returncode),
         "metrics": observation["metrics"],
         "objectiveValue": value,
+        "intermediateValues": watch.values,
     }
 
 
@@ -918,6 +1348,15 @@ def _cli_parser() -> _ArgumentParser:
     p.add_argument("--output", help="write the result JSON here (default: print it to stdout)")
     p.add_argument("--log", help="also write the training output to this file")
     p.add_argument("--name", help="the trial's name, copied into the result (to match results to trials)")
+    p.add_argument("--stop-rule", action="append", default=[], metavar="NAME;VALUE;less|greater|equal;STARTSTEP",
+                   help="an early-stopping rule, Katib's -stop-rule format (repeatable; \"\" for none)")
+    p.add_argument("--objective-type", choices=("maximize", "minimize"),
+                   help="the objective's direction (needed by a stop rule on the objective: its best value so far)")
+    p.add_argument("--kill-grace", type=float, default=_KILL_GRACE,
+                   help="seconds between SIGTERM and SIGKILL when the trial is stopped (default %(default)s)")
+    p.add_argument("--keep-values", type=int, default=_WIRE_REPORTS, metavar="N",
+                   help="intermediate values of the objective kept in the result (default %(default)s: it travels "
+                        "as a pipeline parameter)")
     return p
 
 
@@ -983,7 +1422,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         result = run_trial(
             command, objective=options.objective, metrics=options.metric, filters=options.filter or None,
             file_path=options.file, file_format=options.format, timeout=options.timeout,
-            strategies=options.strategies, log_path=options.log,
+            strategies=options.strategies, log_path=options.log, stop_rules=options.stop_rule,
+            objective_type=options.objective_type, kill_grace=options.kill_grace,
+            keep_values=options.keep_values,
         )
     except SystemExit as stop:  # --help
         return stop.code if isinstance(stop.code, int) else 0

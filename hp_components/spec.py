@@ -18,15 +18,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 __all__ = [
-    "TRIAL_PARAM_RE", "TRIAL_META_RE", "META_KEYS", "KUBEFLOW_JOB_KINDS",
+    "PLACEHOLDER_RE", "placeholders", "meta_key", "META_KEYS", "KUBEFLOW_JOB_KINDS",
     "SpecError", "MetricStrategy", "ObjectiveSpec", "AlgorithmSetting", "AlgorithmSpec", "FeasibleSpace",
     "ParameterSpec", "TrialParameterSpec", "TrialTemplate", "FileSystemPath", "FilterSpec", "SourceSpec",
     "CollectorSpec", "MetricsCollectorSpec", "EarlyStoppingSpec", "ExperimentSpec", "Metadata", "Experiment",
     "find_containers", "is_meta_reference",
 ]
 
-TRIAL_PARAM_RE = re.compile(r"\$\{trialParameters\.(.+?)\}")
-TRIAL_META_RE = re.compile(r"\$\{trialSpec\.(.+?)\}")
+#: Katib's two placeholder kinds in one pattern: group 1 ``trialParameters`` or ``trialSpec``, group 2 the
+#: key. Validation (:func:`placeholders`) and rendering (:func:`hp_components.template.render_text`) both
+#: read text through it, so what is checked is what is rendered.
+PLACEHOLDER_RE = re.compile(r"\$\{(trialParameters|trialSpec)\.(.+?)\}")
 META_KEYS = ("Name", "Namespace", "Kind", "APIVersion", "Annotations", "Labels")
 KUBEFLOW_JOB_KINDS = ("TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob")
 
@@ -287,12 +289,25 @@ def find_containers(trial_spec: Any, name: str) -> list[dict[str, Any]]:
     return found
 
 
+def placeholders(text: str, kind: str) -> list[str]:
+    """The keys of ``${<kind>.key}`` placeholders in ``text``, as the renderer sees them. ::
+
+        placeholders("--lr=${trialParameters.lr} ${trialSpec.Name}", "trialParameters")   # -> ['lr']
+    """
+    return [key for found, key in PLACEHOLDER_RE.findall(text) if found == kind]
+
+
+def meta_key(reference: str) -> str | None:
+    """``"${trialSpec.Name}"`` -> ``"Name"``; None when ``reference`` is not one ``${trialSpec.…}``."""
+    m = PLACEHOLDER_RE.fullmatch(reference)
+    return m.group(2) if m and m.group(1) == "trialSpec" else None
+
+
 def is_meta_reference(reference: str) -> bool:
     """``${trialSpec.Name}``-style references (Katib's trial metadata keys)."""
-    m = TRIAL_META_RE.fullmatch(reference)
-    if not m:
+    key = meta_key(reference)
+    if key is None:
         return False
-    key = m.group(1)
     if key in META_KEYS:
         return True
     sub = re.fullmatch(r"(.+)\[(.+)\]", key)

@@ -4,10 +4,13 @@ The same JSON flows between them on KFP, on Argo and in tests (see DESIGN.md):
 
 * **suggest** ``(experiment, history) -> trials``: a list of
   ``{"name", "parameterAssignments": [{"name", "value"}], "parameters": {trialParameterName: value}}``,
-  empty when nothing is left to run.
-* **trial**: ``python3 metrics.py <wrapper_args(experiment)> --output obs.json -- <command>``
-  runs the user's command and writes an observation ``{"condition", "metrics", ...}``; a failed
-  training process is a recorded failure, not a failed task.
+  empty when nothing is left to run; with ``medianstop`` each also has ``"stopRules"``, the rules the
+  early-stopping algorithm gives a trial created now (Katib's ``name;value;comparison;startStep``,
+  none until enough trials succeeded), which the engine hands to the trial's wrapper (``--stop-rule``).
+* **trial**: ``python3 metrics.py <wrapper_args(experiment, rule)> --output obs.json -- <command>``
+  runs the user's command (stopping it when its stop rule holds) and writes an observation
+  ``{"condition", "metrics", "intermediateValues", ...}``; a failed training process is a recorded
+  failure, not a failed task.
 * **collect** ``(experiment, history, trials, observations) -> {history, status, done, best}``.
 
 ::
@@ -22,12 +25,14 @@ The same JSON flows between them on KFP, on Argo and in tests (see DESIGN.md):
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
 from hp_components import metrics as _metrics
+from hp_components.earlystop import RULE_ALGORITHMS, EarlyStopping, get_early_stopping
 from hp_components.experiment import Experiment
-from hp_components.metrics import judge, objective_value
+from hp_components.metrics import MAX_REPORTS, judge, objective_value
 from hp_components.status import experiment_status
 from hp_components.suggest import suggest
 from hp_components.template import deadline, trial_parameters
@@ -42,12 +47,29 @@ WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
 #: one line (a multi-line value breaks the comment header KFP writes into a compiled YAML)
 WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
 
-__all__ = ["DEFAULT_IMAGE", "ITEM_NAME_KEY", "WRAPPER_PROGRAM", "fan_out_items", "WRAPPER_SOURCE", "slim", "status_summary", "suggest_step", "collect_step", "wrapper_args", "trial_from_observation"]
+__all__ = ["DEFAULT_IMAGE", "ITEM_NAME_KEY", "STOP_RULE_KEY", "WRAPPER_PROGRAM", "fan_out_items", "WRAPPER_SOURCE", "slim",
+           "status_summary", "stop_rule_text", "suggest_step", "collect_step", "uses_stop_rules", "wrapper_args",
+           "trial_from_observation"]
+
+
+def _rule_stopper(experiment: Experiment) -> EarlyStopping | None:
+    es = experiment.spec.early_stopping
+    if es is None or es.algorithm_name not in RULE_ALGORITHMS:
+        return None
+    return get_early_stopping(es.algorithm_name, es.settings(), experiment.spec.objective.type)
+
+
+def uses_stop_rules(experiment: Experiment) -> bool:
+    """Whether the suggest step hands trials stop rules (``medianstop``): the trial step then takes one."""
+    return _rule_stopper(experiment) is not None
 
 
 def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | None = None) -> list[dict[str, Any]]:
     """The next batch (``parallelTrialCount`` by default) in the step contract's JSON shape."""
     batch = suggest(experiment, history, experiment.spec.parallel_trial_count if count is None else count)
+    stopper = _rule_stopper(experiment)
+    rules = ([str(r) for r in stopper.rules(history, experiment.spec.objective.objective_metric_name)]
+             if stopper is not None and batch else [])
     out = []
     for t in batch:
         item = t.to_dict()
@@ -56,7 +78,30 @@ def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | 
             "parameterAssignments": item["parameterAssignments"],
             "parameters": trial_parameters(experiment, t),
             **({"systemAttrs": t.system_attrs} if t.system_attrs else {}),
+            **({"stopRules": rules} if stopper is not None else {}),
         })
+    return out
+
+
+def stop_rule_text(item: dict[str, Any]) -> str:
+    """A suggested trial's stop rule as one ``--stop-rule`` argument ("": none yet); medianstop gives at
+    most one rule, as in Katib."""
+    rules = list(item.get("stopRules") or [])
+    if len(rules) > 1:
+        raise ValueError(f"trial {item.get('name')!r} has {len(rules)} stop rules; a trial step takes one")
+    return str(rules[0]) if rules else ""
+
+
+def _intermediate_values(raw: Any) -> list[tuple[int, float]]:
+    """The wrapper's ``intermediateValues`` (``[[step, value], ...]``), what is not a finite pair dropped."""
+    out: list[tuple[int, float]] = []
+    for pair in raw if isinstance(raw, list) else []:
+        try:
+            step, value = int(pair[0]), float(pair[1])
+        except (TypeError, ValueError, IndexError, OverflowError):
+            continue
+        if math.isfinite(value) and len(out) < MAX_REPORTS:
+            out.append((step, value))
     return out
 
 
@@ -76,6 +121,7 @@ def trial_from_observation(experiment: Experiment, item: dict[str, Any], observa
     trial.reason = str(observation.get("reason", ""))
     trial.message = str(observation.get("message", ""))
     trial.observation = {"metrics": list(observation.get("metrics", []))}
+    trial.intermediate_values = _intermediate_values(observation.get("intermediateValues"))
     obj = experiment.spec.objective
     trial.objective_value = objective_value(trial.observation, obj.objective_metric_name,
                                             obj.strategies()[obj.objective_metric_name])
@@ -86,6 +132,8 @@ def trial_from_observation(experiment: Experiment, item: dict[str, Any], observa
 
 #: the key of a trial's name in :func:`fan_out_items` (not a valid Katib trialParameter reference)
 ITEM_NAME_KEY = "hp-trial-name"
+#: the key of a trial's stop rule in :func:`fan_out_items` (when the experiment uses them)
+STOP_RULE_KEY = "hp-stop-rule"
 
 
 def fan_out_items(batch: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
@@ -94,12 +142,14 @@ def fan_out_items(batch: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
     Every value is a string at the top level, so an engine that defines only top-level item keys
     (Argo's ``{{item.K}}``) reaches each of them, formatted as the text itself.
     """
-    return [{ITEM_NAME_KEY: str(t["name"]), **{str(k): str(v) for k, v in t["parameters"].items()}} for t in batch]
+    return [{ITEM_NAME_KEY: str(t["name"]), **({STOP_RULE_KEY: stop_rule_text(t)} if "stopRules" in t else {}),
+             **{str(k): str(v) for k, v in t["parameters"].items()}} for t in batch]
 
 
 def slim(batch: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A batch without the sampler state: what a fan-out over trials needs (name and parameters)."""
-    return [{"name": t["name"], "parameters": t["parameters"]} for t in batch]
+    """A batch without the sampler state: what a fan-out over trials needs (name, parameters, stop rules)."""
+    return [{"name": t["name"], "parameters": t["parameters"], **({"stopRules": t["stopRules"]} if "stopRules" in t else {})}
+            for t in batch]
 
 
 def status_summary(status: dict[str, Any]) -> dict[str, Any]:
@@ -174,11 +224,16 @@ def collect_step(
     }
 
 
-def wrapper_args(experiment: Experiment) -> list[str]:
-    """The metrics wrapper's options for this experiment (everything but --output and the command)."""
+def wrapper_args(experiment: Experiment, stop_rule: Any = None) -> list[Any]:
+    """The metrics wrapper's options for this experiment (everything but --output and the command).
+
+    ``stop_rule``: the engine's placeholder for the trial's stop rule (its fan-out item's
+    :data:`STOP_RULE_KEY`), used when the experiment :func:`uses_stop_rules`."""
     spec = experiment.spec
     obj = spec.objective
-    args = ["--objective", obj.objective_metric_name]
+    args: list[Any] = ["--objective", obj.objective_metric_name]
+    if stop_rule is not None and uses_stop_rules(experiment):
+        args += ["--objective-type", obj.type, "--stop-rule", stop_rule]
     for name in obj.additional_metric_names:
         args += ["--metric", name]
     for name, strategy in obj.strategies().items():

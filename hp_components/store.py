@@ -57,7 +57,7 @@ from hp_components.space import SearchSpace
 from hp_components.trials import Trial, trial_name
 
 __all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
-           "load_finished", "load_stored", "store_fault"]
+           "load_finished", "load_stored", "open_existing", "store_fault"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
@@ -178,6 +178,38 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
     raise AssertionError("unreachable")
+
+
+def open_existing(url: str, what: str = "--storage") -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage for ``url`` only when it already is an experiment store: for the reading
+    commands (report, dashboard, status), which must never create a SQLite file, its folder or tables.
+
+    Raises StoreConflict (its message starting with ``what`` and naming what does exist) otherwise::
+
+        storage = open_existing("sqlite:///hp-runs/hp-tune.db")   # StoreConflict if no such store
+        [s.study_name for s in storage.get_all_studies()]
+    """
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        if not path or path == ":memory:":
+            raise StoreConflict(f"{what} {url}: an in-memory database holds no stored experiment")
+        if not os.path.isfile(path):
+            folder = os.path.dirname(os.path.abspath(path))
+            if os.path.isdir(folder):
+                found = sorted(f for f in os.listdir(folder) if f.endswith((".db", ".sqlite", ".sqlite3")))
+                there = f"; {folder} holds {', '.join(found)}" if found else f"; {folder} holds no .db file"
+            else:
+                there = f"; the folder {folder} does not exist either"
+            raise StoreConflict(f"{what} {url}: no such file {path}{there} (a store is made by hp-tune run)")
+    engine = sqlalchemy.create_engine(url)
+    try:
+        tables = set(sqlalchemy.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+    # Optuna's RDB storage writes its version rows into a database that lacks them: refuse first
+    if not {"studies", "trials", "version_info", "alembic_version"} <= tables:
+        raise StoreConflict(f"{what} {url}: not an experiment store (it has no Optuna tables)")
+    return make_storage(url)
 
 
 def _sqlite_connection(path: str) -> sqlite3.Connection:

@@ -17,15 +17,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from hp_components.experiment import TRIAL_META_RE, Experiment, find_containers
+from hp_components.experiment import Experiment, find_containers
+from hp_components.spec import PLACEHOLDER_RE, meta_key
 from hp_components.trials import Trial
 
 __all__ = ["PLACEHOLDER_RE", "trial_parameters", "render_text", "render", "meta_value", "primary_container_spec",
            "render_trial_spec", "render_values", "primary_container", "pytorch_workers", "deadline", "Container",
            "TemplateError"]
-
-#: Katib's two placeholder kinds in one pattern: group 1 ``trialParameters`` or ``trialSpec``, group 2 the key
-PLACEHOLDER_RE = re.compile(r"\$\{(trialParameters|trialSpec)\.(.+?)\}")
 
 _K8S_VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
@@ -83,8 +81,8 @@ def trial_parameters(experiment: Experiment, trial: Trial) -> dict[str, str]:
         if tp.reference in trial.assignments:
             out[tp.name] = trial.assignments[tp.reference]
         else:
-            m = TRIAL_META_RE.fullmatch(tp.reference)
-            out[tp.name] = meta_value(experiment, trial.name, m.group(1)) if m else ""
+            key = meta_key(tp.reference)
+            out[tp.name] = meta_value(experiment, trial.name, key) if key is not None else ""
     return out
 
 

@@ -549,3 +549,64 @@ def test_status_after_compression(fake_server, basic_dict):
     assert schema_errors(wf, "Workflow") == []
     st = read_status(name, argo_server=fake_server, token="t", namespace="ml")
     assert st["trialsFrom"] == "compressedNodes" and [t["name"] for t in st["trials"]] == ["basic-0001"]
+
+
+# early stopping: the suggest/collect steps hand each trial its medianstop rule (an item key), the
+# wrapper in the trial pod enforces it; Katib's flow: medianstop/service.py GetEarlyStoppingRules when
+# the trial is created, the metrics collector's updateStopRules (file-metricscollector/main.go) in the pod
+EPOCHS = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+for epoch in range(8):
+    print(f"epoch {epoch}: acc={x * (epoch + 1) / 8:.4f}", flush=True)
+    time.sleep(0.25)
+"""
+
+MEDIAN = {"algorithmName": "medianstop", "algorithmSettings": [
+    {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "2"}]}
+
+
+def median_experiment(name: str) -> dict:
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.9", "0.8", "0.85", "0.1", "0.95", "0.2"]}}]
+    return script_experiment(name, EPOCHS, params=params, maxTrialCount=6, parallelTrialCount=3,
+                             algorithm={"algorithmName": "grid"}, earlyStopping=MEDIAN,
+                             objective={"type": "maximize", "objectiveMetricName": "acc"})
+
+
+def test_medianstop_stops_poor_trials_in_their_pods(tmp_path):
+    engine, doc = run_workflow(tmp_path, median_experiment("argomedian"))
+    loop = next(t for t in doc["spec"]["templates"] if t["name"] == "loop")
+    assert {"name": "hp-stop-rule", "value": "{{item.hp-stop-rule}}"} in loop["steps"][0][0]["arguments"]["parameters"]
+    by_x = {t["parameterAssignments"][0]["value"]: t for t in _history(engine)}
+    assert len(by_x) == 6
+    for x in ("0.9", "0.8", "0.85", "0.95"):  # the first round ran without a rule; 0.95 beats the median
+        assert by_x[x]["condition"] == "Succeeded" and len(by_x[x]["intermediateValues"]) == 8
+    # the rule: the median of the first-2-report means of 0.9, 0.8, 0.85 (the 0.85 trial's, as printed)
+    printed = {x: [float(f"{float(x) * k / 8:.4f}") for k in range(1, 9)] for x in by_x}
+    rule = f"acc;{(printed['0.85'][0] + printed['0.85'][1]) / 2!r};less;2"
+    for x in ("0.1", "0.2"):
+        t = by_x[x]
+        assert (t["condition"], t["reason"]) == ("EarlyStopped", "TrialEarlyStopped")
+        assert f"is less than {rule.split(';')[1]} at report 2" in t["message"]
+        values = [v for _, v in t["intermediateValues"]]
+        assert 2 <= len(values) < 8 and values == printed[x][:len(values)]
+        assert t["objectiveValue"] == max(values)
+    status = json.loads(engine.globals["status"])
+    assert (status["condition"], status["trialsEarlyStopped"]) == ("Succeeded", 2)
+    pods = [n for n in engine.nodes if n["templateName"] == "trial-pod"]
+    rules = sorted(p["inputs"]["parameters"][1]["value"] for p in pods)
+    assert rules == ["", "", ""] + [rule] * 3, "round 1 has no rule yet, round 2 gets one"
+
+
+def test_early_stopping_refuses_an_objective_name_argo_would_escape():
+    # operator.go processItem / item.go Item.String: an item's string value is its JSON text without
+    # the outer quotes, so a '"' in the rule's metric name would reach the wrapper as '\"'
+    ok = median_experiment("argoname")
+    doc = workflow(parse_experiment(ok))
+    assert schema_errors(doc, "Workflow") == [] and semantic_problems(doc) == []
+    bad = median_experiment("argoname")
+    bad["spec"]["objective"]["objectiveMetricName"] = 'acc"1'
+    with pytest.raises(CompileError, match="spec.objective.objectiveMetricName"):
+        workflow(parse_experiment(bad))
+    del bad["spec"]["earlyStopping"]  # without a rule the name never travels in an item
+    workflow(parse_experiment(bad))

@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
+import pytest
 import yaml
 
 from tests.conftest import DATA, ROOT, script_experiment
@@ -173,3 +175,206 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+# ---------------------------------------------------------------- a newcomer's mistakes (issue 16)
+
+FAILING = """
+import sys
+x = float(sys.argv[1].split("=")[1])
+print(f"loss={x * x}", flush=True)
+if x > 0:
+    raise SystemExit(f"x must be negative here, got {x}")
+"""
+
+
+def _no_postgres_drivers(tmp_path: Path) -> dict[str, str]:
+    """An environment in which psycopg and psycopg2 cannot be imported (as without the postgres extra)."""
+    site = tmp_path / "nodrivers"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('psycopg', 'psycopg2', 'psycopg_binary'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Block())\n")
+    return {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+
+
+def test_storage_without_its_driver_is_bad_input_naming_the_extra(tmp_path):
+    path = write(tmp_path, script_experiment("nodriver", SLOW, maxTrialCount=1, parallelTrialCount=1))
+    env = {**os.environ, "COLUMNS": "200", **_no_postgres_drivers(tmp_path)}
+    res = subprocess.run([*HP_TUNE, "run", str(path), "--storage", "postgresql://me:secret@localhost/db"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "hp-components[postgres]" in res.stderr
+    assert "secret" not in res.stderr  # the password is not echoed
+    res = hp("run", str(path), "--storage", "mysql://me@localhost/db", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "mysql driver 'MySQLdb' is not installed" in res.stderr and "mysql+pymysql://" in res.stderr
+    assert not (tmp_path / "hp-runs" / "nodriver").exists(), "nothing ran"
+    # with the extra installed (psycopg 3, no psycopg2), postgresql:// goes through psycopg: no server
+    # listens on port 1, so psycopg's own connection error comes back, not a missing psycopg2
+    pytest.importorskip("psycopg")
+    res = hp("run", str(path), "--storage", "postgresql://me:secret@127.0.0.1:1/db", cwd=tmp_path)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "psycopg.OperationalError" in res.stderr and "psycopg2" not in res.stderr, res.stderr
+
+
+def test_bad_folders_are_refused_before_anything_runs(tmp_path):
+    path = write(tmp_path, script_experiment("folders", SLOW, maxTrialCount=1, parallelTrialCount=1))
+    (tmp_path / "afile").write_text("")
+    db = f"sqlite:///{tmp_path}/s.db"
+    for args, message in [(["--run-dir", "afile"], "--run-dir afile/folders: afile is a file, not a folder"),
+                          (["-o", "afile"], "--output afile: is a file, not a folder"),
+                          (["-o", "afile/out"], "--output afile/out: afile is a file, not a folder"),
+                          (["--workdir", "/nonexistent"], "--workdir /nonexistent: no such folder"),
+                          (["--workdir", "afile"], "--workdir afile: is a file, not a folder")]:
+        res = hp("run", str(path), "--storage", db, *args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert message in res.stderr and "Traceback" not in res.stderr, res.stderr
+        assert not (tmp_path / "s.db").exists(), f"{args}: refused up front, before the store or a trial"
+
+
+def _studies(db: Path) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        return [r[0] for r in con.execute("select study_name from studies")]
+    finally:
+        con.close()
+
+
+def test_reading_commands_never_create_a_store_or_an_experiment(tmp_path):
+    ran = write(tmp_path, script_experiment("ran", SLOW.replace("0.4", "0"), maxTrialCount=2))
+    db = tmp_path / "s.db"
+    assert hp("run", str(ran), "-q", "--storage", f"sqlite:///{db}", cwd=tmp_path).returncode == 0
+    never = tmp_path / "never.yaml"
+    never.write_text(yaml.safe_dump(script_experiment("never", SLOW, maxTrialCount=2)))
+    res = hp("report", str(never), "--storage", f"sqlite:///{db}", "-f", "markdown", cwd=tmp_path)
+    assert res.returncode == 2 and "Running" not in res.stdout
+    assert "no experiment named 'never'" in res.stderr and "it holds ran" in res.stderr
+    assert _studies(db) == ["ran"], "the report wrote no empty study"
+    # a mistyped store: exit 2 naming the stores that exist, and no file appears
+    for args in (["report", str(ran), "--storage", f"sqlite:///{tmp_path}/s2.db"],
+                 ["status", "ran", "--target", "local", "--storage", f"sqlite:///{tmp_path}/s2.db"],
+                 ["dashboard", "--storage", f"sqlite:///{tmp_path}/s2.db"],
+                 ["report", str(ran), "--storage", f"sqlite:///{tmp_path}/typo/s.db"]):
+        res = hp(*args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "no such file" in res.stderr and "Traceback" not in res.stderr
+        assert not (tmp_path / "s2.db").exists() and not (tmp_path / "typo").exists()
+    assert f"{tmp_path} holds s.db" in hp(*args[:-1], f"sqlite:///{tmp_path}/s2.db", cwd=tmp_path).stderr
+    # the real store reads fine
+    res = hp("status", "ran", "--target", "local", "--storage", f"sqlite:///{db}", cwd=tmp_path)
+    assert res.returncode == 0 and json.loads(res.stdout)["phase"] == "Succeeded"
+
+
+def test_failed_trials_say_why_in_the_terminal_and_the_report(tmp_path):
+    spec = script_experiment("why", FAILING, maxTrialCount=4, parallelTrialCount=2,
+                             algorithm={"algorithmName": "grid"},
+                             params=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["-1", "2"]}}])
+    res = hp("run", str(write(tmp_path, spec)), "-o", "out", "--storage", f"sqlite:///{tmp_path}/s.db", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    log = tmp_path / "hp-runs" / "why" / "why-0001" / "output.log"
+    # the line as the trial finished (stderr) and the summary (stdout): the error text and the log
+    assert "x must be negative here, got 2.0" in res.stderr and "hp-runs/why/why-0001/output.log" in res.stderr
+    assert "why-0001 Failed (the training process ended with exit code 1); its output ends:" in res.stdout
+    assert "x must be negative here, got 2.0" in res.stdout and str(log) in res.stdout
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Failed trials</h2>" in page and "x must be negative here, got 2.0" in page and str(log) in page
+    rows = list(csv.DictReader((tmp_path / "out" / "trials.csv").open()))
+    assert {r["name"]: r["log"] for r in rows}["why-0001"] == str(log)
+
+
+def test_outputs_lists_every_file_it_writes_with_normal_permissions(tmp_path):
+    spec = script_experiment("files", SLOW.replace("0.4", "0"), maxTrialCount=2)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "300"}
+    res = subprocess.run([*HP_TUNE, "run", str(write(tmp_path, spec)), "-q", "-o", "out", "--storage",
+                          f"sqlite:///{tmp_path}/s.db"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                         env=env, preexec_fn=lambda: os.umask(0o022))
+    assert res.returncode == 0, res.stderr
+    files = sorted((tmp_path / "out").iterdir())
+    assert [f.name for f in files] == ["report.html", "status.json", "trials.csv"]
+    assert "wrote out/status.json, out/trials.csv, out/report.html" in res.stdout
+    for f in files:
+        assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+def _pty_run(args: list[str], cwd: Path, until: Callable[[str], bool], timeout: float = 90) -> tuple[subprocess.Popen, str]:
+    """``hp-tune`` on a pseudo-terminal (rich draws its live view only there); reads until ``until(output)``."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160", "LINES": "50", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen([*HP_TUNE, *args], cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(seen.decode("utf-8", "replace")):
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(master, 65536)
+            except OSError:
+                break
+    proc.master = master  # type: ignore[attr-defined]
+    return proc, seen.decode("utf-8", "replace")
+
+
+def _pty_rest(proc: subprocess.Popen, timeout: float = 60) -> str:
+    import select
+
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(proc.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(proc.master)
+    return seen.decode("utf-8", "replace")
+
+
+def test_live_table_of_running_trials_then_ctrl_c_leaves_none_running(tmp_path):
+    script = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+for step in range(100):
+    print(f"loss={x * x + step}", flush=True)
+    time.sleep(0.2)
+"""
+    spec = script_experiment("live", script, maxTrialCount=6, parallelTrialCount=3)
+    path = write(tmp_path, spec)
+    proc, seen = _pty_run(["run", str(path), "--storage", f"sqlite:///{tmp_path}/s.db"], tmp_path,
+                          until=lambda s: "3 running" in s and "live-0002" in s and "0:00:02" in s)
+    try:
+        # a progress line with the right counts from the start, and a row per running trial with its
+        # parameters, the latest objective value it reported and its time so far
+        assert "0/6 done · 3 running" in seen, seen[-2000:]
+        assert "running trial" in seen and "latest loss" in seen and "reports" in seen
+        for name in ("live-0000", "live-0001", "live-0002"):
+            assert name in seen
+    finally:
+        proc.send_signal(signal.SIGINT)
+    rest = _pty_rest(proc)
+    assert proc.wait(timeout=60) == 130
+    final = rest[rest.rfind("live: 3 trials"):]
+    assert "live: 3 trials" in rest, rest[-3000:]
+    rows = [line for line in final.splitlines() if line.startswith("│ live-")]
+    assert len(rows) == 3, final
+    for row in rows:  # what this runner had running was cut short: none is listed as still running
+        assert "Interrupted" in row and "Running" not in row, row

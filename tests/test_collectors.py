@@ -11,8 +11,9 @@ import pytest
 
 from hp_components.experiment import parse_experiment, trial_collector
 from hp_components.local import RunnerError, run_local
-from hp_components.metrics import COLLECTORS, Collector, FileCollector, collector
-from tests.conftest import script_experiment
+from benchmarks.memory import measure
+from hp_components.metrics import MAX_LINE, MAX_VALUES, COLLECTORS, Collector, FileCollector, LineSplitter, MetricsParser, collector
+from tests.conftest import ROOT, script_experiment
 
 LINES = ["epoch 1: loss=0.5 accuracy=0.7", "epoch 2: loss=0.25 accuracy=0.8"]
 
@@ -129,3 +130,41 @@ def test_medianstop_stops_a_trial_from_its_metrics_file_while_it_runs(tmp_path):
     stopped = by_x["5"]
     assert stopped.condition == "EarlyStopped" and stopped.reason == "TrialEarlyStopped"
     assert 2 <= len(stopped.intermediate_values) < 8 and stopped.objective_value is not None
+
+
+# --------------------------------------------------------------------------- output size (issue 15, point 5)
+
+
+def test_a_file_collector_cuts_long_lines_and_keeps_the_last_unterminated_one(tmp_path):
+    c = FileCollector(["loss"], file_path=str(tmp_path / "m.log"))
+    (tmp_path / "m.log").write_bytes(b"x" * (3 * MAX_LINE) + b" loss=9\nloss=0.5\nloss=0.25")
+    assert c.poll() == [("loss", 0.5)]  # the first line was cut before its value; the last is not complete yet
+    assert c.finish() == "" and c.parser.values("loss") == [0.5, 0.25]
+
+
+def test_the_line_splitter_cuts_at_max_line_and_holds_little():
+    s = LineSplitter()
+    out = [line for _ in range(100) for line in s.feed(b"y" * 50_000)] + s.feed(b"\nloss=1\nlos") + s.feed(b"s=2\n")
+    assert [len(line) for line in out] == [MAX_LINE, 6, 6] and out[1:] == [b"loss=1", b"loss=2"]
+    assert s.flush() == b""
+
+
+def test_values_kept_per_metric_are_capped():
+    p = MetricsParser(["loss"])
+    for i in range(MAX_VALUES + 5):
+        p.feed(f"loss={i}")
+    assert len(p.values("loss")) == MAX_VALUES and p.values("loss")[-1] == MAX_VALUES + 4
+    assert p.summary()["loss"] == {"min": 0.0, "max": MAX_VALUES + 4.0, "latest": MAX_VALUES + 4.0}
+
+
+@pytest.mark.parametrize("target", ["runner", "wrapper"])
+def test_memory_stays_flat_in_the_trials_output_size(target):
+    """Peak RSS (VmHWM in /proc) of a real ``hp-tune run`` / wrapper process whose trial prints 1 MB, then
+    32 MB of metric lines (``epoch=N loss=0.5``). Before the values were capped the runner grew ~25 MB per
+    10 MB printed (benchmarks/results/memory.json); the bound below is generous and is not a timing."""
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs /proc (Linux)")
+    small = measure(ROOT, target, 1, "metric-lines")
+    large = measure(ROOT, target, 32, "metric-lines")
+    assert small["exit_code"] == large["exit_code"] == 0, (small, large)
+    assert large["peak_rss_mib"] - small["peak_rss_mib"] < 40, (small, large)

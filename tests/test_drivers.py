@@ -16,7 +16,7 @@ from hp_components.drivers import BUILTIN, STATUS_KEYS, Driver, DriverError, ava
 from hp_components.experiment import parse_experiment
 from tests.conftest import ROOT, script_experiment
 from tests.test_argo import _Fake, _finished, fake_server  # noqa: F401  (the fixture)
-from tests.test_kfp_status import api  # noqa: F401  (the fake KFP API)
+from tests.test_kfp_status import api, fixture_run  # noqa: F401  (the fake KFP API and ML Metadata)
 
 NAMES = sorted(BUILTIN)
 #: an option each driver takes, with a value (what the contract checks it accepts)
@@ -127,8 +127,9 @@ def test_the_cli_names_the_driver_and_its_options(tmp_path):
 
 
 def test_kfp_status_keeps_the_drivers_keys(api):
-    """The KFP run API gives task states only (tests/test_kfp_status.py has its contract): the common keys
-    are there, each trial a row with its task's state, and the best trial unknown (None)."""
+    """The KFP run API and ML Metadata (tests/test_kfp_status.py has their contract): the common keys
+    are there, each trial a row, and the best trial as {name, parameters, objective}."""
     st = get_driver("kfp").status("3f1c-run", host=api["host"])
-    assert set(STATUS_KEYS) <= set(st) and st["best"] is None and st["done"] is False
+    assert set(STATUS_KEYS) <= set(st) and st["done"] is False
+    assert set(st["best"]) == {"name", "parameters", "objective"} and st["best"]["parameters"]
     assert {"name", "condition", "objectiveValue", "parameters"} <= set(st["trials"][0])

@@ -22,7 +22,7 @@ from hp_components.experiment import load_experiment, parse_experiment  # noqa: 
 from hp_components.kfp import UnsupportedExperiment, compile_experiment  # noqa: E402
 from hp_components.kfp._pipeline import rounds  # noqa: E402
 from hp_components.jobs import created_as_job  # noqa: E402
-from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE  # noqa: E402
+from hp_components.steps import WRAPPER_SOURCE  # noqa: E402
 from tests.kfp_local_handler import run_compiled, trial_commands  # noqa: E402
 from tests.conftest import DATA, ROOT, script_experiment  # noqa: E402
 
@@ -33,7 +33,8 @@ from tests.conftest import DATA, ROOT, script_experiment  # noqa: E402
 # subprocess and reads the outputs back.
 
 PY_DIR = str(Path(sys.executable).parent)
-_PLACEHOLDER = re.compile(r"\{\{\$\.(inputs\.parameters\['([^']+)'\]|outputs\.parameters\['([^']+)'\]\.output_file)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{\$\.(inputs\.parameters\['([^']+)'\]|outputs\.parameters\['([^']+)'\]\.output_file"
+                          r"|inputs\.artifacts\['([^']+)'\]\.path)\}\}")
 
 
 def load_ir(path: Path | str) -> dict[str, Any]:
@@ -84,6 +85,8 @@ def run_executor(ir: dict[str, Any], component: str, inputs: dict[str, Any], wor
             if m.group(2) is not None:
                 value = inputs[m.group(2)]
                 return value if isinstance(value, str) else json.dumps(value)
+            if m.group(4) is not None:  # an input artifact: its local path (the launcher downloads it there)
+                return str(inputs[m.group(4)])
             return str(out_files[m.group(3)])
         argv = [_PLACEHOLDER.sub(sub, a) for a in argv]
     proc = subprocess.run(argv, cwd=cwd or workdir, env=_env(), capture_output=True, text=True, timeout=timeout)
@@ -440,10 +443,16 @@ def test_component_specs_are_fresh_and_load(tmp_path: Path) -> None:
 def test_generic_trial_wrapper_spec_runs_a_command(tmp_path: Path) -> None:
     from hp_components.kfp._specs import SPEC_DIR
 
+    text = (SPEC_DIR / "kfp-trial-wrapper.yaml").read_text()
+    # the wrapper is an input artifact (kfp-suggest's wrapper output), not a 36 KB default: was 148 KB
+    assert len(text) < 8_000 and "def judge" not in text, len(text)
     ir = load_ir(SPEC_DIR / "kfp-trial-wrapper.yaml")
+    assert ir["components"]["comp-hp-trial-wrapper"]["inputDefinitions"]["artifacts"]["hp_wrapper"]
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text(WRAPPER_SOURCE)  # what the suggest step writes to its wrapper artifact
     inputs = {"objective": "loss", "options": json.dumps(["--metric", "acc", "--strategy", "loss=min"]),
               "command": json.dumps([sys.executable, "-c", "print('loss=0.5 acc=0.9'); print('loss=0.25')"]),
-              "hp_wrapper": WRAPPER_PROGRAM}
+              "hp_wrapper": wrapper}
     out = run_executor(ir, "comp-hp-trial-wrapper", inputs, tmp_path)
     obs = json.loads(out["observation"])
     assert obs["condition"] == "Succeeded" and obs["objectiveValue"] == 0.25

@@ -10,6 +10,7 @@ the backend model (hp_components/kfp/_backend.py), each rule with a case accepte
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,8 @@ def _nest(levels: int, kind: str) -> dict[str, Any]:
 
 def test_depth_rules_accept_95_nested_dags_and_refuse_96() -> None:
     # 2 (D1) + 1 per sub-DAG (D2: top's, then 94 more) + 2 (D4) must stay below 100 (D5)
-    _backend.check_ir(_nest(95, "dag"))
+    with pytest.warns(UserWarning, match=r"nests 99 Argo templates deep, close to Argo's 100"):
+        _backend.check_ir(_nest(95, "dag"))  # accepted, with a warning (past 80 % of the limit)
     assert _backend.argo_depth(_nest(95, "dag")) == 99
     with pytest.raises(UnsupportedExperiment, match=r"spec\.maxTrialCount: .*100 Argo templates deep"):
         _backend.check_ir(_nest(96, "dag"))
@@ -184,3 +186,106 @@ def test_trial_executor_input_is_small_and_grows_with_the_values_only(tmp_path: 
     small = _backend.trial_executor_input_bytes(ir, {"hp_trial": "m-0001", "x": "0.5"})
     assert 0 < small < 2048
     assert _backend.trial_executor_input_bytes(ir, {"hp_trial": "m-0001", "x": "y" * 5000}) > small + 4900
+
+
+# early stopping under kfp.local: the suggest/collect steps put each trial's medianstop rule in its loop
+# item (hp_stop_rule), the trial component hands it to the wrapper (--stop-rule), which stops the trial
+# as Katib's metrics collector does (file-metricscollector/main.go updateStopRules) after the rule was
+# computed when the trial was created (medianstop/service.py GetEarlyStoppingRules)
+EPOCHS = """
+import sys, time
+x = float(sys.argv[1].split("=")[1])
+for epoch in range(8):
+    print(f"epoch {epoch}: acc={x * (epoch + 1) / 8:.4f}", flush=True)
+    time.sleep(0.25)
+"""
+
+
+def final_history(root: Path) -> list[dict[str, Any]]:
+    """The last collect step's state artifact (the longest history) under kfp.local's pipeline root."""
+    states = []
+    for path in root.rglob("*state*"):
+        if path.is_file():
+            try:
+                states.append(json.loads(path.read_text())["history"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return max(states, key=len)
+
+
+def test_medianstop_stops_poor_trials_in_their_pods(tmp_path: Path) -> None:
+    params = [{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0.9", "0.8", "0.85", "0.1", "0.95", "0.2"]}}]
+    data = script_experiment("kfpmedian", EPOCHS, params=params, maxTrialCount=6, parallelTrialCount=3,
+                             algorithm={"algorithmName": "grid"},
+                             objective={"type": "maximize", "objectiveMetricName": "acc"},
+                             earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
+                                 {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "2"}]})
+    st = run(tmp_path, data)["status"]
+    assert condition(st) == ("Succeeded", "ExperimentMaxTrialsReached") and int(st["trialsEarlyStopped"]) == 2
+    by_x = {t["parameterAssignments"][0]["value"]: t for t in final_history(tmp_path / "root")}
+    printed = {x: [float(f"{float(x) * k / 8:.4f}") for k in range(1, 9)] for x in by_x}
+    rule = f"acc;{(printed['0.85'][0] + printed['0.85'][1]) / 2!r};less;2"
+    for x in ("0.9", "0.8", "0.85", "0.95"):
+        assert by_x[x]["condition"] == "Succeeded" and [v for _, v in by_x[x]["intermediateValues"]] == printed[x]
+    for x in ("0.1", "0.2"):
+        t = by_x[x]
+        assert (t["condition"], t["reason"]) == ("EarlyStopped", "TrialEarlyStopped")
+        values = [v for _, v in t["intermediateValues"]]
+        assert 2 <= len(values) < 8 and values == printed[x][: len(values)] and t["objectiveValue"] == max(values)
+        assert sorted(st["earlyStoppedTrialList"]) == sorted(by_x[y]["name"] for y in ("0.1", "0.2"))
+    rules = [c[c.index("--stop-rule") + 1] for c in trial_commands()]
+    assert sorted(rules) == ["", "", ""] + [rule] * 3, "round 1 has no rule yet, round 2 gets one"
+
+
+# L1 (workflow/packer/packer.go CompressWorkflowIfNeeded, argo-workflows f016ad89): a Workflow whose
+# JSON is still over MAX_WORKFLOW_SIZE (1 MiB) after its status nodes are compressed fails with
+# "workflow is longer than maximum allowed size". Our estimate of spec + status nodes after
+# maxTrialCount trials is enforced at compile time: under it compiles, close to it warns, past it
+# refuses (exit 2 in the CLI, naming maxTrialCount and parallelTrialCount, with the numbers).
+
+
+def test_status_nodes_within_argo_limit_compile_without_warning(tmp_path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        ir = _compiled(tmp_path, 200, 2)
+    spec = _backend.workflow_spec_bytes(ir)
+    raw, stored = _backend.workflow_status_bytes(ir, 200, 100)
+    assert spec + stored < _backend.MAX_WORKFLOW_BYTES * _backend.WARN_FRACTION < spec + raw  # compressed: fits
+
+
+def test_status_nodes_close_to_argo_limit_warn_with_the_numbers(tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match=r"spec\.maxTrialCount: the Workflow KFP would create is about (\d+) KiB "
+                                         r"after 1000 trials in 100 rounds .*close to Argo's 1024 KiB"):
+        ir = _compiled(tmp_path, 1000, 10)
+    assert ir["root"]["dag"]["tasks"]  # compiled anyway
+
+
+def test_status_nodes_past_argo_limit_are_refused_by_the_cli_with_what_to_change(tmp_path: Path, capsys) -> None:
+    from hp_components.cli import main as cli_main
+
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(script_experiment("big", LOSS, maxTrialCount=2000, parallelTrialCount=20)))
+    assert cli_main(["compile", str(path), "--target", "kfp", "-o", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (tmp_path / "out.yaml").exists()
+    flat = " ".join(err.split())
+    total = int(re.search(r"would create is about (\d+) KiB after 2000 trials in 100 rounds", flat).group(1))
+    assert total >= 1024 and "spec.maxTrialCount" in flat and "MAX_WORKFLOW_SIZE" in flat
+    assert "lower maxTrialCount" in flat and "raise parallelTrialCount" in flat
+
+
+def test_check_ir_without_a_trial_count_checks_depth_and_spec_only(tmp_path: Path) -> None:
+    ir = _compiled(tmp_path, 12, 3)
+    _backend.check_ir(ir)  # no status estimate without trials/rounds
+    with pytest.raises(UnsupportedExperiment, match=r"after 100000 trials in 4 rounds"):
+        _backend.check_ir(ir, trials=100_000, rounds=4)
+
+
+def test_status_estimate_does_not_depend_on_the_order_of_the_irs_maps(tmp_path: Path) -> None:
+    ir = _compiled(tmp_path, 12, 3)
+    flipped = json.loads(json.dumps(ir))
+    flipped["components"] = dict(reversed(list(flipped["components"].items())))
+    flipped["root"]["dag"]["tasks"] = dict(reversed(list(flipped["root"]["dag"]["tasks"].items())))
+    assert _backend.workflow_status_bytes(ir, 12, 4) == _backend.workflow_status_bytes(flipped, 12, 4)

@@ -575,20 +575,6 @@ def test_cli_forwards_sigterm_to_the_training(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- packaging constraints
 
 
-def test_module_imports_only_the_standard_library() -> None:
-    tree = ast.parse(MODULE_PATH.read_text())
-    imported: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "relative imports are not allowed"
-            imported.add((node.module or "").split(".")[0])
-    assert imported, "no imports found?"
-    assert not imported - set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
-    assert "hp_components" not in imported
-
-
 def test_module_syntax_is_python38_compatible() -> None:
     ast.parse(MODULE_PATH.read_text(), feature_version=(3, 8))
 

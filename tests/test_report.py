@@ -132,3 +132,58 @@ def test_the_reports_study_uses_the_search_spaces_distributions_with_their_steps
     assert study.trials[0].distributions["n"].step == 4 and study.trials[0].distributions["x"].step == 0.25
     assert study.trials[0].params == {"n": 6, "x": 0.75, "m": 0.4}
     assert len(study.trials) == 1  # n=5 is not on the int's step: it cannot come from this space
+
+
+CURVES = """
+import sys
+x = float(sys.argv[1].split("=")[1]); y = sys.argv[2].split("=")[1]
+if y == "b" and x > 1.5:
+    raise SystemExit(f"diverged at x={x}")
+for step in range(4):
+    print(f"loss={(x - 0.5) ** 2 + (y == 'b') + 1 / (step + 1)}")
+"""
+
+
+def test_report_has_learning_curves_a_legend_and_failed_trials_logs(tmp_path):
+    spec = script_experiment("curves", CURVES, maxTrialCount=6, parallelTrialCount=3, algorithm={"algorithmName": "grid"},
+                             params=[{"name": "x", "parameterType": "discrete", "feasibleSpace": {"list": ["0", "2"]}},
+                                     {"name": "y", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}],
+                             objective={"type": "minimize", "objectiveMetricName": "loss",
+                                        "metricStrategies": [{"name": "loss", "value": "min"}]})
+    (tmp_path / "exp.yaml").write_text(json.dumps(spec))
+    db = f"sqlite:///{tmp_path}/s.db"
+    res = hp("run", str(tmp_path / "exp.yaml"), "-q", "--storage", db, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = hp("report", str(tmp_path / "exp.yaml"), "--storage", db, "-o", "r.html", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    page = (tmp_path / "r.html").read_text()
+    # the intermediate values the store keeps, drawn as Optuna's intermediate-values chart
+    assert "<h2>Learning curves</h2>" in page and "Intermediate Values Plot" in page
+    assert "objective: the value of loss that counts for the search, the min of the values the trial reported" in page
+    failed = [log for log in (tmp_path / "hp-runs" / "curves").glob("*/output.log") if "diverged" in log.read_text()]
+    assert len(failed) == 1
+    assert "<h2>Failed trials</h2>" in page and "diverged at x=2.0" in page
+    assert f"log: <code>{failed[0].relative_to(tmp_path)}</code>" in page
+    assert "Succeeded: ExperimentSuggestionEndReached" in page  # the grid ran out, as the run said
+    md = hp("report", str(tmp_path / "exp.yaml"), "--storage", db, "-f", "markdown", cwd=tmp_path).stdout
+    assert "## Failed trials" in md and "      diverged at x=2.0" in md and "the latest value each trial reported" in md
+    # -o naming a folder is refused, not a traceback
+    (tmp_path / "adir").mkdir()
+    res = hp("report", str(tmp_path / "exp.yaml"), "--storage", db, "-o", "adir", cwd=tmp_path)
+    assert res.returncode == 2 and "--output adir: is a folder" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_reports_study_names_its_metric_and_keeps_reported_values():
+    from hp_components.report import _study
+    from hp_components.trials import Trial
+
+    exp = parse_experiment(script_experiment("named", "print('loss=1')", params=PARAMS))
+    history = [Trial(name="a", assignments={"x": "0.1", "y": "a"}, condition="Succeeded", objective_value=1.0,
+                     intermediate_values=[(0, 3.0), (1, 1.0)]),
+               Trial(name="b", assignments={"x": "0.2", "y": "b"}, condition="EarlyStopped", objective_value=4.0,
+                     intermediate_values=[(0, 5.0), (1, 4.0)]),
+               Trial(name="c", assignments={"x": "0.3", "y": "b"}, condition="Failed")]
+    study = _study(exp, history)
+    assert study.metric_names == ["loss"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]
+    assert study.trials[1].intermediate_values == {0: 5.0, 1: 4.0}

@@ -106,3 +106,58 @@ def test_step_commands_on_the_command_line(tmp_path):
     bad = subprocess.run([*hp, "collect", "--experiment", str(tmp_path / "exp.json"), "--trials", "[oops"],
                          env=env, cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 2 and "--trials: not valid JSON" in bad.stderr and "Traceback" not in bad.stderr
+
+
+CURVE = """
+import sys
+x = float(sys.argv[1].split("=")[1])
+for epoch in range(6):
+    print(f"loss={x + 1 / (epoch + 1)}")
+"""
+
+
+def test_suggest_hands_each_trial_its_stop_rule_and_collect_keeps_the_curves():
+    # Katib: the trial's earlyStoppingRules come from GetEarlyStoppingRules when it is created
+    # (pkg/earlystopping/v1beta1/medianstop/service.py), none until min_trials_required succeeded
+    from hp_components.steps import STOP_RULE_KEY, fan_out_items, slim
+
+    spec = script_experiment("stepmedian", CURVE, maxTrialCount=6, parallelTrialCount=3,
+                             earlyStopping={"algorithmName": "medianstop", "algorithmSettings": [
+                                 {"name": "min_trials_required", "value": "3"}, {"name": "start_step", "value": "2"}]})
+    exp = parse_experiment(spec)
+    batch = suggest_step(exp, [])
+    assert [t["stopRules"] for t in batch] == [[], [], []]
+    assert [i[STOP_RULE_KEY] for i in fan_out_items(batch)] == ["", "", ""] and slim(batch)[0]["stopRules"] == []
+    observations = []
+    for item in batch:
+        obs = run_trial(_command(exp, item), objective="loss", metrics=[], strategies={"loss": "min"})
+        observations.append({**obs, "name": item["name"]})
+    out = collect_step(exp, [], batch, observations, suggest_next=True)
+    history = load_history(out["history"])
+    for trial, item in zip(history, batch):
+        x = float(item["parameters"]["x"])
+        assert trial.intermediate_values == [(k, x + 1 / (k + 1)) for k in range(6)]
+    means = sorted((t.intermediate_values[0][1] + t.intermediate_values[1][1]) / 2 for t in history)
+    rule = f"loss;{means[1]!r};greater;2"
+    assert [t["stopRules"] for t in out["next"]] == [[rule]] * 3
+    assert {i[STOP_RULE_KEY] for i in fan_out_items(out["next"])} == {rule}
+    # the experiments without rules: no key, and the wrapper's arguments take no rule
+    plain = parse_experiment(script_experiment("plain", CURVE))
+    assert "stopRules" not in suggest_step(plain, [])[0] and "--stop-rule" not in wrapper_args(plain, "{{rule}}")
+    args = wrapper_args(exp, "{{rule}}")
+    assert args[args.index("--stop-rule") + 1] == "{{rule}}" and args[args.index("--objective-type") + 1] == "minimize"
+    pruned = parse_experiment(script_experiment("sh", CURVE, earlyStopping={"algorithmName": "successive-halving"}))
+    assert "stopRules" not in suggest_step(pruned, [])[0], "Optuna's pruners are not fixed rules: local only"
+
+
+def test_intermediate_values_from_an_observation_are_checked():
+    from hp_components.steps import trial_from_observation
+
+    exp = parse_experiment(script_experiment("iv", CURVE))
+    item = {"name": "iv-1", "parameterAssignments": [{"name": "x", "value": "0.1"}]}
+    obs = {"condition": "EarlyStopped", "reason": "TrialEarlyStopped", "metrics": [
+        {"name": "loss", "min": "0.5", "max": "2", "latest": "0.5"}],
+        "intermediateValues": [[0, 2.0], [1, "nan"], "junk", [2, 0.5]]}
+    t = trial_from_observation(exp, item, obs)
+    assert t.condition == "EarlyStopped" and t.intermediate_values == [(0, 2.0), (2, 0.5)]
+    assert trial_from_observation(exp, item, {**obs, "intermediateValues": "x"}).intermediate_values == []

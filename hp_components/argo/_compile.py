@@ -10,7 +10,9 @@
                     "conditional parameters" pattern)
 
 Each fan-out item is flat (``{"hp-trial-name": ..., "<trialParameter>": "<value>"}``, every value a
-string): Argo's processItem defines ``{{item.K}}`` for top-level keys only. Steps templates
+string): Argo's processItem defines ``{{item.K}}`` for top-level keys only. With ``medianstop`` an
+item also holds ``hp-stop-rule``, the trial's early-stopping rule ("" until enough trials
+succeeded), which the trial pod's wrapper enforces (``--stop-rule``). Steps templates
 declare their input artifacts without ``path`` (validate.go allows a path on leaves only).
 
 The history travels as an artifact (``history.json``); parameters carry only the batch (names
@@ -31,7 +33,7 @@ from hera.workflows import Artifact, Container, Parameter, RawArtifact, Resource
 
 from hp_components.experiment import Experiment
 from hp_components.jobs import JobTrialError, check_job_trial, created_as_job, label_job, replica_specs, resource_path
-from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, WRAPPER_PROGRAM, wrapper_args
+from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, STOP_RULE_KEY, WRAPPER_PROGRAM, uses_stop_rules, wrapper_args
 from hp_components.template import TemplateError, deadline, meta_value, primary_container_spec, render, render_text
 
 from hp_components.argo._errors import CompileError
@@ -99,6 +101,13 @@ def _check(exp: Experiment) -> None:
                                f"{tp.name!r} cannot be an Argo parameter name (letters, digits, '-' and '_' only)")
         if tp.name == _TRIAL_NAME:
             raise CompileError(f"{_TT}.trialParameters[{i}].name", f"{_TRIAL_NAME!r} is the trial name's key on Argo; rename it")
+        if tp.name == STOP_RULE_KEY and uses_stop_rules(exp):
+            raise CompileError(f"{_TT}.trialParameters[{i}].name", f"{STOP_RULE_KEY!r} is the stop rule's key on Argo; rename it")
+    if uses_stop_rules(exp) and _UNSAFE.search(spec.objective.objective_metric_name):
+        raise CompileError("spec.objective.objectiveMetricName",
+                           "with early stopping the name travels in a fan-out item's value, which Argo hands over "
+                           "as its JSON text without the outer quotes: it must not contain quotes, backslashes or "
+                           "control characters")
     _check_item_values(exp)
     if "{{" in exp.to_json():
         where = "spec.trialTemplate.trialSpec" if "{{" in json.dumps(ts) else "spec"
@@ -218,9 +227,12 @@ def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, 
     if not c.get("image"):
         raise CompileError(f"{_TT}.trialSpec", f"container {name!r} needs an image")
     limit = deadline(ts)
-    args = [*wrapper_args(exp), "--name", "{{inputs.parameters.%s}}" % _TRIAL_NAME, "--output", _OBS, "--", *user]
+    stops = [STOP_RULE_KEY] if uses_stop_rules(exp) else []
+    args = [*wrapper_args(exp, "{{inputs.parameters.%s}}" % STOP_RULE_KEY), "--name", "{{inputs.parameters.%s}}" % _TRIAL_NAME,
+            "--output", _OBS, "--", *user]
     container = _render({k: v for k, v in c.items() if k not in ("name", "command", "args", "image")}, exp)
-    inputs = [Parameter(name=_TRIAL_NAME)] + [Parameter(name=tp.name) for tp in spec.trial_template.trial_parameters or []]
+    inputs = [Parameter(name=n) for n in [_TRIAL_NAME, *stops]] + [
+        Parameter(name=tp.name) for tp in spec.trial_template.trial_parameters or []]
     extras["trial-pod"] = {
         **_pod_template_fields(exp),
         **({"pendingTimeout": opts.pending_timeout} if opts.pending_timeout else {}),
@@ -241,7 +253,7 @@ def _trial_template(exp: Experiment, opts: Options, extras: dict[str, dict[str, 
         # recorded NoObservation), never an anonymous "{}" that collect could not match to its trial
         outputs=[Parameter(name="observation", value_from=m.ValueFrom(path=_OBS))],
     )
-    names = [_TRIAL_NAME, *[tp.name for tp in spec.trial_template.trial_parameters or []]]
+    names = [_TRIAL_NAME, *stops, *[tp.name for tp in spec.trial_template.trial_parameters or []]]
     with Steps(name="trial", inputs=[Parameter(name=n) for n in names], outputs=[Parameter(
             name="observation", value_from=m.ValueFrom(parameter="{{steps.run.outputs.parameters.observation}}"))]) as trial:
         Step(name="run", template=pod, arguments=[Parameter(name=n, value="{{inputs.parameters.%s}}" % n) for n in names])
@@ -379,7 +391,8 @@ def _build(exp: Experiment, image: str | None, holder: Any, opts: Options, extra
                      Artifact(name="history", path=out["history.json"]),
                      Artifact(name="batch", path=out["batch.json"])])
         # one flat item per trial: processItem defines {{item.K}} for top-level keys only
-        trial_args = [Parameter(name=_TRIAL_NAME, value="{{item.%s}}" % _TRIAL_NAME)] + [
+        stops = [STOP_RULE_KEY] if uses_stop_rules(exp) and not created_as_job(exp) else []  # job trials: no wrapper
+        trial_args = [Parameter(name=n, value="{{item.%s}}" % n) for n in [_TRIAL_NAME, *stops]] + [
             Parameter(name=tp.name, value="{{item.%s}}" % tp.name)
             for tp in exp.spec.trial_template.trial_parameters or []]
         with Steps(name="loop", parallelism=exp.spec.parallel_trial_count,

@@ -39,7 +39,7 @@ from hp_components.kfp._errors import KfpError, UnsupportedExperiment
 from hp_components.kfp._components import step_components
 from hp_components.jobs import created_as_job
 from hp_components.kfp._trial import (check_experiment, configure_launcher_task, configure_trial_task,
-                                      trial_component, trial_fields)
+                                      trial_component, trial_fields, trial_inputs)
 
 __all__ = ["compile_experiment", "experiment_pipeline", "tune", "search_experiment"]
 
@@ -73,7 +73,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_back
     comp = trial_component(exp)
 
     def trial(item: Any, wrapper: Any, experiment: Any) -> Any:
-        task = comp(hp_trial=item.hp_trial, hp_wrapper=wrapper, **{k: getattr(item, k) for k in fields})
+        task = comp(hp_wrapper=wrapper, **trial_inputs(exp, item))
         configure_trial_task(task, exp)
         task.set_display_name("trial")
         return task, task.outputs["observation"]
@@ -210,6 +210,7 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
 
     def trial(item: Any, wrapper: Any, experiment: Any) -> Any:
         task = trial_component(**{k: getattr(item, k) for k in fields}, **fixed)
+        task.set_display_name("trial")  # what hp-tune status counts in ML Metadata (kfp/_status.py R2)
         if configure is not None:
             configure(task)
         return task, task.outputs[out_name]

@@ -36,6 +36,10 @@ E1 drv/driver.go ``provisionOutputs`` and drv/resolve.go ``resolveInputs``: a co
    ExecutorInput holds its resolved input values, one URI per input artifact, and per output a
    file path or a URI ``<pipeline root>/<task name>/<salt>/<name>`` (metadata/client.go
    ``GenerateOutputURI``).
+L1 Argo workflow/packer/packer.go ``getMaxWorkflowSize`` / ``CompressWorkflowIfNeeded`` (and
+   workflow/hydrator/hydrator.go ``Dehydrate``): a Workflow over MAX_WORKFLOW_SIZE (1 MiB) once its
+   status nodes are compressed fails, unless node status offload is configured. L2 etcd's request
+   limit (1.5 MiB) sits above it. :func:`check_ir` refuses past L1 and warns past 80 % of it.
 E2 linux include/uapi/linux/binfmts.h MAX_ARG_STRLEN (128 KiB): the ExecutorInput is one argv
    string of the launcher (backend/src/v2/component/launcher_v2.go).
 """
@@ -49,14 +53,22 @@ from typing import Any
 from hp_components.kfp._errors import UnsupportedExperiment
 
 __all__ = ["ARGO_MAX_DEPTH", "ETCD_REQUEST_BYTES", "MAX_ARG_STRLEN", "argo_depth", "ir_dag_depth",
-           "workflow_spec_bytes", "workflow_status_bytes", "trial_executor_input_bytes", "check_ir", "check_size"]
+           "MAX_WORKFLOW_BYTES", "WARN_FRACTION", "workflow_spec_bytes", "workflow_status_bytes",
+           "trial_executor_input_bytes", "check_ir", "check_size"]
 
 ARGO_MAX_DEPTH = 100                     # D5
 MAX_ARG_STRLEN = 128 * 1024              # E2
-#: Argo's MAX_WORKFLOW_SIZE default (workflow/packer/packer.go): only status.nodes can be
-#: compressed, so the spec itself must fit; etcd's request limit (~1.5 MiB) is above it
+#: L1 Argo's MAX_WORKFLOW_SIZE default (workflow/packer/packer.go ``getMaxWorkflowSize``, 1024 *
+#: 1024): ``CompressWorkflowIfNeeded`` compresses only status.nodes once the Workflow JSON passes
+#: it and fails the workflow ("workflow is longer than maximum allowed size") if it still does,
+#: unless node status offload is on (workflow/hydrator/hydrator.go ``Dehydrate``). So the spec,
+#: then spec + status, must stay under it.
 MAX_WORKFLOW_BYTES = 1024 * 1024
+#: L2 etcd's request limit (--max-request-bytes, 1.5 MiB by default; kubeflow/pipelines #10968):
+#: every Workflow write must fit, but L1 refuses below it, so L1 is the check
 ETCD_REQUEST_BYTES = 1536 * 1024
+#: warn once an estimate passes this share of its limit (the estimates are not measured on a cluster)
+WARN_FRACTION = 0.8
 #: the templates every KFP Workflow has whatever the pipeline (system-dag-driver,
 #: system-container-driver, system-container-executor, system-container-impl, with their
 #: scripts, args and volumes): measured on test_data/compiled-workflows/hello-world.yaml at
@@ -143,6 +155,25 @@ def _trial_components(ir: dict[str, Any]) -> list[str]:
     return out
 
 
+def _leaves_below_root(ir: dict[str, Any]) -> list[str]:
+    """The container components called from the root's sub-DAGs, outside any ParallelFor."""
+    out = []
+
+    def walk(dag_spec: dict[str, Any]) -> None:
+        for task in (dag_spec.get("tasks") or {}).values():
+            comp = _component(ir, task)
+            if "parameterIterator" in task:
+                continue
+            if "dag" in comp:
+                walk(comp["dag"])
+            else:
+                out.append(task["componentRef"]["name"])
+    for task in (ir["root"]["dag"].get("tasks") or {}).values():
+        if "dag" in _component(ir, task) and "parameterIterator" not in task:
+            walk(_component(ir, task)["dag"])
+    return out
+
+
 def trial_executor_input_bytes(ir: dict[str, Any], values: dict[str, Any]) -> int:
     """The ExecutorInput JSON the driver resolves for the largest trial pod, given one loop item's
     ``values`` (rule E1); its inputs artifact URIs and outputs are laid out as the driver does."""
@@ -177,21 +208,61 @@ def _trial_executor_inputs(ir: dict[str, Any], values: dict[str, Any]) -> list[s
     return out
 
 
-def check_ir(ir: dict[str, Any], field: str = "spec.maxTrialCount") -> None:
-    """Refuse, naming ``field``, an IR whose Workflow would not run (depth D5, the spec size)."""
+def check_ir(ir: dict[str, Any], field: str = "spec.maxTrialCount", *, trials: int | None = None,
+             rounds: int | None = None) -> None:
+    """Refuse, naming ``field``, an IR whose Workflow would not run; warn close to a limit.
+
+    Depth (D5) and the spec size (L1) always; with ``trials`` and ``rounds`` (what the run can
+    reach) also the whole Workflow after ``trials`` trials: spec + status nodes (L1, N1-N2).
+    A refusal is an :class:`UnsupportedExperiment` (exit 2 in the CLI); a warning is a
+    ``UserWarning`` once an estimate passes :data:`WARN_FRACTION` of its limit.
+    """
     depth = argo_depth(ir)
     if depth >= ARGO_MAX_DEPTH:
         raise UnsupportedExperiment(field, f"the compiled pipeline nests {depth} Argo templates deep; Argo stops at "
-                                    f"{ARGO_MAX_DEPTH} (maxAllowedStackDepth)")
-    check_size(workflow_spec_bytes(ir), field)
+                                    f"{ARGO_MAX_DEPTH} (maxAllowedStackDepth, workflow/controller/controller.go "
+                                    "getMaxStackDepth): call tune() from fewer nested pipelines or ParallelFors")
+    if depth >= ARGO_MAX_DEPTH * WARN_FRACTION:
+        _warn(f"the compiled pipeline nests {depth} Argo templates deep, close to Argo's {ARGO_MAX_DEPTH} "
+              "(maxAllowedStackDepth)")
+    spec = workflow_spec_bytes(ir)
+    check_size(spec, field)
+    if trials is None or rounds is None:
+        return
+    raw, stored = workflow_status_bytes(ir, trials, rounds)
+    status = raw if spec + raw <= MAX_WORKFLOW_BYTES else stored  # N2: compressed only past the limit
+    total = spec + status
+    what = (f"the Workflow KFP would create is about {total // 1024} KiB after {trials} trials in {rounds} rounds "
+            f"(spec {spec // 1024} KiB + status nodes {status // 1024} KiB"
+            f"{' after compression' if status == stored else ''}; an estimate from the backend's rules, "
+            "hp_components/kfp/_backend.py)")
+    per_trial = max(1, status // max(1, trials))
+    fits = max(0, (MAX_WORKFLOW_BYTES - spec) // per_trial)
+    change = (f"lower maxTrialCount (about {per_trial} bytes per trial: roughly {fits} trials fit) or "
+              "raise parallelTrialCount (fewer rounds, a smaller spec), or run several experiments; a cluster "
+              "with Argo's node status offload (persistence.nodeStatusOffLoad) lifts this limit")
+    if total >= MAX_WORKFLOW_BYTES:
+        raise UnsupportedExperiment(field, f"{what}; Argo fails a workflow over {MAX_WORKFLOW_BYTES // 1024} KiB "
+                                    f"(MAX_WORKFLOW_SIZE, workflow/packer/packer.go CompressWorkflowIfNeeded: "
+                                    f"'workflow is longer than maximum allowed size'): {change}")
+    if total >= MAX_WORKFLOW_BYTES * WARN_FRACTION:
+        _warn(f"{field}: {what}, close to Argo's {MAX_WORKFLOW_BYTES // 1024} KiB (MAX_WORKFLOW_SIZE); "
+              f"retries and long trial values add to it: {change}")
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, UserWarning, stacklevel=3)
 
 
 def check_size(size: int, field: str = "spec.maxTrialCount") -> None:
-    """Refuse, naming ``field``, a Workflow spec of about ``size`` bytes that Argo would not take."""
+    """Refuse, naming ``field``, a Workflow spec of about ``size`` bytes that Argo would not take (L1)."""
     if size >= MAX_WORKFLOW_BYTES:
-        raise UnsupportedExperiment(field, f"the Workflow KFP would create is about {size // 1024} KiB; Argo refuses "
-                                    f"workflows over {MAX_WORKFLOW_BYTES // 1024} KiB (MAX_WORKFLOW_SIZE): lower "
-                                    "maxTrialCount or raise parallelTrialCount (fewer rounds)")
+        raise UnsupportedExperiment(field, f"the Workflow KFP would create is about {size // 1024} KiB before any "
+                                    f"trial runs; Argo refuses workflows over {MAX_WORKFLOW_BYTES // 1024} KiB "
+                                    "(MAX_WORKFLOW_SIZE, workflow/packer/packer.go; only the status nodes can be "
+                                    "compressed): lower maxTrialCount or raise parallelTrialCount (fewer rounds)")
 
 
 def workflow_status_bytes(ir: dict[str, Any], trials: int, rounds: int, values: dict[str, Any] | None = None) -> tuple[int, int]:
@@ -218,16 +289,17 @@ def workflow_status_bytes(ir: dict[str, Any], trials: int, rounds: int, values: 
     trial_inputs = _trial_executor_inputs(ir, values or {})
     comps = {n: c for n, c in ir["components"].items() if "executorLabel" in c}
     execs = ir["deploymentSpec"]["executors"]
-    tasks = [json.dumps(t, separators=(",", ":")) for c in [ir["root"], *ir["components"].values()]
-             for t in ((c.get("dag") or {}).get("tasks") or {}).values()]
+    # sorted: the estimate must not depend on the order of the IR's maps
+    tasks = sorted(json.dumps(t, separators=(",", ":"), sort_keys=True) for c in [ir["root"], *ir["components"].values()]
+                   for t in ((c.get("dag") or {}).get("tasks") or {}).values())
     nodes: list[Any] = []
 
     def unique(text: str) -> str:  # each execution has its own ids, URIs and values (what keeps gzip honest)
         return text.replace(zero, str(uuid.UUID(int=rng.getrandbits(128))))
 
     def container_task(comp_name: str, executor_input: str, index: int) -> None:
-        comp = json.dumps(comps[comp_name], separators=(",", ":"))
-        cont = json.dumps(execs[comps[comp_name]["executorLabel"]], separators=(",", ":"))
+        comp = json.dumps(comps[comp_name], separators=(",", ":"), sort_keys=True)
+        cont = json.dumps(execs[comps[comp_name]["executorLabel"]], separators=(",", ":"), sort_keys=True)
         patch = json.dumps({"containers": [{"name": "main", "command": [
             "/kfp-launcher/launch", "--pipeline_name", ir["pipelineInfo"]["name"], "--run_id", unique(zero),
             "--execution_id", str(rng.getrandbits(40)), "--executor_input", unique(executor_input),
@@ -240,10 +312,12 @@ def workflow_status_bytes(ir: dict[str, Any], trials: int, rounds: int, values: 
                       {"id": unique(zero), "inputs": {"pod-spec-patch": patch}},
                       {"id": unique(zero), "retry-parent": node["inputs"]}])
 
-    step_input = json.dumps({"inputs": {"parameterValues": {"experiment": json.dumps(ir["root"])[:3000]}},
+    step_input = json.dumps({"inputs": {"parameterValues": {"experiment": json.dumps(ir["root"], sort_keys=True)[:3000]}},
                              "outputs": {"outputFile": f"/tmp/{zero}"}})
-    trial_comp = next((n for n in _trial_components(ir)), None)
-    step_comps = [n for n in comps if n != trial_comp]
+    trial_comp = min(_trial_components(ir), default=None)
+    # the steps of a round: leaves inside the root's sub-DAGs but outside the loop (ours: collect,
+    # gather, no-trials; a round runs collect and gather or no-trials)
+    step_comps = sorted(set(_leaves_below_root(ir)) - {trial_comp})
     for i in range(trials):
         if trial_comp:
             container_task(trial_comp, trial_inputs[0], i)
@@ -253,4 +327,4 @@ def workflow_status_bytes(ir: dict[str, Any], trials: int, rounds: int, values: 
         nodes.extend({"id": unique(zero), "inputs": {"task": rng.choice(tasks), "component": rng.choice(tasks)}}
                      for _ in range(6))
     raw = json.dumps(nodes).encode()
-    return len(raw), len(base64.b64encode(gzip.compress(raw)))
+    return len(raw), len(base64.b64encode(gzip.compress(raw, mtime=0)))

@@ -12,11 +12,13 @@ import re
 
 from hp_components.experiment import Experiment
 
-__all__ = ["TRIAL_KEY", "ITEM_KEY", "WRAPPER_KEY", "trial_fields"]
+__all__ = ["TRIAL_KEY", "ITEM_KEY", "STOP_KEY", "WRAPPER_KEY", "trial_fields"]
 
 #: the loop item key holding the trial's name, and the one holding the suggest step's trial record
 TRIAL_KEY = "hp_trial"
 ITEM_KEY = "hp_item"
+#: the loop item key (and trial component input) holding the trial's early-stopping rule ("" for none)
+STOP_KEY = "hp_stop_rule"
 #: the trial component's input that receives the metrics wrapper (an artifact)
 WRAPPER_KEY = "hp_wrapper"
 
@@ -31,7 +33,7 @@ def trial_fields(exp: Experiment) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for tp in exp.spec.trial_template.trial_parameters or []:
         key = _key(tp.name)
-        while key in out or key in (TRIAL_KEY, ITEM_KEY, WRAPPER_KEY):
+        while key in out or key in (TRIAL_KEY, ITEM_KEY, STOP_KEY, WRAPPER_KEY):
             key += "_"
         out[key] = {"trialParameter": tp.name, "type": "str"}
     return out

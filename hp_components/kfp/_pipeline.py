@@ -50,6 +50,9 @@ OUTPUT_NAMES = Outputs._fields
 #: retries of a task whose pod failed (eviction, node loss, OOM kill of the whole container): the
 #: metrics wrapper exits 0 when the training command fails, so a non-zero exit is infrastructure
 RETRIES = 2
+#: the oldest KFP backend that runs our pipelines: it resolves a parameter ``dsl.Collected`` from
+#: 2.14.0 (kubeflow/pipelines #11725; docs/kfp.md "Minimum KFP backend")
+MIN_BACKEND = "2.14.0"
 #: first retry after this many seconds (whole seconds: the backend's retryStrategy.backoff.duration)
 RETRY_BACKOFF = "30s"
 
@@ -153,7 +156,9 @@ def tuning_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, *
             one, two = (workflow_spec_bytes(build(n)[1]) for n in (1, 2))
             check_size(one + (total - 1) * (two - one), "spec.maxTrialCount")
         graph, spec = build(total)
-        check_ir(spec)  # a real limit that still applies: refused here, naming spec.maxTrialCount
+        # real limits that still apply (depth, spec, spec + status nodes at maxTrialCount): refused here,
+        # naming spec.maxTrialCount; a warning close to them
+        check_ir(spec, trials=exp.spec.max_trial_count, rounds=total)
         return graph
 
 
@@ -161,4 +166,4 @@ def _description(exp: Experiment) -> str:
     spec = exp.spec
     return (f"Katib Experiment {exp.name} (hp-components): {spec.algorithm.algorithm_name}, "
             f"{spec.objective.type} {spec.objective.objective_metric_name}, {spec.max_trial_count} trials, "
-            f"{spec.parallel_trial_count} at a time")
+            f"{spec.parallel_trial_count} at a time; needs KFP backend {MIN_BACKEND}+ (parameter dsl.Collected)")

@@ -13,6 +13,8 @@ A loop item is flat so that KFP can select its fields (``item.<key>``)::
 
     {"hp_trial": "seed-bayesopt-0003", "hp_item": {<the suggest step's trial>}, "<key>": value, ...}
 
+(with ``medianstop`` also ``"hp_stop_rule"``: the trial's stop rule, "" for none yet)
+
 ``config["fields"]`` says what each ``<key>`` holds: ``{"trialParameter": name}`` (the value
 ``${trialParameters.name}`` takes) or ``{"parameter": name}`` (a search parameter's value),
 converted to ``config["fields"][key]["type"]`` (``str``, ``float``, ``int`` or ``bool``).
@@ -25,12 +27,12 @@ import math
 from typing import Any, Sequence
 
 from hp_components.experiment import Experiment, load_experiment
-from hp_components.steps import collect_step, suggest_step
+from hp_components.steps import collect_step, stop_rule_text, suggest_step
 from hp_components.trials import load_history
 
-from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY, trial_fields
+from hp_components.kfp._fields import ITEM_KEY, STOP_KEY, TRIAL_KEY, trial_fields
 
-__all__ = ["experiment_from", "suggest_items", "collect_round", "observation_of", "without_nulls", "launch_trial"]
+__all__ = ["experiment_from", "suggest_items", "record_round", "collect_round", "observation_of", "without_nulls", "launch_trial"]
 
 
 
@@ -57,6 +59,8 @@ def _flat(item: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     """A suggested trial as a flat loop item (see the module docstring)."""
     assignments = {a["name"]: str(a["value"]) for a in item["parameterAssignments"]}
     out: dict[str, Any] = {TRIAL_KEY: item["name"], ITEM_KEY: item}
+    if "stopRules" in item:
+        out[STOP_KEY] = stop_rule_text(item)
     for key, field in (config.get("fields") or {}).items():
         if "parameter" in field:
             raw = assignments[field["parameter"]]
@@ -116,7 +120,8 @@ def observation_of(value: Any, objective: str) -> dict[str, Any] | None:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
-            return {"condition": "Failed", "reason": "BadObservation: not JSON", "metrics": []}
+            return {"condition": "Failed", "reason": "BadObservation", "metrics": [],
+                    "message": "the trial's objective output is neither a number nor JSON"}
     if isinstance(value, bool):
         value = None
     if isinstance(value, (int, float)) or value is None:
@@ -152,6 +157,22 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
+def record_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
+                 observations: Sequence[Any]) -> dict[str, Any]:
+    """Record one round's loop ``items`` and their ``observations`` (in loop order) after ``history``.
+
+    What collect records, and what ``hp-tune status`` replays from the collect steps' inputs;
+    returns :func:`hp_components.steps.collect_step`'s ``{history, status, done, condition, best}``.
+    """
+    exp = experiment_from(experiment)
+    objective = exp.spec.objective.objective_metric_name
+    trials = [item.get(ITEM_KEY) or {"name": item[TRIAL_KEY], "parameterAssignments": []} for item in items]
+    obs = [observation_of(o, objective) for o in observations]
+    if len(obs) < len(trials):
+        obs += [None] * (len(trials) - len(obs))
+    return collect_step(exp, load_history(list(history or [])), trials, obs[: len(trials)])
+
+
 def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Sequence[dict[str, Any]],
                   observations: Sequence[Any], config: dict[str, Any]) -> dict[str, Any]:
     """Record a batch, decide, and suggest the next batch when the experiment goes on.
@@ -162,12 +183,7 @@ def collect_round(experiment: Any, history: Sequence[dict[str, Any]], items: Seq
     round never loops over an empty list.
     """
     exp = experiment_from(experiment)
-    objective = exp.spec.objective.objective_metric_name
-    trials = [item.get(ITEM_KEY) or {"name": item[TRIAL_KEY], "parameterAssignments": []} for item in items]
-    obs = [observation_of(o, objective) for o in observations]
-    if len(obs) < len(trials):
-        obs += [None] * (len(trials) - len(obs))
-    out = collect_step(exp, load_history(list(history or [])), trials, obs[: len(trials)])
+    out = record_round(exp, history, items, observations)
     out["next_trials"] = []
     if not out["done"]:
         full = load_history(out["history"])

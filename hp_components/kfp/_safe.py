@@ -4,7 +4,7 @@
 same inputs that runs your function inside ``try``/``except`` and returns an observation (JSON)::
 
     {"condition": "Succeeded", "metrics": [{"name": "accuracy", "min": "0.93", ...}]}
-    {"condition": "Failed", "reason": "TrialFailed: ValueError: lr too large", "metrics": []}
+    {"condition": "Failed", "reason": "TrialFailed", "message": "ValueError: lr too large", "metrics": []}
 
 Your function's source is nested in the generated one (a KFP lightweight component ships only its
 own function), and the command keeps your component's image and ``packages_to_install``.
@@ -37,10 +37,11 @@ _BODY = '''
     except (Exception, SystemExit) as _hp_error:  # a failed training run: recorded, the pipeline goes on
         _hp_traceback.print_exc()
         if isinstance(_hp_error, SystemExit):
-            _hp_reason = "TrialFailed: exit code " + str(_hp_error.code)
+            _hp_message = "the training function called sys.exit(" + repr(_hp_error.code) + ")"
         else:
-            _hp_reason = "TrialFailed: " + type(_hp_error).__name__ + ": " + str(_hp_error)[:500]
-        return _hp_json.dumps({{"condition": "Failed", "reason": _hp_reason, "metrics": []}})
+            _hp_message = type(_hp_error).__name__ + ": " + str(_hp_error)[:500]
+        return _hp_json.dumps({{"condition": "Failed", "reason": "TrialFailed", "message": _hp_message,
+                                "metrics": []}})
     try:
         _hp_number = float(_hp_value)
     except (TypeError, ValueError):

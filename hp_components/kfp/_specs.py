@@ -9,9 +9,15 @@ Each file loads with ``kfp.components.load_component_from_file``:
   ``kfp-collect.yaml``, ``kfp-report.yaml``: the tuning steps (the state passes between them as an artifact) (hp-components image, see the Dockerfile);
 * ``kfp-trial-wrapper.yaml``: the metrics wrapper around any training command, for your own
   container trials. Inputs: ``objective``, ``command`` (a JSON list, run without a shell),
-  ``options`` (more wrapper flags, a JSON list: ``["--metric", "loss", "--timeout", "3600"]``);
+  ``options`` (more wrapper flags, a JSON list: ``["--metric", "loss", "--timeout", "3600"]``),
+  ``hp_wrapper`` (an artifact: the ``wrapper`` output of ``kfp-suggest``, hp_components/metrics.py
+  written once per run, so the 36 KB source is in no component, command or parameter);
   output: ``observation`` (what ``collect`` reads). Its image is ``python:3.11-slim``: replace
-  it with your training image (only ``python3`` is needed there).
+  it with your training image (only ``python3`` is needed there)::
+
+      s = suggest(experiment=exp_json, config=config, history=[])
+      with dsl.ParallelFor(s.outputs["trials"]) as item:
+          t = trial_wrapper(objective="loss", command=..., hp_wrapper=s.outputs["wrapper"])
 """
 
 from __future__ import annotations
@@ -27,17 +33,16 @@ import yaml
 
 from hp_components.steps import DEFAULT_IMAGE
 
-from hp_components.steps import WRAPPER_PROGRAM
-
 __all__ = ["SPEC_DIR", "write_component_specs", "trial_wrapper_text"]
 
 SPEC_DIR = Path(__file__).resolve().parents[2] / "component_specs"
 
-# argv[1]: the wrapper (WRAPPER_PROGRAM), [2]: objective, [3]: options (JSON list), [4]: output path, [5]: command (JSON list)
-_BOOT = ("import json, sys; src, objective, opts, out, cmd = sys.argv[1:6]; "
-         "sys.argv = ['metrics.py', '--objective', objective] + json.loads(opts or '[]') + ['--output', out, '--'] "
+# argv[1]: the wrapper's path (the hp_wrapper artifact), [2]: objective, [3]: options (JSON list),
+# [4]: output path, [5]: command (JSON list)
+_BOOT = ("import json, sys; path, objective, opts, out, cmd = sys.argv[1:6]; "
+         "sys.argv = [path, '--objective', objective] + json.loads(opts or '[]') + ['--output', out, '--'] "
          "+ json.loads(cmd); "
-         "exec(src, {'__name__': '__main__'})")
+         "exec(compile(open(path, encoding='utf-8').read(), path, 'exec'), {'__name__': '__main__'})")
 
 
 def trial_wrapper_text(image: str = "python:3.11-slim") -> str:
@@ -49,13 +54,13 @@ def trial_wrapper_text(image: str = "python:3.11-slim") -> str:
             {"name": "objective", "type": "String", "description": "objective metric name"},
             {"name": "command", "type": "String", "description": "the training command, a JSON list"},
             {"name": "options", "type": "String", "default": "[]", "description": "more wrapper flags, a JSON list"},
-            {"name": "hp_wrapper", "type": "String", "default": WRAPPER_PROGRAM,
-             "description": "the metrics wrapper: exec(compile(<source of hp_components/metrics.py>, ...))"},
+            {"name": "hp_wrapper", "type": "Artifact",
+             "description": "the metrics wrapper, hp_components/metrics.py (kfp-suggest's wrapper output)"},
         ],
         "outputs": [{"name": "observation", "type": "String"}],
         "implementation": {"container": {
             "image": image,
-            "command": ["python3", "-c", _BOOT, {"inputValue": "hp_wrapper"},
+            "command": ["python3", "-c", _BOOT, {"inputPath": "hp_wrapper"},
                         {"inputValue": "objective"}, {"inputValue": "options"}, {"outputPath": "observation"},
                         {"inputValue": "command"}],
         }},

@@ -1,14 +1,27 @@
-"""``hp-tune status --target kfp RUN_ID --host URL``: a run's state and its trials so far, from the KFP API.
+"""``hp-tune status --target kfp RUN_ID --host URL``: a run's state, its trials so far and the best one.
 
-The contract (docs/kfp-contract.md, "Reading a run"): ``GET <host>/apis/v2beta1/runs/<run_id>``
-(backend/api/v2beta1/run.proto ``RunService.GetRun``, kubeflow/pipelines 7b70c7b) returns a
-``Run`` with ``state`` (``RuntimeState``: PENDING, RUNNING, SUCCEEDED, SKIPPED, FAILED, CANCELING,
-CANCELED, PAUSED), ``created_at``, ``finished_at``, ``error`` and ``run_details.task_details``, a
-list of ``PipelineTaskDetail`` (``display_name``, ``state``, ``start_time``, ``end_time``, ...).
-Our trial tasks are displayed as ``trial``, the collect steps as ``collect`` (one per round that
-ran), the last step as ``report``. A task detail carries artifact ids only, no parameter values
-(those stay in ML Metadata), so the best trial is not in this API: it is reported as unknown here
-and shown by the report step (its Markdown/HTML and Metrics artifacts, and the run's outputs in the UI).
+Two sources, both behind ``--host`` (the KFP UI, ``svc/ml-pipeline-ui``, which serves the API and
+proxies ML Metadata), kubeflow/pipelines 7b70c7b:
+
+R1 ``GET <host>/apis/v2beta1/runs/<run_id>`` (backend/api/v2beta1/run.proto ``RunService.GetRun``):
+   a ``Run`` with ``state`` (``RuntimeState``: PENDING, RUNNING, SUCCEEDED, SKIPPED, FAILED,
+   CANCELING, CANCELED, PAUSED), ``created_at``, ``finished_at``, ``error``, ``pipeline_spec`` and
+   ``run_details.task_details``. Those task details are the Argo Workflow's nodes
+   (backend/src/apiserver/server/api_converter.go ``toModelTasks``, ``util.NodeStatus`` case): their
+   ``display_name`` is the Argo node's, i.e. the IR *task key* (backend/src/v2/compiler/argocompiler/dag.go
+   ``task(name, ...)``; ``<key>-driver`` for the driver pod, ``executor`` for the pod), their
+   ``inputs``/``outputs`` are not filled from nodes ("TODO ... parse input and output artifacts"),
+   and no parameter value is in this API.
+R2 ML Metadata through grpc-web (:mod:`hp_components.kfp._mlmd`): every task's execution, named by
+   ``taskInfo.name`` (our ``suggest``, ``trial``, ``collect``, ``report``), with its input and
+   output parameter values. The trials and the best trial are replayed from the collect steps'
+   own inputs (``trials``, the loop items, and ``observations``, in loop order) with
+   :func:`hp_components.kfp._runtime.record_round`, what collect itself records, after the suggest
+   step's ``history`` input; a batch not collected yet comes from the last step's
+   ``next_trials``/``trials`` output, each item with its trial execution's state and observation.
+
+Without R2 (a ``--host`` that is the API server itself, or an older UI), the answer has the run's
+state and the trial tasks counted from R1, ``best`` is None and ``best_note`` says why.
 """
 
 from __future__ import annotations
@@ -17,48 +30,142 @@ import json
 import urllib.error
 import urllib.request
 from collections import Counter
-from typing import Any
+from typing import Any, Sequence
 
 from hp_components.kfp._errors import KfpError
 
 __all__ = ["read_status", "summarize_run"]
 
-#: RuntimeState values that mean a task is over (run.proto RuntimeState)
+#: RuntimeState values that mean a run or task is over (run.proto RuntimeState)
 FINISHED_STATES = ("SUCCEEDED", "FAILED", "SKIPPED", "CANCELED")
+#: ML Metadata Execution.State values that mean a task is over (metadata_store.proto Execution.State)
+MLMD_FINISHED = ("COMPLETE", "FAILED", "CACHED", "CANCELED")
 
 
-def summarize_run(run: dict[str, Any]) -> dict[str, Any]:
-    """What ``hp-tune status`` prints for a v2beta1 ``Run`` (see the module docstring)."""
+def _task_keys(run: dict[str, Any], display: str) -> set[str]:
+    """The IR task keys (R1: the Argo node names) whose ``taskInfo.name`` is ``display``."""
+    spec = run.get("pipeline_spec") or {}
+    spec = spec.get("pipeline_spec", spec)  # a package with a platform spec is {pipeline_spec, platform_spec}
+    keys = set()
+    for comp in [spec.get("root") or {}, *(spec.get("components") or {}).values()]:
+        for key, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
+            if (task.get("taskInfo") or {}).get("name") == display:
+                keys.add(key)
+    return keys
+
+
+def _from_tasks(run: dict[str, Any]) -> dict[str, Any]:
+    """Trial counts from R1's task details alone (no parameter values there)."""
     tasks = (run.get("run_details") or {}).get("task_details") or []
-    trials = Counter(str(t.get("state") or "RUNTIME_STATE_UNSPECIFIED") for t in tasks if t.get("display_name") == "trial")
-    rounds = sum(1 for t in tasks if t.get("display_name") == "collect" and t.get("state") == "SUCCEEDED")
-    report = next((t for t in tasks if t.get("display_name") == "report"), None)
-    out: dict[str, Any] = {
-        "run_id": run.get("run_id"),
-        "name": run.get("display_name"),
-        "state": run.get("state"),
-        "created_at": run.get("created_at"),
-        "finished_at": run.get("finished_at"),
-        # the drivers' common keys (hp_components.drivers.STATUS_KEYS): a run's tasks carry no parameter
-        # values or observations, so each trial row has its task's state only
-        "phase": run.get("state"),
-        "done": run.get("state") in FINISHED_STATES,
-        "status": None,
+    trial_keys, collect_keys = _task_keys(run, "trial"), _task_keys(run, "collect")
+    trials = [t for t in tasks if t.get("display_name") in trial_keys]
+    states = Counter(str(t.get("state") or "RUNTIME_STATE_UNSPECIFIED") for t in trials)
+    return {
         "trials": [{"name": t.get("task_id"), "condition": t.get("state"), "objectiveValue": None, "parameters": {}}
-                   for t in tasks if t.get("display_name") == "trial"],
-        "trialCounts": {
-            "started": sum(trials.values()),
-            "finished": sum(n for s, n in trials.items() if s in FINISHED_STATES),
-            "running": trials.get("RUNNING", 0) + trials.get("PENDING", 0),
-            # a trial task that failed is an infrastructure fault (after its retries); a training
-            # failure is a SUCCEEDED task whose observation says Failed
-            "task_failed": trials.get("FAILED", 0),
-        },
+                   for t in trials],
+        "trialCounts": {"started": len(trials), "finished": sum(n for s, n in states.items() if s in FINISHED_STATES),
+                        "running": states.get("RUNNING", 0) + states.get("PENDING", 0),
+                        "task_failed": states.get("FAILED", 0)},
+        "rounds_collected": sum(1 for t in tasks if t.get("display_name") in collect_keys
+                                and t.get("state") == "SUCCEEDED"),
+    }
+
+
+def _trial_name(execution: dict[str, Any]) -> str | None:
+    """The trial a trial execution ran: its ``hp_trial`` input, or a launcher's ``trial`` item JSON."""
+    from hp_components.kfp._fields import TRIAL_KEY
+
+    inputs = execution["inputs"]
+    if inputs.get(TRIAL_KEY):
+        return str(inputs[TRIAL_KEY])
+    try:
+        return str(json.loads(inputs.get("trial") or "{}").get(TRIAL_KEY) or "") or None
+    except (ValueError, AttributeError):
+        return None
+
+
+def _from_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Trials, Katib's status and the best trial replayed from the run's executions (R2)."""
+    from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY
+    from hp_components.kfp._runtime import experiment_from, observation_of, record_round
+    from hp_components.steps import status_summary, trial_from_observation
+    from hp_components.trials import load_history
+
+    def named(name: str) -> list[dict[str, Any]]:
+        return [e for e in executions if e["display_name"] == name]
+
+    steps = named("suggest") + named("collect") + named("report")
+    spec = next((e["inputs"]["experiment"] for e in steps if e["inputs"].get("experiment")), None)
+    if spec is None:
+        return None
+    exp = experiment_from(spec)
+    suggest = next((e for e in named("suggest")), None)
+    history: list[dict[str, Any]] = list((suggest or {}).get("inputs", {}).get("history") or [])
+    recorded = None
+    collects = [e for e in named("collect") if e["state"] in ("COMPLETE", "CACHED")]
+    rounds = 0
+    for c in collects:  # oldest first: the rounds run one after the other
+        if c["inputs"].get("done"):
+            continue  # a skipped round passes the state on
+        recorded = record_round(exp, history, c["inputs"].get("trials") or [], c["inputs"].get("observations") or [])
+        history, rounds = recorded["history"], rounds + 1
+    last = collects[-1]["outputs"] if collects else (suggest or {}).get("outputs") or {}
+    pending = [] if last.get("done") else list(last.get("next_trials", last.get("trials")) or [])
+    trial_runs = {_trial_name(e): e for e in named("trial")}
+    rows = [{"name": t.name, "condition": t.condition, "objectiveValue": t.objective_value,
+             "parameters": dict(t.assignments)} for t in load_history(history)]
+    objective = exp.spec.objective.objective_metric_name
+    for item in pending:  # the batch in flight: each trial's own execution, if it has one yet
+        run = trial_runs.get(str(item.get(TRIAL_KEY)))
+        record = item.get(ITEM_KEY) or {"name": item.get(TRIAL_KEY), "parameterAssignments": []}
+        row = {"name": str(record["name"]), "condition": "Created", "objectiveValue": None,
+               "parameters": {a["name"]: str(a["value"]) for a in record.get("parameterAssignments", [])}}
+        if run is not None and run["state"] in ("COMPLETE", "CACHED") and "observation" in run["outputs"]:
+            t = trial_from_observation(exp, record, observation_of(run["outputs"]["observation"], objective))
+            row.update(condition=t.condition, objectiveValue=t.objective_value)
+        elif run is not None:
+            row["condition"] = "Running" if run["state"] in ("NEW", "RUNNING") else "Failed"
+        rows.append(row)
+    states = Counter(e["state"] for e in named("trial"))
+    best = (recorded or {}).get("best") or {}
+    report = next((e for e in named("report")), None)
+    return {
+        "status": status_summary(recorded["status"]) if recorded else None,
+        "best": ({"name": best["name"], "parameters": best["parameters"], "objective": best["objective"]}
+                 if best.get("name") else None),
+        "trials": rows,
+        "trialCounts": {"started": sum(states.values()),
+                        "finished": sum(n for s, n in states.items() if s in MLMD_FINISHED),
+                        "running": states.get("RUNNING", 0) + states.get("NEW", 0),
+                        "task_failed": states.get("FAILED", 0)},
         "rounds_collected": rounds,
         "report": (report or {}).get("state"),
-        "best": None,
-        "best_note": "the KFP run API has no parameter values; see the report step's Markdown/HTML in the KFP UI",
     }
+
+
+def summarize_run(run: dict[str, Any], executions: Sequence[dict[str, Any]] | None = None,
+                  mlmd_error: str | None = None) -> dict[str, Any]:
+    """What ``hp-tune status`` prints for a v2beta1 ``Run`` (R1) and its ML Metadata executions (R2).
+
+    The drivers' common keys (:data:`hp_components.drivers.STATUS_KEYS`) plus ``run_id``,
+    ``state``, ``created_at``, ``finished_at``, ``trialCounts`` (trial tasks), ``rounds_collected``,
+    ``report`` and, when the best trial is unknown, ``best_note``.
+    """
+    out: dict[str, Any] = {
+        "run_id": run.get("run_id"), "name": run.get("display_name"), "state": run.get("state"),
+        "created_at": run.get("created_at"), "finished_at": run.get("finished_at"),
+        "phase": run.get("state"), "done": run.get("state") in FINISHED_STATES,
+        "status": None, "best": None, "report": None,
+    }
+    replayed = _from_executions(executions) if executions else None
+    if replayed is not None:
+        out.update(replayed)
+    else:
+        out.update(_from_tasks(run))
+    if out["best"] is None:
+        out["best_note"] = (f"ML Metadata could not be read ({mlmd_error}); give --host the KFP UI's address "
+                            "(kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80), which proxies it"
+                            if mlmd_error else "no trial has been collected yet")
     if run.get("error"):
         out["error"] = (run["error"] or {}).get("message") or run["error"]
     return out
@@ -66,7 +173,12 @@ def summarize_run(run: dict[str, Any]) -> dict[str, Any]:
 
 def read_status(run_id: str, *, host: str | None = None, token: str | None = None, timeout: float = 30.0,
                 **_: Any) -> dict[str, Any]:
-    """The run's state and trials so far (``GET /apis/v2beta1/runs/<run_id>`` on ``host``)."""
+    """The run's state, trials so far and best trial (R1 then R2 on ``host``)::
+
+        read_status("3f1c...", host="http://localhost:8080")["best"]   # {name, parameters, objective}
+    """
+    from hp_components.kfp._mlmd import MlmdUnavailable, run_executions
+
     if not host:
         raise KfpError("--host: give the KFP API endpoint (e.g. http://localhost:8080 after "
                        "kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8080:80)")
@@ -84,4 +196,8 @@ def read_status(run_id: str, *, host: str | None = None, token: str | None = Non
         raise KfpError(f"run {run_id!r}: the KFP API at {host} did not answer JSON") from None
     if not isinstance(run, dict):
         raise KfpError(f"run {run_id!r}: unexpected answer from {host}")
-    return summarize_run(run)
+    try:
+        executions, error = run_executions(host, str(run.get("run_id") or run_id), token=token, timeout=timeout), None
+    except MlmdUnavailable as e:
+        executions, error = None, str(e)
+    return summarize_run(run, executions, error)

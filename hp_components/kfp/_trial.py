@@ -16,7 +16,7 @@ loop item's field ``x`` (an input of the component), ``${trialSpec.Name}`` the t
 The container's resources, env, node selector, tolerations and volumes go on the task::
 
     comp = trial_component(exp)                       # a KFP component (loadable YAML inside)
-    task = comp(hp_trial=item.hp_trial, hp_wrapper=suggest.outputs["wrapper"], **{k: getattr(item, k) for k in trial_fields(exp)})
+    task = comp(hp_wrapper=suggest.outputs["wrapper"], **trial_inputs(exp, item))
     configure_trial_task(task, exp)
 """
 
@@ -29,14 +29,14 @@ import yaml
 
 from hp_components.experiment import Experiment
 from hp_components.jobs import JobTrialError, check_job_trial, created_as_job
-from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, wrapper_args
+from hp_components.steps import WRAPPER_PROGRAM, WRAPPER_SOURCE, uses_stop_rules, wrapper_args
 from hp_components.template import PLACEHOLDER_RE, TemplateError, meta_value, primary_container_spec, render_text
 
 from hp_components.kfp._errors import UnsupportedExperiment
-from hp_components.kfp._fields import TRIAL_KEY, WRAPPER_KEY, trial_fields
+from hp_components.kfp._fields import STOP_KEY, TRIAL_KEY, WRAPPER_KEY, trial_fields
 
-__all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "configure_trial_task",
-           "check_experiment", "configure_launcher_task"]
+__all__ = ["WRAPPER_SOURCE", "WRAPPER_PROGRAM", "trial_fields", "trial_component_text", "trial_component", "trial_inputs",
+           "configure_trial_task", "check_experiment", "configure_launcher_task"]
 
 _TT = "spec.trialTemplate.trialSpec"
 
@@ -108,17 +108,27 @@ def trial_component_text(exp: Experiment) -> str:
         "inputs": [{"name": TRIAL_KEY, "type": "String", "description": "the trial's name"},
                    {"name": WRAPPER_KEY, "type": "Artifact",
                     "description": "the metrics wrapper, hp_components/metrics.py (the suggest step's wrapper output)"}]
+        + ([{"name": STOP_KEY, "type": "String",
+             "description": "the trial's early-stopping rule (name;value;comparison;startStep), empty for none"}]
+           if uses_stop_rules(exp) else [])
         + [{"name": k, "type": "String", "description": f"${{trialParameters.{f['trialParameter']}}}"}
            for k, f in fields.items()],
         "outputs": [{"name": "observation", "type": "String",
-                     "description": "the wrapper's result: {condition, reason, exitCode, metrics, objectiveValue}"}],
+                     "description": "the wrapper's result: {condition, reason, exitCode, metrics, objectiveValue, intermediateValues}"}],
         "implementation": {"container": {
             "image": str(c.get("image") or "python:3.11-slim"),
-            "command": ["python3", {"inputPath": WRAPPER_KEY}, *wrapper_args(exp), "--output", {"outputPath": "observation"},
+            "command": ["python3", {"inputPath": WRAPPER_KEY}, *wrapper_args(exp, {"inputValue": STOP_KEY}),
+                        "--output", {"outputPath": "observation"},
                         "--", *argv],
         }},
     }
     return yaml.safe_dump(spec, sort_keys=False, width=120)
+
+
+def trial_inputs(exp: Experiment, item: Any) -> dict[str, Any]:
+    """The trial component's arguments from a ParallelFor loop item (all but ``hp_wrapper``)."""
+    stop = {STOP_KEY: getattr(item, STOP_KEY)} if uses_stop_rules(exp) else {}
+    return {TRIAL_KEY: getattr(item, TRIAL_KEY), **stop, **{k: getattr(item, k) for k in trial_fields(exp)}}
 
 
 def trial_component(exp: Experiment) -> Any:
