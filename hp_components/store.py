@@ -107,9 +107,14 @@ def store_fault(err: BaseException, url: str) -> StoreFault | None:
     if not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlite3.Error)):
         return None
     original = getattr(cause, "orig", None) or cause
-    text = str(original).strip().splitlines()[0] if str(original).strip() else type(original).__name__
+    kind = f"{type(original).__module__}.{type(original).__qualname__}"
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
     hint = next((h for key, h in _FAULT_HINTS if key in text.lower()), "it could not be read or written (down or unreachable?)")
-    return StoreFault(f"the store {url} failed: {text}; {hint}")
+    try:  # never echo a password
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        shown = "--storage"
+    return StoreFault(f"the store {shown} failed: {kind}: {text}; {hint}")
 
 
 class _NoSlot(Exception):
