@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib
 import json
 import os
 import random
@@ -54,10 +55,10 @@ except ImportError:  # another Optuna version: one call per attribute, and a ful
 
 from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
-from hp_components.trials import Trial, trial_name
+from hp_components.trials import FINISHED, Trial, trial_name
 
 __all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
-           "load_finished", "load_stored", "open_existing", "store_fault"]
+           "load_finished", "load_stored", "open_existing", "storage_url", "store_fault", "import_history"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
@@ -164,8 +165,52 @@ def _comparable(spec: dict[str, Any]) -> str:
     return json.dumps(inner, sort_keys=True)
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def storage_url(storage: str) -> str:
+    """``storage`` as the URL to connect with, checked before anything connects: a database URL whose
+    driver is installed. ``postgresql://`` goes through psycopg 3 (the ``postgres`` extra) when
+    psycopg2, SQLAlchemy's default for it, is not installed. Raises :class:`StoreConflict` naming
+    what to write or install (the password hidden)::
+
+        storage_url("postgresql://hp:pw@db/hp")   # -> 'postgresql+psycopg://hp:pw@db/hp' (psycopg 3 only)
+    """
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise StoreConflict(f"{storage}: not a database URL; write sqlite:///path/to.db, "
+                            "postgresql://user:password@host/db or mysql+pymysql://user:password@host/db") from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        dialect = url.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise StoreConflict(f"{shown}: SQLAlchemy knows no database {url.drivername!r}; write sqlite:///..., "
+                            "postgresql://... or mysql+pymysql://...") from None
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as e:
+        backend, module = url.get_backend_name(), getattr(e, "name", None) or str(e)
+        explicit = url.drivername != backend  # postgresql+psycopg2://, mysql+pymysql://, ...
+        if backend == "postgresql" and not explicit and _importable("psycopg"):
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        fix = {"postgresql": "pip install 'hp-components[postgres]' (psycopg 3; postgresql://... then uses it)",
+               "mysql": "pip install PyMySQL and write mysql+pymysql://... (or pip install mysqlclient for mysql://)"}
+        if explicit:
+            fix = {backend: f"pip install the package that provides {module!r}, or name another driver in the URL"}
+        raise StoreConflict(f"{shown}: the {backend} driver {module!r} is not installed: "
+                            f"{fix.get(backend, f'pip install {module}')}") from None
+    return storage
+
+
 def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url``; creates the folder of a SQLite file."""
+    """Optuna's RDB storage for ``url`` (through :func:`storage_url`); creates the folder of a SQLite file."""
+    url = storage_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
@@ -324,6 +369,9 @@ class ExperimentStore:
         self.previous_spec: dict[str, Any] | None = None
         try:
             self.study_id = self.storage.create_new_study([direction], experiment.name)
+            # optuna-dashboard and Optuna's plots name the objective by it, not "Objective 0"
+            optuna.load_study(study_name=experiment.name, storage=self.storage).set_metric_names(
+                [experiment.spec.objective.objective_metric_name])
             self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
         except optuna.exceptions.DuplicatedStudyError:
             self.study_id = self.storage.get_study_id_from_name(experiment.name)
@@ -650,3 +698,37 @@ class ExperimentStore:
             self._wrote(finished=1)
         return [self._record(ft) for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.FAIL,))
                 if ft.user_attrs.get(_RERUN_KEY) == "pending"]
+
+
+def import_history(url: str, experiment: Experiment, history: Iterable[Trial], *, fresh: bool = False) -> list[Trial]:
+    """Record a pipeline run's finished trials (its history) as ``experiment`` in the store at ``url``,
+    so that ``hp-tune report``, ``hp-tune dashboard`` and ``--warm-start`` read a KFP or Argo run as
+    they read a local one. Each trial keeps its order, parameters, outcome, metrics and intermediate
+    values (the curves), and is named by its store number as a local run names it. ::
+
+        import_history("sqlite:///hp-runs/hp-tune.db", exp, load_history(open("history.json").read()))
+
+    Raises :class:`StoreConflict` when ``experiment`` is stored already with trials (``fresh=True``
+    replaces it) or with another spec, and for a trial that has not finished.
+    """
+    trials = list(history)
+    for trial in trials:
+        if trial.condition not in FINISHED:
+            raise StoreConflict(f"trial {trial.name!r} is {trial.condition or 'without a condition'}: a history to "
+                                f"import holds finished trials only ({', '.join(sorted(FINISHED))})")
+    store = ExperimentStore(url, experiment, fresh=fresh)
+    if store.history():
+        raise StoreConflict(f"experiment {experiment.name!r} already has trials in {url}; importing would mix two "
+                            "runs. Import it under another metadata.name, use another --storage, or replace it "
+                            "with --fresh")
+    out = []
+    for trial in trials:
+        created = store.create([replace(trial, condition="Running", completion_time=None)])
+        if not created:
+            raise StoreConflict(f"{experiment.name!r}: the store refused trial {trial.name!r} (another runner of "
+                                "this experiment is running on it); stop it and import again")
+        done = replace(trial, name=created[0].name)
+        store.save(done)
+        out.append(done)
+    return out
+
