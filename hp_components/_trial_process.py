@@ -28,7 +28,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from hp_components._reaper import process_table
 from hp_components.experiment import Experiment, trial_collector
@@ -301,8 +301,9 @@ class TrialProcess:
 
     def __init__(self, experiment: Experiment, trial: Trial, trial_dir: Path, *, workdir: Path, kill_grace: float,
                  stop_rule: StopRule | None = None, early_stopping: str = "",
-                 warn: Callable[[str], None] = lambda message: None):
+                 warn: Callable[[str], None] = lambda message: None, env: Mapping[str, str] | None = None):
         self.exp = experiment
+        self.env = dict(env or {})  # on top of this process's environment, under the container's own
         self.warn = warn
         self.trial = trial
         self.trial_dir = trial_dir
@@ -342,6 +343,7 @@ class TrialProcess:
         argv, env = collecting.prepare(list(container.argv), dict(container.env), str(self.trial_dir))
         full_env = {
             **os.environ,
+            **self.env,
             **env,
             "KATIB_TRIAL_NAME": trial.name,
             "HP_TRIAL_NAME": trial.name,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -108,8 +109,10 @@ def check_runnable(experiment: Experiment) -> None:
 
 class _Runner:
     def __init__(self, experiment: Experiment, store: ExperimentStore, workdir: Path, run_dir: Path,
-                 on_event: EventHandler, kill_grace: float, poll: float, prior: list[Trial]):
+                 on_event: EventHandler, kill_grace: float, poll: float, prior: list[Trial],
+                 trial_env: dict[str, str] | None = None):
         self.exp = experiment
+        self.trial_env = trial_env or {}
         self.prior = prior
         self.store = store
         self.workdir = workdir
@@ -366,6 +369,7 @@ class _Runner:
         """Run one trial's processes on GPUs of its own (see :class:`TrialProcess`)."""
         es = self.exp.spec.early_stopping
         tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
+                          env=self.trial_env,
                           stop_rule=self._should_stop if self.stopper else None,
                           early_stopping=es.algorithm_name if es else "",
                           warn=lambda message: self.on_event("warning", f"{trial.name}: {message}"))
@@ -440,6 +444,16 @@ def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | No
     return fitting
 
 
+def _python_env(python: str, folder: Path) -> dict[str, str]:
+    """Trial environment in which ``python3`` and ``python`` run ``python`` (two-line scripts in ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("python3", "python"):
+        script = folder / name
+        script.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} \"$@\"\n", encoding="utf-8")
+        script.chmod(0o755)
+    return {"PATH": str(folder.resolve()) + os.pathsep + os.environ.get("PATH", os.defpath)}
+
+
 def run_local(
     experiment: Experiment,
     *,
@@ -451,6 +465,7 @@ def run_local(
     on_event: EventHandler | None = None,
     kill_grace: float = 5.0,
     poll: float = 1.0,
+    python: str | None = None,
 ) -> RunResult:
     """Run (or resume) an experiment on this machine until it Succeeds or Fails.
 
@@ -459,6 +474,9 @@ def run_local(
     ``warm_start`` names a finished experiment in the same storage whose trials seed the sampler
     (same objective; trials outside this experiment's space are ignored); a resumed experiment
     keeps the warm start it began with.
+    ``python`` (for example ``sys.executable``): the interpreter a trial's ``python3`` and ``python``
+    mean, so that a portable command (``python3 -c ...``, as it runs in a trial image) runs with the
+    caller's packages; a shim first on the trials' own PATH, this process's environment untouched.
     Raises :class:`RunnerError` when the experiment cannot run locally, and
     :class:`~hp_components.store.StoreConflict` when the storage holds another spec by that name.
     """
@@ -469,7 +487,8 @@ def run_local(
     store.adopt_spec()
     out_dir = Path(run_dir) / experiment.name
     runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
-                     on_event or (lambda kind, payload: None), kill_grace, poll, prior)
+                     on_event or (lambda kind, payload: None), kill_grace, poll, prior,
+                     _python_env(python, out_dir / ".python") if python else {})
     try:
         return asyncio.run(runner.run())
     except (KeyboardInterrupt, asyncio.CancelledError):
