@@ -316,6 +316,9 @@ def _say_failures(folder: Path) -> Callable[[str, Any], None]:
                   file=sys.stderr, flush=True)
         elif kind == "warning":
             print(f"hp.tune: warning: {payload}", file=sys.stderr, flush=True)
+        elif kind == "note":
+            print(f"hp.tune: {payload}" + (" (fresh=False resumes it instead)" if payload.startswith("fresh:") else ""),
+                  file=sys.stderr, flush=True)
     return on_event
 
 

@@ -155,6 +155,8 @@ class _Reporter:
             self.best = payload.best.objective_value if payload.best is not None else None
         elif kind == "warning":
             err.print(f"[yellow]warning:[/] {escape(str(payload))}")
+        elif kind == "note":
+            err.print(f"[dim]{escape(str(payload))}[/]", soft_wrap=True)
 
     def _finished(self, t: Trial) -> None:
         from hp_components.report import trial_log

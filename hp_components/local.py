@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
+import shutil
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -48,7 +50,7 @@ __all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"
 
 _HEARTBEAT = 15.0
 
-#: called with ("started" | "finished", trial) and ("status", ExperimentStatus)
+#: called with ("started" | "finished", trial), ("status", ExperimentStatus) and ("warning" | "note", text)
 EventHandler = Callable[[str, Any], None]
 
 
@@ -416,7 +418,8 @@ def _check_restart(experiment: Experiment, store: ExperimentStore) -> None:
     )
 
 
-def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | None) -> list[Trial]:
+def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | None,
+                on_event: EventHandler) -> list[Trial]:
     """The finished trials of the warm-start experiment (remembered in the store for resumes)."""
     source = source or store.warm_start_source()
     if not source:
@@ -441,7 +444,20 @@ def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | No
         raise RunnerError(f"--warm-start: none of the {len(trials)} finished trials of {source!r} fits the "
                           f"search space of {experiment.name!r}")
     store.remember_warm_start(source)
+    outside = f"; {len(trials) - len(fitting)} outside this search space left out" if len(fitting) < len(trials) else ""
+    on_event("note", f"warm start: {len(fitting)} finished trial(s) of {source!r} seed the search{outside}")
     return fitting
+
+
+def _forget_trial_folders(experiment: Experiment, out_dir: Path) -> int:
+    """``--fresh``: remove the trial folders (``<experiment>-NNNN``) an earlier run left in ``out_dir``."""
+    if not out_dir.is_dir():
+        return 0
+    old = [d for d in out_dir.iterdir() if d.is_dir() and not d.is_symlink()
+           and re.fullmatch(re.escape(experiment.name) + r"-\d{4,}", d.name)]
+    for folder in old:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(old)
 
 
 def _python_env(python: str, folder: Path) -> dict[str, str]:
@@ -481,13 +497,18 @@ def run_local(
     :class:`~hp_components.store.StoreConflict` when the storage holds another spec by that name.
     """
     check_runnable(experiment)
+    handler: EventHandler = on_event or (lambda kind, payload: None)
     store = ExperimentStore(storage, experiment, fresh=fresh)
-    _check_restart(experiment, store)
-    prior = _warm_start(experiment, store, warm_start)
-    store.adopt_spec()
     out_dir = Path(run_dir) / experiment.name
-    runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
-                     on_event or (lambda kind, payload: None), kill_grace, poll, prior,
+    if fresh:
+        folders = _forget_trial_folders(experiment, out_dir)
+        if store.forgotten is not None or folders:
+            handler("note", f"fresh: the stored experiment {experiment.name!r} ({store.forgotten or 0} trial(s)) and "
+                            f"{folders} trial folder(s) under {out_dir} were replaced")
+    _check_restart(experiment, store)
+    prior = _warm_start(experiment, store, warm_start, handler)
+    store.adopt_spec()
+    runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(), handler, kill_grace, poll, prior,
                      _python_env(python, out_dir / ".python") if python else {})
     try:
         return asyncio.run(runner.run())

@@ -354,11 +354,16 @@ class ExperimentStore:
         self._written: dict[int, dict[str, Any]] = {}  # trial id -> its attributes as this store last wrote them
         self._reported: dict[int, int] = {}  # trial id -> how many of its intermediate values this store wrote
         self._seen = (-1, -1)  # (trials, finished trials) the last sync saw, plus this store's own writes since
+        #: with ``fresh``: how many trials the forgotten experiment had (None: nothing was stored)
+        self.forgotten: int | None = None
         if fresh:
             try:
-                self.storage.delete_study(self.storage.get_study_id_from_name(experiment.name))
+                old = self.storage.get_study_id_from_name(experiment.name)
             except KeyError:
                 pass  # nothing stored yet
+            else:
+                self.forgotten = len(self.storage.get_all_trials(old, deepcopy=False))
+                self.storage.delete_study(old)
         direction = (
             optuna.study.StudyDirection.MAXIMIZE
             if experiment.spec.objective.type == "maximize"

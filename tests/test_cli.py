@@ -378,3 +378,40 @@ for step in range(100):
     assert len(rows) == 3, final
     for row in rows:  # what this runner had running was cut short: none is listed as still running
         assert "Interrupted" in row and "Running" not in row, row
+
+
+FAST = """
+import sys
+x = float(sys.argv[1].split("=")[1])
+print(f"loss={x * x}", flush=True)
+"""
+
+
+def test_fresh_says_what_it_replaced_and_removes_the_old_trial_folders(tmp_path):
+    path = write(tmp_path, script_experiment("again", FAST, maxTrialCount=3, parallelTrialCount=3))
+    db = f"sqlite:///{tmp_path}/s.db"
+    assert hp("run", str(path), "--storage", db, cwd=tmp_path).returncode == 0
+    (tmp_path / "hp-runs" / "again" / "notes").mkdir()  # not a trial folder: kept
+    old = sorted(p.name for p in (tmp_path / "hp-runs" / "again").glob("again-*"))
+    assert old == ["again-0000", "again-0001", "again-0002"]
+    path.write_text(yaml.safe_dump(script_experiment("again", FAST, maxTrialCount=1, parallelTrialCount=1)))
+    res = hp("run", str(path), "--storage", db, "--fresh", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "the stored experiment 'again' (3 trial(s)) and 3 trial folder(s)" in res.stderr
+    left = sorted(p.name for p in (tmp_path / "hp-runs" / "again").iterdir() if p.is_dir())
+    assert left == ["again-0000", "notes"]  # the new run's one trial, and what was not ours
+    first = hp("run", str(write(tmp_path, script_experiment("new", FAST, maxTrialCount=1, parallelTrialCount=1))), "--storage", db,
+               "--fresh", cwd=tmp_path)
+    assert first.returncode == 0 and "replaced" not in first.stderr  # nothing stored: nothing to say
+
+
+def test_warm_start_says_how_many_trials_seed_the_search(tmp_path):
+    db = f"sqlite:///{tmp_path}/s.db"
+    old = write(tmp_path, script_experiment("old", FAST, maxTrialCount=3, parallelTrialCount=3))
+    assert hp("run", str(old), "--storage", db, cwd=tmp_path).returncode == 0
+    narrow = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}}]
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump(script_experiment("new", FAST, params=narrow, maxTrialCount=1, parallelTrialCount=1)))
+    res = hp("run", str(new), "--storage", db, "--warm-start", "old", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "warm start: 3 finished trial(s) of 'old' seed the search" in res.stderr

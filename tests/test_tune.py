@@ -203,3 +203,18 @@ def test_python3_in_the_trials_is_this_interpreter_and_the_environment_is_untouc
     assert [t["condition"] for t in result.trials] == ["Succeeded", "Succeeded"]
     assert all(float(t["objective"]) < 1.0 for t in result.trials), "a trial ran another interpreter"
     assert result.experiment.spec.trial_template.trial_spec["spec"]["template"]["spec"]["containers"][0]["command"][0] == "python3"
+
+
+def square(x):
+    return x * x
+
+
+def test_tune_says_when_fresh_replaces_an_earlier_run(tmp_path, capfd):
+    kwargs = dict(parameters={"x": search.double(0.0, 1.0)}, objective_metric_name="loss", objective_type="minimize",
+                  max_trial_count=1, parallel_trial_count=1, algorithm_name="random",
+                  storage=f"sqlite:///{tmp_path}/t.db", run_dir=str(tmp_path / "runs"))
+    hp.tune(square, **kwargs)
+    assert "replaced" not in capfd.readouterr().err
+    hp.tune(square, **kwargs)  # fresh=True, tune()'s default
+    err = capfd.readouterr().err
+    assert "hp.tune: fresh: the stored experiment 'square' (1 trial(s))" in err and "fresh=False resumes it" in err
