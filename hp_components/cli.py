@@ -429,6 +429,23 @@ def _driver(target: str) -> Driver:
         raise _bad_input(str(e)) from None
 
 
+_IMAGE_HELP = ("The hp-components image the suggest/collect steps run in: build it from the Dockerfile and push it "
+               "where the cluster pulls from (default: $HP_IMAGE)")
+
+
+def _step_image(image: Optional[str], target: str) -> Optional[str]:
+    """The step image; without one a cluster target gets the unpublished default, said loudly."""
+    if image is None and target != "local":
+        from hp_components.steps import DEFAULT_IMAGE
+
+        err.print(f"[bold yellow]warning:[/] no --image (or HP_IMAGE): the suggest and collect steps will use "
+                  f"{DEFAULT_IMAGE}, which is not published, so the run would stop at ImagePullBackOff. Build and push "
+                  "the step image (docker build -t REGISTRY/hp-components:0.1.0 . && docker push "
+                  "REGISTRY/hp-components:0.1.0), then pass --image REGISTRY/hp-components:0.1.0 or set HP_IMAGE",
+                  soft_wrap=True)
+    return image
+
+
 _TARGET_HELP = "Where to run: " + ", ".join(BUILTIN) + " (or a plug-in's driver)"
 
 
@@ -438,13 +455,13 @@ def compile_(
     target: str = typer.Option(..., "--target", "-t", help=_TARGET_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the compiled YAML"),
     kind: Optional[str] = typer.Option(None, help="argo: workflowtemplate (default) or workflow"),
-    image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
+    image: Optional[str] = typer.Option(None, envvar="HP_IMAGE", help=_IMAGE_HELP),
 ) -> None:
     """Compile an experiment for an engine (KFP v2 IR YAML, Argo YAML, or the defaulted spec for local)."""
     exp = _load(file)
     driver = _driver(target)
     try:
-        written = driver.compile(exp, output, image=image, kind=kind)
+        written = driver.compile(exp, output, image=_step_image(image, target), kind=kind)
     except ValueError as e:  # CompileError and friends: the spec cannot run on that engine
         raise _bad_input(str(e)) from None
     for path in written:
@@ -459,13 +476,14 @@ def submit(
     argo_server: Optional[str] = typer.Option(None, help="argo: submit through this Argo Server instead of the Kubernetes API"),
     token: Optional[str] = typer.Option(None, help="kfp, argo: bearer token for the API"),
     namespace: Optional[str] = typer.Option(None, help="Kubernetes namespace (default: the experiment's, else your context's)"),
-    image: Optional[str] = typer.Option(None, help="The hp-components image the suggest/collect steps run in"),
+    image: Optional[str] = typer.Option(None, envvar="HP_IMAGE", help=_IMAGE_HELP),
 ) -> None:
     """Compile and submit an experiment to a KFP or Argo installation; prints the run's name."""
     exp = _load(file)
     driver = _driver(target)
     try:
-        name = driver.submit(exp, image=image, namespace=namespace, host=host, argo_server=argo_server, token=token)
+        name = driver.submit(exp, image=_step_image(image, target), namespace=namespace, host=host,
+                             argo_server=argo_server, token=token)
     except ValueError as e:
         raise _bad_input(str(e)) from None
     out.print(str(name), markup=False)

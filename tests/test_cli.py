@@ -415,3 +415,39 @@ def test_warm_start_says_how_many_trials_seed_the_search(tmp_path):
     res = hp("run", str(new), "--storage", db, "--warm-start", "old", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "warm start: 3 finished trial(s) of 'old' seed the search" in res.stderr
+
+
+def _step_and_trial_images(target: str, compiled: Path) -> tuple[set[str], set[str]]:
+    """(images of the hp-components steps, images of the trials) in a compiled KFP IR or Argo template."""
+    docs = [d for d in yaml.safe_load_all(compiled.read_text()) if d]
+    steps, trials = set(), set()
+    if target == "kfp":
+        for name, ex in docs[0]["deploymentSpec"]["executors"].items():
+            (trials if name.endswith("-trial") else steps).add(ex["container"]["image"])
+    else:
+        for t in docs[0]["spec"]["templates"]:
+            body = t.get("container") or t.get("script")
+            if body:
+                (trials if t["name"].startswith("trial") else steps).add(body["image"])
+    return steps, trials
+
+
+@pytest.mark.parametrize("target", ["kfp", "argo"])
+def test_the_step_image_reaches_every_step_and_its_absence_is_said_loudly(tmp_path, target):
+    path = tmp_path / "exp.yaml"
+    path.write_text((ROOT / "examples" / "random-digits.yaml").read_text())
+    out = tmp_path / "out.yaml"
+    res = hp("compile", str(path), "--target", target, "-o", str(out), "--image", "registry.example/hp:7", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "not published" not in res.stderr
+    steps, trials = _step_and_trial_images(target, out)
+    assert steps == {"registry.example/hp:7"} and "registry.example/hp:7" not in trials and trials
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200", "HP_IMAGE": "registry.example/hp:8"}
+    res = subprocess.run([*HP_TUNE, "compile", str(path), "--target", target, "-o", str(out)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert res.returncode == 0 and "not published" not in res.stderr, res.stderr
+    assert _step_and_trial_images(target, out)[0] == {"registry.example/hp:8"}  # HP_IMAGE: the config default
+    res = hp("compile", str(path), "--target", target, "-o", str(out), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "ghcr.io/hp-components/hp-components:0.1.0, which is not published" in res.stderr
+    assert "docker build" in res.stderr and "--image" in res.stderr and "HP_IMAGE" in res.stderr
