@@ -22,7 +22,7 @@ from hp_components.trials import Trial
 
 
 def __getattr__(name: str):  # the runner-based API loads on first use: the core stays light
-    if name in ("tune", "build_experiment", "TuneResult"):
+    if name in ("tune", "build_experiment", "TuneResult", "NoTrialSucceeded"):
         from hp_components import _tune
 
         return getattr(_tune, name)
@@ -35,6 +35,7 @@ def __getattr__(name: str):  # the runner-based API loads on first use: the core
 
 __all__ = [
     "Experiment",
+    "NoTrialSucceeded",
     "RunResult",
     "TuneResult",
     "build_experiment",
