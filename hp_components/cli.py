@@ -619,6 +619,11 @@ def step_launch(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``hp-tune``."""
+    from hp_components._lane_cli import LANE_COMMANDS, run_lane_step
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    if len(args) >= 2 and args[0] == "step" and args[1] in LANE_COMMANDS:  # argparse, as hp_components._step_cli
+        return run_lane_step(args)
     try:
         app(args=argv, prog_name="hp-tune", standalone_mode=True)
     except SystemExit as e:
