@@ -35,4 +35,5 @@ def split_password(url: str) -> tuple[str, str]:
     import sqlalchemy as sa
 
     u = sa.engine.make_url(url)
-    return u.set(password=None).render_as_string(hide_password=False), u.password or ""
+    bare = sa.engine.URL.create(u.drivername, u.username, None, u.host, u.port, u.database, u.query)
+    return bare.render_as_string(hide_password=False), u.password or ""
