@@ -154,14 +154,13 @@ class Claim:
     item: dict[str, Any] = field(default_factory=dict)
 
 
-def _owned_running(store: ExperimentStore, owner_host: str) -> Trial | None:
-    """A Running trial this lane claimed before (a retried suggest step): handed out again."""
-    from optuna.trial import TrialState
-
-    for ft in store.storage.get_all_trials(store.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-        if (ft.user_attrs.get("owner") or {}).get("host") == owner_host:
-            return store._record(ft)
-    return None
+def _read(store: ExperimentStore, owner_host: str) -> tuple[list[Trial], Trial | None]:
+    """Every trial (one query), and a Running one this lane claimed before (a retried suggest step)."""
+    frozen = store.storage.get_all_trials(store.study_id, deepcopy=False)
+    history = [store._record(ft) for ft in frozen]
+    mine = next((t for ft, t in zip(frozen, history)
+                 if t.active and (ft.user_attrs.get("owner") or {}).get("host") == owner_host), None)
+    return history, mine
 
 
 def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dict[str, Any]:
@@ -177,16 +176,17 @@ def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dic
 
 def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str = "", depth: int = 0,
                  max_per_lane: int | None = None, wait: float = DEFAULT_WAIT, poll: float = _POLL,
-                 sleep: Callable[[float], None] = time.sleep) -> Claim:
+                 sleep: Callable[[float], None] = time.sleep, store: ExperimentStore | None = None) -> Claim:
     """Claim one trial slot in the store and suggest one trial for lane ``lane`` of run ``run``.
 
     The suggestion sees every finished and running trial. Ends the lane (``done``) when the experiment
     is finished (goal, failures, the algorithm has nothing left), when ``maxTrialCount`` trials exist,
     when this lane ran ``max_per_lane`` trials (the engine's depth limit), or after ``wait`` seconds
-    without a free slot. A retried step (same run and lane) gets its claimed trial back.
+    without a free slot. A retried step (same run and lane) gets its claimed trial back. ``store``:
+    one already open (:func:`open_store` with ``lane=f"{run}/{lane}"``), else it is opened here.
     """
     owner = f"lane:{run}/{lane}"
-    store = open_store(url, experiment, f"{run}/{lane}")
+    store = store if store is not None else open_store(url, experiment, f"{run}/{lane}")
     waited = 0.0
     while True:
         try:
@@ -211,8 +211,7 @@ def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str 
 def _decide(experiment: Experiment, store: ExperimentStore, owner: str, depth: int,
             max_per_lane: int | None) -> Claim | None:
     """Under the lock: a Claim, or None to wait (every slot busy, or the algorithm holds back)."""
-    mine = _owned_running(store, owner)
-    history = store.history()
+    history, mine = _read(store, owner)
     if mine is not None:
         return Claim(False, "Reclaimed", _item(experiment, history, mine))
     status = experiment_status(experiment, history)
