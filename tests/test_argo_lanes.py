@@ -182,3 +182,24 @@ def test_compile_refuses_what_lanes_cannot_run(tmp_path):
     with pytest.raises(CompileError, match="spec.maxTrialCount"):
         lanes_workflow(parse_experiment(script_experiment("argobig", "print(1)", maxTrialCount=91 * 2, parallelTrialCount=2)),
                        Lanes("postgresql://hp@db/hp"))
+
+
+def test_medianstop_rules_reach_the_trial_pods_of_a_lane(pg_url, tmp_path):
+    """The early-stopping rule stays as in the rounds: each claim carries the rule of the history it saw
+    (Katib: medianstop/service.py GetEarlyStoppingRules when the trial is created), the wrapper enforces it."""
+    from tests.test_argo import median_experiment
+
+    url, password = split_password(pg_url)
+    spec = median_experiment("lanemedian")
+    spec["spec"]["parallelTrialCount"] = 1  # one lane: the claims see 0, 1, 2, 3... finished trials, in order
+    exp = parse_experiment(spec)
+    doc = lanes_workflow(exp, Lanes(url, "hp-db"))
+    assert semantic_problems(doc) == []
+    lane = next(t for t in doc["spec"]["templates"] if t["name"] == "lane")
+    assert {"name": "hp-stop-rule", "value": "{{item.hp-stop-rule}}"} in lane["steps"][1][0]["arguments"]["parameters"]
+    KubeletEnv(doc, tmp_path, secrets={"hp-db": {"password": password}}).run()
+    by_x = {t.assignments["x"]: t for t in ExperimentStore(pg_url, exp).history()}
+    assert {x: t.condition for x, t in by_x.items()} == {
+        "0.9": "Succeeded", "0.8": "Succeeded", "0.85": "Succeeded", "0.1": "EarlyStopped", "0.95": "Succeeded",
+        "0.2": "EarlyStopped"}
+    assert 2 <= len(by_x["0.1"].intermediate_values) < 8 and len(by_x["0.95"].intermediate_values) == 8

@@ -119,6 +119,21 @@ def test_claims_see_running_trials_and_refuse_past_the_limits(pg_url):
     assert lane_suggest(exp, pg_url, lane=0, run="r", depth=5, max_per_lane=5).reason == "Reclaimed"
 
 
+def test_report_shows_a_lane_run_while_it_runs(pg_url, tmp_path):
+    spec = script_experiment("watch", "print(1)", maxTrialCount=4, parallelTrialCount=2)
+    exp = parse_experiment(spec)
+    a = lane_suggest(exp, pg_url, lane=0)
+    b = lane_suggest(exp, pg_url, lane=1)
+    obs = {"name": a.item["name"], "condition": "Succeeded", "metrics": [{"name": "loss", "latest": "0.25", "min": "0.25", "max": "0.25"}]}
+    lane_record(exp, pg_url, a.item["name"], json.dumps(obs))
+    exp_file = tmp_path / "exp.yaml"
+    exp_file.write_text(yaml.safe_dump(spec))
+    r = subprocess.run([sys.executable, "-m", "hp_components.cli", "report", str(exp_file), "--storage", pg_url, "-f", "markdown"],
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert a.item["name"] in r.stdout and b.item["name"] in r.stdout and "Running" in r.stdout and "0.25" in r.stdout
+
+
 def test_goal_reached_ends_every_lane(pg_url):
     spec = script_experiment("goal", "print(1)", maxTrialCount=10, parallelTrialCount=2)
     spec["spec"]["objective"]["goal"] = 0.5
