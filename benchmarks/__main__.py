@@ -1,4 +1,4 @@
-"""``python -m benchmarks all --quick`` | latency | quality | model | overhead | size | summary.
+"""``python -m benchmarks all --quick`` | latency | steps | gp | quality | model | overhead | size | summary.
 
 Run it niced on a shared machine: ``nice -n 19 python -m benchmarks all --quick``.
 ``--quick`` (< 2 minutes) is what CI may run; the full parts take much longer (the GP's cost).
@@ -17,26 +17,34 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     common.COMMAND[:] = ["python", "-m", "benchmarks", *argv]
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["all", "latency", "quality", "model", "overhead", "size", "summary"])
+    p.add_argument("part", choices=["all", "latency", "steps", "gp", "quality", "model", "overhead", "size", "summary"])
     p.add_argument("--quick", action="store_true", help="small settings (CI): under 2 minutes")
     p.add_argument("--out", type=Path, default=common.RESULTS, help="results folder (default benchmarks/results)")
     p.add_argument("--seeds", type=int, help="quality: seeds (default 10, --quick 2)")
     p.add_argument("--functions", help="quality: comma-separated (branin,hartmann6,mixed)")
     p.add_argument("--algorithms", help="latency/quality/model: comma-separated subset")
-    p.add_argument("--sizes", help="latency: history sizes (default 0,100,1000); size: maxTrialCounts (default 10,100,1000)")
-    p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1)")
+    p.add_argument("--sizes", help="latency/steps: history sizes (default 0,100,1000); size: maxTrialCounts (default 10,100,1000)")
+    p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1); steps: interleaved runs (default 5, --quick 1)")
     p.add_argument("--modes", help="quality: batch8,sequential (with --modes or --functions, the other cells' last numbers are kept)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
     a = p.parse_args(argv)
     q = a.quick
     algos = a.algorithms.split(",") if a.algorithms else None
-    parts = ["latency", "quality", "model", "overhead", "size"] if a.part == "all" else [a.part]
+    parts = ["latency", "steps", "quality", "model", "overhead", "size"] if a.part == "all" else [a.part]
     for part in parts:
         if part == "latency":
             from benchmarks import latency
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (0, 100, 1000)
             latency.run(sizes=sizes, repeats=a.repeats or (1 if q else 3), out_dir=a.out,
                         algorithms=algos or (["random", "tpe", "auto"] if q else latency.ALGORITHMS))
+        elif part == "steps":
+            from benchmarks import steps
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (0, 100) if q else (0, 100, 1000)
+            steps.run(sizes=sizes, repeats=a.repeats or (1 if q else 5), out_dir=a.out)
+        elif part == "gp":
+            from benchmarks import gp
+            sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (12,) if q else (50, 99)
+            gp.run(sizes=sizes, repeats=a.repeats or (1 if q else 3), out_dir=a.out)
         elif part == "quality":
             from benchmarks import quality
             functions = a.functions.split(",") if a.functions else ("branin", "hartmann6", "mixed")

@@ -51,6 +51,30 @@ def tables(results: Path = RESULTS) -> str:
             out.append(f"| {name} | {r['history']} | {_ms(r['ours_median_s'])} | {_ms(r.get('plain_optuna_median_s'))} "
                        f"| {'—' if ratio is None else f'{ratio:.2f}'} |")
         out.append("")
+    st = _load("steps", results)
+    if st:
+        load = st.get("load_average_at_start", [float("nan")])[0]
+        out += [f"### Step processes (`{st['command']}`, {st['date']}, load {load:.1f})", "", st["what"] + ".", "",
+                "| history | auto uses | suggest s (cpu) | plain s (cpu) | ratio wall / cpu | collect s (cpu) "
+                "| plain s (cpu) | ratio wall / cpu |", "|---|---|---|---|---|---|---|---|"]
+        for r in st["results"]:
+            cells = []
+            for k in ("suggest", "collect"):
+                cells.append(f"{r[f'{k}_median_s']:.2f} ({r[f'{k}_cpu_median_s']:.2f}) | {r[f'plain_{k}_median_s']:.2f} "
+                             f"({r[f'plain_{k}_cpu_median_s']:.2f}) | {r[f'ratio_{k}_to_plain']:.2f} / "
+                             f"{r[f'cpu_ratio_{k}_to_plain']:.2f}")
+            out.append(f"| {r['history']} | {r['auto_choice']} | {' | '.join(cells)} |")
+        out.append("")
+    gp = _load("gp", results)
+    if gp:
+        load = gp.get("load_average_at_start", [float("nan")])[0]
+        out += [f"### GP suggestion (`{gp['command']}`, {gp['date']}, load {load:.1f})", "", gp["what"] + ".", "",
+                "| history | ours s (cpu) | plain GPSampler s (cpu) | ratio wall / cpu |", "|---|---|---|---|"]
+        for r in gp["results"]:
+            out.append(f"| {r['history']} | {r['ours_wall_median_s']:.2f} ({r['ours_cpu_median_s']:.2f}) | "
+                       f"{r['plain_gpsampler_wall_median_s']:.2f} ({r['plain_gpsampler_cpu_median_s']:.2f}) | "
+                       f"{r['ratio_wall']:.2f} / {r['ratio_cpu']:.2f} |")
+        out.append("")
     q = _load("quality", results)
     if q:
         rows = q["results"]

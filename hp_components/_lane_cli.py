@@ -1,12 +1,13 @@
 """``hp-tune step lane-suggest|lane-record|lane-summary``: the lane steps' arguments, read with argparse.
 
-Same style as the light step entry (``hp_components._step_cli``): no typer or rich, exit 2 on a bad
-argument, the step logic in :mod:`hp_components._lanes`. A store that cannot be reached is a
-runtime fault: ``error: ...`` naming the host and the Secret, exit 1::
+Registered in the light step entry's table (``hp_components._step_cli.STEP_COMMANDS``), in its
+style: no typer or rich, exit 2 on a bad argument, the step logic in :mod:`hp_components._lanes`.
+A store that cannot be reached is a runtime fault: ``error: ...`` naming the host and the Secret,
+exit 1::
 
-    from hp_components._lane_cli import LANE_COMMANDS, run_lane_step
-    code = run_lane_step(["step", "lane-suggest", "--experiment", "exp.yaml", "--storage",
-                          "postgresql+psycopg://hp@db/hp", "--lane", "0", "--items-out", "items.json"])
+    from hp_components._step_cli import run_step
+    code = run_step(["step", "lane-suggest", "--experiment", "exp.yaml", "--storage",
+                     "postgresql+psycopg://hp@db/hp", "--lane", "0", "--items-out", "items.json"])
 """
 
 from __future__ import annotations
@@ -15,19 +16,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable
 
-__all__ = ["LANE_COMMANDS", "run_lane_step"]
+__all__ = ["LANE_COMMANDS"]
 
 
 class _BadInput(Exception):
     """A user mistake in the step's arguments: ``error: ...``, exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}\n")
 
 
 def _write(path: Path | None, value: Any) -> None:
@@ -119,51 +114,63 @@ def _summary(a: argparse.Namespace) -> None:
             _write(path, value)
 
 
-def _parser(command: str) -> _Parser:
-    p = _Parser(prog=f"hp-tune step {command}", allow_abbrev=False)
-    p.add_argument("--experiment", required=True, help="the Experiment (a file or inline JSON)")
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", required=True, help="The Experiment: a YAML/JSON file or inline JSON")
     p.add_argument("--storage", required=True,
-                   help="the experiment store's URL without its password (that comes from $HP_STORAGE_PASSWORD)")
-    if command == "lane-suggest":
-        p.add_argument("--lane", required=True, help="this lane's id")
-        p.add_argument("--run", default="", help="the run's id (a workflow's uid): a retried step gets its claim back")
-        p.add_argument("--depth", type=int, default=0, help="trials this lane ran so far")
-        p.add_argument("--max-per-lane", type=int, default=None, help="end the lane after this many trials")
-        p.add_argument("--wait", type=float, default=3600.0, help="seconds to wait for a free slot before ending")
-        for name in ("items-out", "name-out", "done-out", "depth-out"):
-            p.add_argument(f"--{name}", type=Path, default=None)
-    elif command == "lane-record":
-        p.add_argument("--name", required=True, help="the trial lane-suggest claimed")
-        p.add_argument("--observations", default="[]", help="the trial step's outputs (JSON, or a file)")
-    else:
-        for name in ("summary-out", "best-out", "best-parameters-out", "objective-out", "done-out"):
-            p.add_argument(f"--{name}", type=Path, default=None)
-    return p
+                   help="The experiment store's URL without its password (that comes from $HP_STORAGE_PASSWORD)")
 
 
-#: the lane step commands (``hp-tune step <command>``)
-LANE_COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
-    "lane-suggest": _suggest, "lane-record": _record, "lane-summary": _summary}
+def _add_suggest(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--lane", required=True, help="This lane's id")
+    p.add_argument("--run", default="", help="The run's id (the workflow's name): a retried step gets its claim back")
+    p.add_argument("--depth", type=int, default=0, help="Trials this lane ran so far")
+    p.add_argument("--max-per-lane", type=int, default=None, help="End the lane after this many trials (the depth limit)")
+    p.add_argument("--wait", type=float, default=3600.0, help="Seconds to wait for a free slot before the lane ends")
+    for name, text in (("items-out", "the claimed trial as one flat fan-out item ([] when the lane ends)"),
+                       ("name-out", "the trial's name"), ("done-out", "'true' when the lane ends"),
+                       ("depth-out", "the lane's depth after this trial")):
+        p.add_argument(f"--{name}", type=Path, help=f"Write {text} here")
 
 
-def run_lane_step(argv: Sequence[str]) -> int:
-    """Run ``step lane-suggest|lane-record|lane-summary <options>``; the exit code (2 bad input, 1 store fault)."""
-    from hp_components._lanes import StoreUnreachable
-
-    try:
-        args = _parser(argv[1]).parse_args(list(argv[2:]))
-    except SystemExit as e:
-        return int(e.code or 0)
-    try:
-        LANE_COMMANDS[argv[1]](args)
-    except _BadInput as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 2
-    except StoreUnreachable as e:
-        sys.stderr.write(f"error: {e}\n")
-        return 1
-    return 0
+def _add_record(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--name", required=True, help="The trial lane-suggest claimed")
+    p.add_argument("--observations", default="[]", help="The trial step's outputs (an engine's aggregate, the "
+                                                        "wrapper's JSON, or a file); none: recorded NoObservation")
 
 
-if __name__ == "__main__":
-    sys.exit(run_lane_step(sys.argv[1:]))
+def _add_summary(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    for name, text in (("summary-out", "the status without trial lists"), ("best-out", "{name, parameters, objective}"),
+                       ("best-parameters-out", "the best trial's assignments"), ("objective-out", "the best objective"),
+                       ("done-out", "'true' or 'false'")):
+        p.add_argument(f"--{name}", type=Path, help=f"Write {text} here")
+
+
+def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+    """A lane step's body with its own exit codes: 2 for bad input, 1 for a store it cannot reach."""
+    def run(a: argparse.Namespace) -> None:
+        from hp_components._lanes import StoreUnreachable
+
+        try:
+            body(a)
+        except _BadInput as e:
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(2) from None
+        except StoreUnreachable as e:
+            sys.stderr.write(f"error: {e}\n")
+            raise SystemExit(1) from None
+
+    run.__doc__ = body.__doc__
+    return run
+
+
+#: ``hp-tune step lane-suggest|lane-record|lane-summary``: (options, body), as ``_step_cli.STEP_COMMANDS``
+LANE_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], None]]] = {
+    "lane-suggest": (_add_suggest, _guarded(_suggest)),
+    "lane-record": (_add_record, _guarded(_record)),
+    "lane-summary": (_add_summary, _guarded(_summary)),
+}
+
+

@@ -9,9 +9,16 @@ Exit codes: 0 the experiment Succeeded (or the spec is valid), 1 it Failed, 2 ba
 
 from __future__ import annotations
 
+import sys
+
+from hp_components._step_cli import HELP as _STEP_HELP
+from hp_components._step_cli import is_step, run_step
+
+if __name__ == "__main__" and is_step(sys.argv[1:]):  # python -m hp_components.cli step ...: without typer
+    sys.exit(run_step(sys.argv[1:]))
+
 import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -466,168 +473,18 @@ def status(
     out.print(json.dumps(result, indent=2), markup=False, highlight=False, soft_wrap=True)
 
 
-step_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                       help="The pipeline steps KFP and Argo run (JSON in, JSON out; see hp_components.steps).")
-app.add_typer(step_app, name="step")
-
-
-def _json_arg(value: str, what: str) -> Any:
-    """A JSON value given inline (starts with '{' or '['), as a file path, or empty (None)."""
-    text = value.strip()
-    if not text:
-        return None
-    if not text.startswith(("{", "[")):
-        try:
-            text = Path(value).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise _bad_input(f"--{what}: cannot read {value}: {e.strerror or e}") from None
-        if not text:
-            return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _bad_input(f"--{what}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-
-
-def _experiment_arg(value: str) -> Experiment:
-    data = _json_arg(value, "experiment") if value.strip().startswith("{") else None
-    try:
-        return load_experiment(data if data is not None else Path(value))
-    except SpecError as e:
-        raise _bad_input("--experiment: " + "; ".join(f"{p}: {m}" for p, m in e.problems)) from None
-
-
-def _history_arg(value: str) -> list[Trial]:
-    from hp_components.trials import load_history
-
-    data = _json_arg(value, "history")
-    try:
-        return load_history(data if data is not None else [])
-    except (ValueError, TypeError, KeyError) as e:
-        raise _bad_input(f"--history: {e}") from None
-
-
-def _write(path: Optional[Path], value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if path is None:
-        out.print(text, markup=False, highlight=False, soft_wrap=True)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-@step_app.command("suggest")
-def step_suggest(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    history: str = typer.Option("", help="History JSON (a file or inline); empty for a new experiment"),
-    count: Optional[int] = typer.Option(None, help="How many trials (default: parallelTrialCount)"),
-    trials_out: Optional[Path] = typer.Option(None, help="Write the batch here (default: stdout)"),
-    params_out: Optional[Path] = typer.Option(None, help="Also write the batch without sampler state (for a fan-out)"),
-    items_out: Optional[Path] = typer.Option(None, help="Also write the batch as flat fan-out items "
-                                                        "({hp-trial-name, trialParameter: value})"),
-) -> None:
-    """Suggest the next batch: [{name, parameterAssignments, parameters}], [] when nothing is left."""
-    from hp_components.steps import fan_out_items, slim, suggest_step
-
-    exp = _experiment_arg(experiment)
-    batch = suggest_step(exp, _history_arg(history), count)
-    _write(trials_out, batch)
-    if params_out:
-        _write(params_out, slim(batch))
-    if items_out:
-        _write(items_out, fan_out_items(batch))
-
-
-@step_app.command("collect")
-def step_collect(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    history: str = typer.Option("", help="History JSON before this batch (a file or inline)"),
-    trials: str = typer.Option("[]", help="The batch the suggest step returned (a file or inline JSON)"),
-    observations: str = typer.Option("[]", help="The wrappers' outputs: a JSON list in batch order, a JSON "
-                                               "object by trial name, or a folder of *.json files"),
-    history_out: Optional[Path] = typer.Option(None, help="Write the new history here"),
-    status_out: Optional[Path] = typer.Option(None, help="Write Katib's Experiment.status here"),
-    done_out: Optional[Path] = typer.Option(None, help="Write 'true' or 'false' here"),
-    best_out: Optional[Path] = typer.Option(None, help="Write {name, parameters, objective} of the best trial here"),
-    summary_out: Optional[Path] = typer.Option(None, help="Write the status without trial lists (small) here"),
-    next_trials_out: Optional[Path] = typer.Option(None, help="Suggest the next batch and write it here ([] when done)"),
-    next_params_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch without sampler state"),
-    next_items_out: Optional[Path] = typer.Option(None, help="With --next-trials-out: the batch as flat fan-out items"),
-    best_parameters_out: Optional[Path] = typer.Option(None, help="Write the best trial's assignments {name: value} here"),
-    objective_out: Optional[Path] = typer.Option(None, help="Write the best objective value here (empty: none yet)"),
-) -> None:
-    """Record a batch's observations; report status, done and the best trial (and the next batch)."""
-    from hp_components.steps import collect_step, fan_out_items, slim, status_summary
-
-    exp = _experiment_arg(experiment)
-    batch = _json_arg(trials, "trials") or []
-    folder = Path(observations)
-    if observations.strip() and not observations.strip().startswith(("[", "{")) and folder.is_dir():
-        obs: Any = {}
-        for f in sorted(folder.glob("*.json")):
-            item = _json_arg(str(f), "observations")
-            if isinstance(item, dict):
-                obs[str(item.get("name") or f.stem)] = item
-    else:
-        obs = _json_arg(observations, "observations") or []
-    if not isinstance(batch, list) or not isinstance(obs, (list, dict)):
-        raise _bad_input("--trials must be a JSON list and --observations a JSON list or object")
-    result = collect_step(exp, _history_arg(history), batch, obs, suggest_next=next_trials_out is not None)
-    if next_trials_out:
-        _write(next_trials_out, result["next"])
-        if next_params_out:
-            _write(next_params_out, slim(result["next"]))
-        if next_items_out:
-            _write(next_items_out, fan_out_items(result["next"]))
-    if summary_out:
-        _write(summary_out, status_summary(result["status"]))
-    _write(history_out, result["history"]) if history_out else None
-    _write(status_out, result["status"]) if status_out else None
-    _write(done_out, "true" if result["done"] else "false") if done_out else None
-    _write(best_out, result["best"]) if best_out else None
-    _write(best_parameters_out, result["best"]["parameters"]) if best_parameters_out else None
-    if objective_out:
-        objective = result["best"]["objective"]
-        _write(objective_out, "" if objective is None else repr(float(objective)))
-    if not any((history_out, status_out, done_out, best_out, summary_out, next_trials_out, best_parameters_out,
-                objective_out)):
-        _write(None, result)
-
-
-@step_app.command("launch")
-def step_launch(
-    experiment: str = typer.Option(..., help="The Experiment: a YAML/JSON file or inline JSON"),
-    name: str = typer.Option(..., help="The trial's name (the job's name)"),
-    param: list[str] = typer.Option([], "--param", help="NAME=VALUE: a trialParameter's value (repeat for each)"),
-    namespace: Optional[str] = typer.Option(None, help="Namespace of the job (default: the experiment's, else the "
-                                                       "pod's own, else the kubeconfig context's)"),
-    output: Optional[Path] = typer.Option(None, help="Write the trial's result JSON here (default: stdout)"),
-    observe_only: bool = typer.Option(False, help="Do not create the job, wait for the one an earlier step created"),
-    poll: float = typer.Option(5.0, help="Seconds between status checks"),
-) -> None:
-    """Run a trial as a Kubernetes job (Job, PyTorchJob, TFJob, MPIJob, XGBoostJob) and report its metrics."""
-    from hp_components.jobs import JobTrialError, KubeJobs, default_namespace, launch
-
-    exp = _experiment_arg(experiment)
-    values = dict(p.partition("=")[::2] for p in param)
-    if any("=" not in p for p in param):
-        raise _bad_input("--param takes NAME=VALUE (a trialParameter's name and this trial's value)")
-    try:
-        result = launch(exp, name, values, KubeJobs.from_environment(),
-                        namespace=namespace or exp.metadata.namespace or default_namespace(), create=not observe_only,
-                        poll=poll)
-    except JobTrialError as e:
-        raise _bad_input(str(e)) from None
-    _write(output, result)
+@app.command("step", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                       "help_option_names": []}, help=_STEP_HELP, add_help_option=False)
+def step(ctx: typer.Context) -> None:
+    """Listed in ``hp-tune --help`` only: :func:`main` hands ``step ...`` to :mod:`hp_components._step_cli`."""
+    raise typer.Exit(run_step(["step", *ctx.args]))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``hp-tune``."""
-    from hp_components._lane_cli import LANE_COMMANDS, run_lane_step
-
+    """Entry point of ``hp-tune``; ``hp-tune step ...`` is :mod:`hp_components._step_cli`'s."""
     args = sys.argv[1:] if argv is None else list(argv)
-    if len(args) >= 2 and args[0] == "step" and args[1] in LANE_COMMANDS:  # argparse, as hp_components._step_cli
-        return run_lane_step(args)
+    if is_step(args):
+        return run_step(args)
     try:
         app(args=argv, prog_name="hp-tune", standalone_mode=True)
     except SystemExit as e:

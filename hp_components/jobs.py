@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator
 
 from hp_components.conditions import job_outcome
 from hp_components.experiment import KUBEFLOW_JOB_KINDS, Experiment, trial_collector
-from hp_components.metrics import MAX_LINE, Outcome, judge, objective_value
+from hp_components.metrics import LineSplitter, Outcome, judge, objective_value
 from hp_components.template import deadline, render_values
 
 __all__ = ["TRIAL_LABEL", "EXPERIMENT_LABEL", "JOB_KINDS", "KubeJobs", "launch", "trial_manifest", "pod_templates",
@@ -242,8 +242,9 @@ def _result(name: str, outcome: Outcome, metrics: list[Any] | None = None, value
 def _metrics(exp: Experiment, log: str) -> tuple[list[Any], float | None]:
     """The metrics in the primary container's log (job trials use the StdOut collector: check_job_trial)."""
     collecting = trial_collector(exp)
-    for line in log.split("\n"):
-        collecting.feed_output(line[:MAX_LINE])
+    lines = LineSplitter()
+    for line in [*lines.feed(log.encode("utf-8", "surrogateescape")), lines.flush()]:
+        collecting.feed_output(line)
     observation = collecting.observation()
     name = exp.spec.objective.objective_metric_name
     return observation["metrics"], objective_value(observation, name, exp.spec.objective.strategies()[name])

@@ -882,7 +882,6 @@ class LineSplitter:
         return last
 
 
-
 class _Sink:
     """Where the trial's output goes: our stdout, the log file and the collector.
 

@@ -177,3 +177,124 @@ def test_unknown_settings_are_rejected_by_get_algorithm():
     with pytest.raises(ValueError, match="not a setting of random"):
         get_algorithm("random", {"n_startup_trials": "3"})
     assert set(ALGORITHMS) == set(ALL) | {"grid", "hyperband"}
+
+
+# --------------------------------------------------------------------------- no point twice
+
+DISCRETE = [
+    {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}},
+    {"name": "m", "parameterType": "int", "feasibleSpace": {"min": "0", "max": "4", "step": "2"}},
+    {"name": "c", "parameterType": "categorical", "feasibleSpace": {"list": ["p", "q"]}},
+    {"name": "d", "parameterType": "discrete", "feasibleSpace": {"list": ["0.5", "1", "2"]}},
+]  # 3 * 3 * 2 * 3 = 54 points
+TINY = [
+    {"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}},
+    {"name": "s", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "0.5", "step": "0.5"}},
+]  # 3 * 2 = 6 points
+
+
+def discrete_experiment(algorithm: str, parameters: list[dict], max_trials: int):
+    from hp_components.experiment import parse_experiment
+    from tests.conftest import script_experiment
+
+    return parse_experiment(script_experiment(
+        f"unique-{algorithm}", "print('loss=0')", params=parameters, maxTrialCount=max_trials, parallelTrialCount=4,
+        objective={"type": "maximize", "objectiveMetricName": "loss"}, algorithm={"algorithmName": algorithm}))
+
+
+def discrete_score(a):
+    return -(int(a["n"]) - 2) ** 2 - (int(a.get("m", "0")) - 2) ** 2 / 4 + (a.get("c") == "q") \
+        - abs(float(a.get("d", "1")) - 1) - float(a.get("s", "0"))
+
+
+def key(t):
+    return tuple(sorted(t.assignments.items()))
+
+
+UNIQUE_ALGORITHMS = ["random", "tpe", "multivariate-tpe", "cmaes", "sobol", "bayesianoptimization", "auto", "grid"]
+
+
+@pytest.mark.parametrize("algorithm", UNIQUE_ALGORITHMS)
+@pytest.mark.parametrize("parameters, n", [(DISCRETE, 30), (DISCRETE[:3], 18)], ids=["30-of-54", "all-18"])
+def test_no_point_twice_while_the_space_has_untried_ones(algorithm, parameters, n):
+    """Parallel slots freeing up one by one: each suggestion sees finished and still-running trials.
+
+    Without the check every algorithm but grid repeated points here (4 to 14 of 30, 5 to 9 of 18)."""
+    exp = discrete_experiment(algorithm, parameters, n)
+    history: list[Trial] = []
+    while len(history) < n:
+        running = [t for t in history if t.condition == "Running"]
+        batch = suggest(exp, history, min(4 - len(running) if running else 4, n - len(history)))
+        assert batch, "the space still has untried points"
+        for t in batch:
+            t.condition = "Running"
+        history += batch
+        oldest = next(t for t in history if t.condition == "Running")  # one slot frees up
+        finish([oldest], discrete_score)
+    keys = [key(t) for t in history]
+    assert len(keys) == n and len(set(keys)) == n, f"{n - len(set(keys))} repeated points"
+
+
+@pytest.mark.parametrize("algorithm", UNIQUE_ALGORITHMS)
+def test_a_used_up_space_may_repeat_but_only_after_every_point_ran(algorithm):
+    exp = discrete_experiment(algorithm, TINY, 10)
+    history: list[Trial] = []
+    for size in (4, 2):
+        history += finish(suggest(exp, history, size), discrete_score)
+    assert len({key(t) for t in history}) == 6, "the first six trials cover the six points"
+    more = suggest(exp, history, 4)
+    if algorithm == "grid":
+        assert more == [], "a used-up grid ends"
+    else:
+        assert len(more) == 4 and all(key(t) in {key(h) for h in history} for t in more)
+
+
+def test_running_failed_and_interrupted_trials_in_the_history():
+    from hp_components.suggest import REPLACED_ATTR, unique_batch
+    exp = discrete_experiment("random", TINY, 10)
+    space = SearchSpace(exp.spec.parameters)
+    seen = [Trial(name="a", assignments={"n": "1", "s": "0.0"}, condition="Running"),
+            Trial(name="b", assignments={"n": "2", "s": "0.0"}, condition="Failed"),
+            Trial(name="c", assignments={"n": "3", "s": "0.0"}, condition="Interrupted")]
+    repeated = [({"n": 3, "s": 0.0}, {}), ({"n": 2, "s": 0.0}, {"k": 1}), ({"n": 1, "s": 0.0}, {}),
+                ({"n": 3, "s": 0.0}, {})]
+    out = unique_batch(space, seen, repeated, seed=5)
+    points = [space.assignments(p) for p, _ in out]
+    assert points[0] == {"n": "3", "s": "0.0"}, "an Interrupted trial's point is free (it is rerun)"
+    assert {"n": "1", "s": "0.0"} not in points and {"n": "2", "s": "0.0"} not in points
+    assert len({tuple(p.items()) for p in points}) == 4
+    assert out[1][1] == {"k": 1, REPLACED_ATTR: True} and REPLACED_ATTR not in out[0][1]
+    assert out[2][1] == out[3][1] == {REPLACED_ATTR: True}
+    assert unique_batch(space, seen, repeated, seed=5) == out, "the replacement is a function of the seed"
+
+
+def test_a_repeated_point_is_replaced_by_a_neighbour():
+    """The replacement stays where the algorithm looked: one parameter moves to a next value."""
+    from hp_components.suggest import unique_batch
+    exp = discrete_experiment("random", DISCRETE, 60)
+    space = SearchSpace(exp.spec.parameters)
+    done = Trial(name="a", assignments={"n": "2", "m": "2", "c": "p", "d": "1"}, condition="Succeeded",
+                 objective_value=1.0)
+    for seed in range(10):
+        (point, _), = unique_batch(space, [done], [(space.internal(done.assignments), {})], seed=seed)
+        a = space.assignments(point)
+        changed = [k for k in a if a[k] != done.assignments[k]]
+        assert len(changed) == 1, a
+        if changed[0] in ("n", "m"):
+            step = {"n": 1, "m": 2}[changed[0]]
+            assert abs(int(a[changed[0]]) - int(done.assignments[changed[0]])) == step
+
+
+def test_the_algorithms_do_repeat_points_without_the_check():
+    """What the check is for: the GP's own asks on a small discrete space repeat points."""
+    exp = discrete_experiment("bayesianoptimization", DISCRETE, 60)
+    algo = get_algorithm("bayesianoptimization", {"random_state": "3"}, exp.spec)
+    space = SearchSpace(exp.spec.parameters)
+    history: list[Trial] = []
+    raw: list[tuple] = []
+    for _ in range(5):
+        batch = suggest(exp, history, 4)
+        raw += [tuple(sorted(space.assignments(p).items()))
+                for p, _ in algo.suggest(space, history, 4, direction="maximize", seed=len(history))]
+        history += finish(batch, discrete_score)
+    assert len(set(raw)) < len(raw) or any(r in {key(t) for t in history[:-4]} for r in raw[-4:])
