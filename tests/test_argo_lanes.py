@@ -123,6 +123,16 @@ def test_lanes_run_exactly_max_trials_and_a_dead_pod_is_recorded(pg_url, tmp_pat
     assert json.loads(result["parameters"]["best"]) and float(result["parameters"]["objective"]) >= 0
     assert engine.max_seen_depth == max(trials_per_lane.values()) + 3  # main, one level per iteration, trial, pod
 
+    # hp-tune status --target argo reads the lanes' trials from the same `trial` nodes
+    from hp_components.argo._cluster import summarize
+
+    wf = {"metadata": {"name": "argolanes-x"}, "status": {"phase": "Succeeded", "nodes": {n["id"]: n for n in engine.nodes},
+                                                         "outputs": {"parameters": [{"name": k, "value": v} for k, v in engine.globals.items()]}}}
+    seen = summarize(wf)
+    assert [t["name"] for t in seen["trials"]] == sorted(names)
+    assert {t["name"]: t["phase"] for t in seen["trials"]}[dead] == "Failed"
+    assert seen["status"]["reason"] == "ExperimentMaxTrialsReached" and seen["best"]["name"]
+
 
 def test_lane_depth_the_kth_trial_pod_runs_at_depth_k_plus_3(pg_url, tmp_path):
     """Argo's operator.go executeTemplate refuses depth >= maxAllowedStackDepth (100): a lane's k trials
