@@ -30,6 +30,15 @@ def pg_url():
     yield from postgres_database()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path):
+    """SQLite (one machine: the claims lock a file next to it) and PostgreSQL (pg_advisory_lock)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/hp.db"
+    else:
+        yield from postgres_database()
+
+
 def _cli(args: list[str], password: str, **env: str) -> subprocess.CompletedProcess:
     full = {**os.environ, "PYTHONPATH": str(ROOT), "HP_STORAGE_PASSWORD": password, **env}
     return subprocess.run([sys.executable, "-m", "hp_components.cli", "step", *args], env=full,
@@ -98,7 +107,8 @@ def test_lanes_share_the_store_exactly(pg_url, tmp_path):
     assert peak <= 3, "never more than parallelTrialCount trials at once"
 
 
-def test_claims_see_running_trials_and_refuse_past_the_limits(pg_url):
+def test_claims_see_running_trials_and_refuse_past_the_limits(any_url):
+    pg_url = any_url
     exp = parse_experiment(script_experiment("claims", "print(1)", maxTrialCount=3, parallelTrialCount=2))
     a = lane_suggest(exp, pg_url, lane=0, run="r")
     b = lane_suggest(exp, pg_url, lane=1, run="r")
