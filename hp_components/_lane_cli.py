@@ -3,7 +3,7 @@
 Registered in the light step entry's table (``hp_components._step_cli.STEP_COMMANDS``), in its
 style: no typer or rich, exit 2 on a bad argument, the step logic in :mod:`hp_components._lanes`.
 A store that cannot be reached is a runtime fault: ``error: ...`` naming the host and the Secret,
-exit 1::
+exit 3 (the CLI's code for runtime faults)::
 
     from hp_components._step_cli import run_step
     code = run_step(["step", "lane-suggest", "--experiment", "exp.yaml", "--storage",
@@ -149,7 +149,7 @@ def _add_summary(p: argparse.ArgumentParser) -> None:
 
 
 def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
-    """A lane step's body with its own exit codes: 2 for bad input, 1 for a store it cannot reach."""
+    """A lane step's body with its own exit codes: 2 for bad input, 3 for a store it cannot reach (a runtime fault)."""
     def run(a: argparse.Namespace) -> None:
         from hp_components._lanes import StoreUnreachable
 
@@ -160,7 +160,7 @@ def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.N
             raise SystemExit(2) from None
         except StoreUnreachable as e:
             sys.stderr.write(f"error: {e}\n")
-            raise SystemExit(1) from None
+            raise SystemExit(3) from None  # a runtime fault, as the CLI's FAULT_EXIT
 
     run.__doc__ = body.__doc__
     return run

@@ -1,8 +1,13 @@
 """One local trial as processes: the local twin of the trial wrapper's ``run_trial``.
 
 :class:`TrialProcess` renders the trial, starts its processes (a PyTorchJob's workers too) in their own
-sessions that die with the runner, streams the output to ``output.log`` and the metrics collector, applies
-the deadline and the early-stopping rule, and asks :func:`~hp_components.metrics.judge` how it ended.
+sessions, each under a supervisor (Linux, :mod:`hp_components._reaper`) that holds the whole process tree:
+the trial ends when its main process ends, its deadline and a stop reach every process it started, and
+all of them die with the runner. It streams the output to ``output.log`` (a log that cannot be written
+stops, the trial goes on) and the metrics collector, applies the deadline and the early-stopping rule,
+and asks :func:`~hp_components.metrics.judge` how it ended. ``processes.json`` in the trial's folder
+identifies its processes, so that a resume after the runner's crash kills what is left
+(:func:`kill_leftovers`).
 The scheduler (:mod:`hp_components.local`) decides when trials start and stops them::
 
     tp = TrialProcess(exp, trial, run_dir / trial.name, workdir=Path.cwd(), kill_grace=5.0)
@@ -15,22 +20,23 @@ import asyncio
 import ctypes
 import datetime as _dt
 import errno
-import functools
+import json
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+from hp_components._reaper import process_table
 from hp_components.experiment import Experiment, trial_collector
 from hp_components.metrics import MAX_REPORTS, Collector, LineSplitter, Outcome, judge, launch_failure, objective_value
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
-__all__ = ["TrialProcess", "end", "now"]
+__all__ = ["TrialProcess", "end", "kill_leftovers", "now"]
 
 _CHUNK = 1 << 16
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
@@ -55,30 +61,14 @@ def _prctl() -> Callable[..., int] | None:
 
 
 _PRCTL = _prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_runner() -> None:
-    """In the trial process, before exec: die when the runner dies, even by kill -9 (Linux)."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-@functools.lru_cache(maxsize=1)
-def _setpriv() -> str | None:
-    """util-linux's ``setpriv`` if it can set the parent-death signal (Linux; most distributions)."""
-    path = shutil.which("setpriv") if _PRCTL is not None else None
-    if path is None:
-        return None
-    try:
-        usage = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if "--pdeathsig" in usage else None
+_REAPER = Path(__file__).with_name("_reaper.py")
+_LEFTOVER_GRACE = 1.0  # seconds the processes a trial's main process left behind get before SIGKILL
+_EOF_WAIT = 2.0  # seconds to wait for the end of the output once the trial's processes are gone
+_RECORD = "processes.json"  # in the trial's folder: what identifies its processes (for a resume)
 
 
 def _check_program(program: str, env: dict[str, str], cwd: Path) -> None:
-    """Raise the OSError exec would raise for ``program`` (which setpriv would only print)."""
+    """Raise the OSError exec would raise for ``program`` (which the supervisor would only print)."""
     if "/" in program:
         path = cwd / program
         if not path.is_file():
@@ -89,23 +79,207 @@ def _check_program(program: str, env: dict[str, str], cwd: Path) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any) -> asyncio.subprocess.Process:
-    """Start a trial process in its own session that dies with the runner (Linux: PR_SET_PDEATHSIG).
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's subprocess protocol, plus ``exited``: done when the process ends, whoever still holds
+    its output (``Process.wait`` waits for the pipes to close too)."""
 
-    Through ``setpriv --pdeathsig KILL`` when there is one: without a ``preexec_fn`` Python can
-    vfork, which does not copy the runner's memory map, so the event loop is blocked ~0.2 ms per
-    start instead of ~5 ms (measured with torch and Optuna loaded). Otherwise the signal is set by
-    a ``preexec_fn``.
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop):
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport = transport
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+@dataclass
+class _Proc:
+    """A started trial process: under its supervisor (Linux) or alone."""
+
+    process: asyncio.subprocess.Process
+    protocol: _Protocol
+    supervised: bool
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def exited(self) -> int:
+        """The return code, as soon as the process ended (not when its output closed)."""
+        await asyncio.shield(self.protocol.exited)
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+    def stop(self) -> None:
+        """SIGTERM to every process of the tree (the supervisor sends SIGKILL after the grace period)."""
+        self._send(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the tree, now."""
+        self._send(signal.SIGUSR1 if self.supervised else signal.SIGKILL)
+
+    def _send(self, sig: int) -> None:
+        if self.process.returncode is not None:
+            return
+        try:
+            if self.supervised:  # the supervisor signals the whole tree, however far it forked away
+                os.kill(self.process.pid, sig)
+            else:
+                os.killpg(self.process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def close(self) -> None:
+        """Let go of the output pipe (a process outside the tree may hold it still)."""
+        if self.protocol.transport is not None:
+            self.protocol.transport.close()
+
+
+async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, kill_grace: float) -> _Proc:
+    """Start a trial process in its own session, under a supervisor (Linux; see
+    :mod:`hp_components._reaper`): it dies with the runner, even by kill -9, and so does every process
+    it starts, double-forked or ``setsid`` away. Without ``prctl`` (not Linux): the process alone.
+
+    No ``preexec_fn``: Python can then vfork, which does not copy the runner's memory map, so the
+    event loop is blocked ~0.2 ms per start instead of ~5 ms (measured with torch and Optuna loaded).
     """
-    setpriv = _setpriv()
-    if setpriv is not None:
+    supervised = _PRCTL is not None
+    if supervised:
         _check_program(argv[0], env, cwd)
-        argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-    return await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout, stderr=asyncio.subprocess.STDOUT, env=env,
-        cwd=str(cwd), start_new_session=True,
-        preexec_fn=_die_with_runner if _PRCTL is not None and setpriv is None else None,
-    )
+        argv = [sys.executable, "-I", "-S", str(_REAPER), repr(kill_grace), repr(_LEFTOVER_GRACE), str(os.getpid()),
+                "--", *argv]
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _Protocol(limit=2 ** 16, loop=loop), *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
+        stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(cwd), start_new_session=True)
+    return _Proc(asyncio.subprocess.Process(transport, protocol, loop), protocol, supervised)
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22); None: gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _record(trial_dir: Path, procs: list[_Proc]) -> None:
+    """Write what identifies the trial's processes: each supervisor's pid (its session's and process
+    group's id too) with its start time, the host and the boot."""
+    rows = [{"pid": p.pid, "pgid": p.pid, "start": _start_time(p.pid)} for p in procs]
+    data = {"host": socket.gethostname(), "boot": _boot_id(), "processes": rows}
+    tmp = trial_dir / (_RECORD + ".tmp")
+    tmp.write_text(json.dumps(data))
+    tmp.replace(trial_dir / _RECORD)
+
+
+def kill_leftovers(trial_dir: Path) -> int:
+    """Kill the processes a trial whose runner died left behind (on resume); returns how many.
+
+    For each supervisor recorded in ``trial_dir``: when that pid still runs with the recorded start
+    time, it and every descendant; then every process started since in its process group (a group's
+    id is not reused while a member lives; a leader of that id with another start time is a new
+    group, left alone), and every process started since whose environment names this trial's folder
+    (``HP_TRIAL_DIR``: those that left the group with ``setsid``). Only on the host and boot that
+    recorded them (Linux).
+    """
+    try:
+        data = json.loads((trial_dir / _RECORD).read_text())
+    except (OSError, ValueError):
+        return 0
+    if data.get("host") != socket.gethostname() or data.get("boot") != _boot_id() or _PRCTL is None:
+        return 0
+    table = process_table()
+    marker = f"HP_TRIAL_DIR={trial_dir.resolve()}".encode()
+    doomed: set[int] = set()
+    for row in data.get("processes", []):
+        pid, pgid, start = int(row["pid"]), int(row["pgid"]), row.get("start")
+        if start is None:
+            continue
+        leader = table.get(pid)
+        if leader is not None and leader[2] != start:
+            continue  # the pid was reused: not ours
+        later = {p for p, (_, _, began) in table.items() if began >= start and p != os.getpid()}
+        doomed |= {p for p in later if table[p][1] == pgid or marker in _environ(p)}
+        if leader is not None:
+            doomed.add(pid)
+            todo = [pid]
+            while todo:
+                parent = todo.pop()
+                for p, (ppid, _, _) in table.items():
+                    if ppid == parent and p not in doomed:
+                        doomed.add(p)
+                        todo.append(p)
+    killed = 0
+    for p in doomed:
+        try:
+            os.kill(p, signal.SIGKILL)
+            killed += 1
+        except (ProcessLookupError, PermissionError):
+            pass
+    return killed
+
+
+def _environ(pid: int) -> list[bytes]:
+    """The environment process ``pid`` started with ([] when it cannot be read)."""
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+class _Log:
+    """A trial's log file that a full disk (or any write error) cannot break: the first error stops
+    the logging, is told through ``warn``, and the trial runs on (its output still reaches the
+    metrics collector)."""
+
+    def __init__(self, path: Path, warn: Callable[[str], None]):
+        self.path = path
+        self.warn = warn
+        self.file: Any = None
+        try:
+            self.file = open(path, "wb")
+        except OSError as err:
+            self._fail(err)
+
+    def _fail(self, err: OSError) -> None:
+        self.warn(f"{self.path}: {err.strerror or err}; the trial runs on without this log")
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError:
+                pass
+        self.file = None
+
+    def write(self, data: bytes) -> None:
+        if self.file is not None:
+            try:
+                self.file.write(data)
+            except OSError as err:
+                self._fail(err)
+
+    def close(self) -> None:
+        if self.file is not None:
+            try:
+                self.file.close()
+            except OSError as err:
+                self._fail(err)
 
 
 def _free_port() -> int:
@@ -113,14 +287,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _killpg(proc: asyncio.subprocess.Process, sig: int) -> None:
-    """Send ``sig`` to the process group ``proc`` leads (gone already: nothing to do)."""
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def end(trial: Trial, outcome: Outcome) -> Trial:
@@ -134,15 +300,18 @@ class TrialProcess:
     """One trial's processes, from start to the judged outcome."""
 
     def __init__(self, experiment: Experiment, trial: Trial, trial_dir: Path, *, workdir: Path, kill_grace: float,
-                 stop_rule: StopRule | None = None, early_stopping: str = ""):
+                 stop_rule: StopRule | None = None, early_stopping: str = "",
+                 warn: Callable[[str], None] = lambda message: None, env: Mapping[str, str] | None = None):
         self.exp = experiment
+        self.env = dict(env or {})  # on top of this process's environment, under the container's own
+        self.warn = warn
         self.trial = trial
         self.trial_dir = trial_dir
         self.workdir = workdir
         self.kill_grace = kill_grace
         self.stop_rule = stop_rule
         self.early_stopping = early_stopping
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
+        self.procs: dict[str, _Proc] = {}
         #: set by the scheduler before it signals: how a trial it stops ends (condition, reason, message)
         self.stopped: tuple[str, str, str] | None = None
         self.stopped_early = False
@@ -153,9 +322,13 @@ class TrialProcess:
         self.workers = pytorch_workers(experiment, rendered)
 
     def signal(self, sig: int) -> None:
-        """Send ``sig`` to every process group of the trial."""
+        """SIGTERM: stop every process of the trial (SIGKILL follows after the grace period); SIGKILL:
+        kill them now. Each reaches the whole tree, processes that forked or ``setsid`` away too."""
         for proc in list(self.procs.values()):
-            _killpg(proc, sig)
+            if sig == signal.SIGKILL:
+                proc.kill()
+            else:
+                proc.stop()
 
     def finish(self, outcome: Outcome) -> Trial:
         """The trial, ended as ``outcome`` says."""
@@ -170,6 +343,7 @@ class TrialProcess:
         argv, env = collecting.prepare(list(container.argv), dict(container.env), str(self.trial_dir))
         full_env = {
             **os.environ,
+            **self.env,
             **env,
             "KATIB_TRIAL_NAME": trial.name,
             "HP_TRIAL_NAME": trial.name,
@@ -181,32 +355,46 @@ class TrialProcess:
         if self.workers:
             full_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                             WORLD_SIZE=str(len(self.workers) + 1), RANK="0")
-        log = open(self.trial_dir / "output.log", "wb")
-        worker_procs: list[asyncio.subprocess.Process] = []
+        log = _Log(self.trial_dir / "output.log", self.warn)
+        worker_procs: list[_Proc] = []
         tail: asyncio.Future[None] | None = None
+        pump: asyncio.Future[None] | None = None
+        proc: _Proc | None = None
         timed_out = False
         try:
             worker_procs = await self._start_workers(full_env)
             try:
-                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE)
+                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE, self.kill_grace)
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self.finish(judge(objective=self.objective, value=None, failure=launch_failure(argv[0], err)))
             self.procs[trial.name] = proc
-            tail = asyncio.ensure_future(self._tail(proc, collecting))
             try:
-                await asyncio.wait_for(self._pump(proc, collecting, log), container.timeout)
+                _record(self.trial_dir, list(self.procs.values()))
+            except OSError as err:
+                self.warn(f"{self.trial_dir / _RECORD}: {err.strerror or err}; a resume after a crash of this "
+                          "runner could not kill what this trial leaves running")
+            pump = asyncio.ensure_future(self._pump(proc.process, collecting, log))
+            tail = asyncio.ensure_future(self._tail(proc.process, collecting))
+            # the trial lasts as long as its main process (and, under the supervisor, as the processes
+            # it left behind, for their short grace); not as long as whoever holds its output open
+            try:
+                rc = await asyncio.wait_for(proc.exited(), container.timeout)
             except asyncio.TimeoutError:
                 timed_out = True
                 self.signal(signal.SIGTERM)
                 try:
-                    await asyncio.wait_for(proc.wait(), self.kill_grace)
+                    rc = await asyncio.wait_for(proc.exited(), self.kill_grace)
                 except asyncio.TimeoutError:
                     self.signal(signal.SIGKILL)
-            rc = await proc.wait()
+                    rc = await proc.exited()
+            await self._drain(pump, log)
         finally:
-            if tail is not None:
-                tail.cancel()
+            for task in (tail, pump):
+                if task is not None:
+                    task.cancel()
+            if proc is not None:
+                proc.close()
             worker_rcs = await self._finish_workers(worker_procs)
             log.close()
         for name, value in collecting.poll():  # what the trial wrote to a collector's file since the last read
@@ -221,27 +409,43 @@ class TrialProcess:
             stopped=self.stopped if not timed_out else None,
             timed_out=container.timeout if timed_out else None))
 
-    async def _start_workers(self, env: dict[str, str]) -> list[asyncio.subprocess.Process]:
+    async def _drain(self, pump: asyncio.Future[None], log: Any) -> None:
+        """The rest of the output, once the trial's processes are gone (a process outside the trial
+        holding the pipe open, handed it over a socket, does not keep the trial running)."""
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), _EOF_WAIT)
+        except asyncio.TimeoutError:
+            log.write(b"\n[hp-tune: the trial ended; a process outside it still held its output open]\n")
+
+    async def _start_workers(self, env: dict[str, str]) -> list[_Proc]:
         """Start a PyTorchJob's worker processes (ranks 1..n), each logging to worker-<rank>.log."""
         procs = []
         for rank, worker in enumerate(self.workers, start=1):
-            with open(self.trial_dir / f"worker-{rank}.log", "wb") as log:
-                proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log)
+            try:
+                log: Any = open(self.trial_dir / f"worker-{rank}.log", "wb")
+            except OSError as err:
+                self.warn(f"{self.trial_dir / f'worker-{rank}.log'}: {err.strerror or err}; the worker logs nowhere")
+                log = asyncio.subprocess.DEVNULL
+            try:
+                proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log,
+                                    self.kill_grace)
+            finally:
+                if not isinstance(log, int):
+                    log.close()
             self.procs[f"rank-{rank}"] = proc
             procs.append(proc)
         return procs
 
-    async def _finish_workers(self, procs: list[asyncio.subprocess.Process]) -> list[int]:
+    async def _finish_workers(self, procs: list[_Proc]) -> list[int]:
         """Wait for the workers once the master ended (killing them after the grace period)."""
         if not procs:
             return []
         try:
-            await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), self.kill_grace)
+            await asyncio.wait_for(asyncio.gather(*(p.exited() for p in procs)), self.kill_grace)
         except asyncio.TimeoutError:
             for p in procs:
-                if p.returncode is None:
-                    _killpg(p, signal.SIGKILL)
-        return [await p.wait() for p in procs]
+                p.kill()
+        return [await p.exited() for p in procs]
 
     async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any) -> None:
         """Copy the trial's output to its log and feed each line to the metrics collector."""

@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import ast
 import builtins
-import contextlib
 import dis
 import inspect
-import os
 import re
-import shlex
-import shutil
 import sys
 import textwrap
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from hp_components.experiment import Experiment, new_experiment
 from hp_components.local import RunResult, run_local
@@ -310,31 +306,6 @@ class TuneResult:
                 f"{self.experiment.spec.objective.objective_metric_name}={self.best_objective} with {self.best_parameters}")
 
 
-@contextlib.contextmanager
-def _python3_runs_this_interpreter(folder: Path) -> Iterator[None]:
-    """While trials run here, ``python3`` (the portable command the experiment names) is this
-    interpreter, with its packages: a two-line script in ``folder`` first on PATH, unless ``python3``
-    on PATH is this interpreter already."""
-    found = shutil.which("python3")
-    here = os.path.dirname(os.path.abspath(sys.executable))
-    if found and os.path.dirname(os.path.abspath(found)) == here and os.path.realpath(found) == os.path.realpath(sys.executable):
-        yield
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    script = folder / "python3"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n", encoding="utf-8")
-    script.chmod(0o755)
-    before = os.environ.get("PATH")
-    os.environ["PATH"] = str(folder.resolve()) + os.pathsep + (before or os.defpath)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("PATH", None)
-        else:
-            os.environ["PATH"] = before
-
-
 def _say_failures(folder: Path) -> Callable[[str, Any], None]:
     """An event handler that prints each failed trial's reason, the last line of its output and its log."""
     def on_event(kind: str, payload: Any) -> None:
@@ -360,8 +331,8 @@ def tune(objective: Callable[..., Any], parameters: dict[str, dict[str, Any]], *
     """
     experiment = build_experiment(objective, parameters, **options)
     folder = Path(run_dir) / experiment.name
-    with _python3_runs_this_interpreter(folder / ".python"):
-        run = run_local(experiment, storage=storage, run_dir=run_dir, fresh=fresh, on_event=_say_failures(folder))
+    run = run_local(experiment, storage=storage, run_dir=run_dir, fresh=fresh, on_event=_say_failures(folder),
+                    python=sys.executable)
     result = TuneResult(experiment, run)
     if not run.interrupted and not any(t.condition in OBSERVED and t.objective_value is not None for t in run.history):
         failed = [t for t in run.history if t.condition not in ("Succeeded", "EarlyStopped", "Interrupted")]

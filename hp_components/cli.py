@@ -30,7 +30,7 @@ from rich.table import Table
 from hp_components.drivers import BUILTIN, Driver, DriverError, get_driver
 from hp_components.experiment import Experiment, SpecError, load_experiment
 from hp_components.status import ExperimentStatus
-from hp_components.store import DEFAULT_STORAGE, StoreConflict
+from hp_components.store import DEFAULT_STORAGE, StoreConflict, store_fault
 from hp_components.trials import Trial
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter tuning with Katib Experiments, locally and in pipelines.")
@@ -48,15 +48,33 @@ def _bad_input(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+#: the exit code of a runtime fault: the store or the run folder failed (full, read-only, damaged, unreachable)
+FAULT_EXIT = 3
+
+
+def _runtime_fault(message: str) -> typer.Exit:
+    err.print(f"[bold red]runtime fault:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(FAULT_EXIT)
+
+
 @contextlib.contextmanager
 def _user_errors(storage: str, *errors: type[Exception]) -> Iterator[None]:
     """Exit 2 with a message, no traceback, for user mistakes: a stored experiment that conflicts,
-    ``errors``, and database errors (a bad or unreachable ``--storage`` URL)."""
+    ``errors``, and a malformed ``--storage`` URL. Exit 3 (:data:`FAULT_EXIT`) for runtime faults:
+    the store failing (full, read-only, damaged, unreachable) or the disk under the run folder."""
     try:
         yield
     except (StoreConflict, *errors) as e:
         raise _bad_input(str(e)) from None
-    except Exception as e:  # noqa: BLE001 - database errors are user input too
+    except Exception as e:  # noqa: BLE001 - a database's own errors: its fault, or a bad URL
+        local = sys.modules.get("hp_components.local")  # only a run raises its RunnerFault
+        if local is not None and isinstance(e, local.RunnerFault):
+            raise _runtime_fault(str(e)) from None
+        fault = store_fault(e, storage)
+        if fault is not None:
+            raise _runtime_fault(str(fault)) from None
+        if isinstance(e, OSError):
+            raise _runtime_fault(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}") from None
         if type(e).__module__.startswith(("sqlalchemy", "optuna")):
             raise _bad_input(f"--storage {storage}: {e}") from None
         raise
@@ -229,47 +247,13 @@ def _summary(exp: Experiment, status: ExperimentStatus, history: list[Trial], ru
 
 
 def _storage_url(storage: str) -> str:
-    """``--storage`` checked before anything connects: a database URL whose driver is installed, else
-    exit 2 naming what to install. ``postgresql://`` goes through psycopg 3 (the postgres extra) when
-    psycopg2, SQLAlchemy's default for it, is not installed."""
-    import sqlalchemy.engine
-    import sqlalchemy.exc
+    """``--storage`` checked before anything connects (:func:`hp_components.store.storage_url`); exit 2 if bad."""
+    from hp_components.store import StoreConflict, storage_url
 
     try:
-        url = sqlalchemy.engine.make_url(storage)
-    except sqlalchemy.exc.ArgumentError:
-        raise _bad_input(f"--storage {storage}: not a database URL; write sqlite:///path/to.db, "
-                         "postgresql://user:password@host/db or mysql+pymysql://user:password@host/db") from None
-    shown = url.render_as_string(hide_password=True)
-    try:
-        dialect = url.get_dialect()
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise _bad_input(f"--storage {shown}: SQLAlchemy knows no database {url.drivername!r}; write sqlite:///..., "
-                         "postgresql://... or mysql+pymysql://...") from None
-    try:
-        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
-    except ImportError as e:
-        backend, module = url.get_backend_name(), getattr(e, "name", None) or str(e)
-        explicit = url.drivername != backend  # postgresql+psycopg2://, mysql+pymysql://, ...
-        if backend == "postgresql" and not explicit and _importable("psycopg"):
-            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        fix = {"postgresql": "pip install 'hp-components[postgres]' (psycopg 3; postgresql://... then uses it)",
-               "mysql": "pip install PyMySQL and write mysql+pymysql://... (or pip install mysqlclient for mysql://)"}
-        if explicit:
-            fix = {backend: f"pip install the package that provides {module!r}, or name another driver in the URL"}
-        raise _bad_input(f"--storage {shown}: the {backend} driver {module!r} is not installed: "
-                         f"{fix.get(backend, f'pip install {module}')}") from None
-    return storage
-
-
-def _importable(module: str) -> bool:
-    import importlib
-
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        return False
-    return True
+        return storage_url(storage)
+    except StoreConflict as e:
+        raise _bad_input(f"--storage {e}") from None
 
 
 def _writable_folder(path: Path, option: str) -> None:
@@ -377,6 +361,45 @@ def report(
         return
     write_file(path, text)
     out.print(f"wrote {path}", markup=False)
+
+
+@app.command("import")
+def import_(
+    file: Path = typer.Argument(..., help="The Katib Experiment YAML the pipeline ran"),
+    history: Path = typer.Option(..., "--history", help="The run's history: Argo's history.json artifact, the KFP "
+                                                        "collect step's state artifact, or a JSON list of trials"),
+    storage: str = typer.Option(DEFAULT_STORAGE, help="The store to write the trials into"),
+    fresh: bool = typer.Option(False, "--fresh", help="Replace an experiment of that name already stored"),
+) -> None:
+    """Copy a KFP or Argo run's trials into a store: then report, dashboard and --warm-start read it.
+
+        hp-tune import experiment.yaml --history history.json && hp-tune dashboard
+    """
+    from hp_components.store import import_history
+    from hp_components.trials import load_history
+
+    exp = _load(file)
+    try:
+        data = json.loads(history.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise _bad_input(f"--history {history}: cannot read it: {e.strerror or e}") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise _bad_input(f"--history {history}: not JSON ({e})") from None
+    if isinstance(data, dict) and "history" in data:  # the KFP state artifact: {"history": [...], "status": ...}
+        data = data["history"]
+    try:
+        trials = load_history(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        raise _bad_input(f"--history {history}: not a pipeline history (a JSON list of trial records, or a KFP "
+                         f"state artifact with one under 'history'): {e}") from None
+    url = _storage_url(storage)
+    with _user_errors(storage):
+        written = import_history(url, exp, trials, fresh=fresh)
+    import sqlalchemy.engine
+
+    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    out.print(f"imported {len(written)} trials of {exp.name} into {shown}: hp-tune report {file} --storage URL, "
+              "hp-tune dashboard --storage URL", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,16 +35,16 @@ from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
-from hp_components._trial_process import TrialProcess, end, now
+from hp_components._trial_process import TrialProcess, end, kill_leftovers, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
-from hp_components.store import DEFAULT_STORAGE, ExperimentStore, load_finished
+from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished, store_fault
 from hp_components.suggest import suggest
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial
 
-__all__ = ["run_local", "RunResult", "RunnerError", "detect_gpus"]
+__all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"]
 
 _HEARTBEAT = 15.0
 
@@ -53,6 +54,11 @@ EventHandler = Callable[[str, Any], None]
 
 class RunnerError(ValueError):
     """The experiment cannot run here (for example: a container without a command)."""
+
+
+class RunnerFault(RuntimeError):
+    """The runner could not go on (the run folder's disk is full, the store failed): not bad input.
+    Trials that ended were written; run the same command again to resume."""
 
 
 @dataclass
@@ -103,8 +109,10 @@ def check_runnable(experiment: Experiment) -> None:
 
 class _Runner:
     def __init__(self, experiment: Experiment, store: ExperimentStore, workdir: Path, run_dir: Path,
-                 on_event: EventHandler, kill_grace: float, poll: float, prior: list[Trial]):
+                 on_event: EventHandler, kill_grace: float, poll: float, prior: list[Trial],
+                 trial_env: dict[str, str] | None = None):
         self.exp = experiment
+        self.trial_env = trial_env or {}
         self.prior = prior
         self.store = store
         self.workdir = workdir
@@ -121,6 +129,8 @@ class _Runner:
         self.creating: asyncio.Future[list[Trial]] | None = None
         self.running: dict[str, TrialProcess] = {}
         self.stop_as: tuple[str, str] | None = None
+        self.cleaned: set[str] = set()  # interrupted trials whose leftover processes were killed
+        self.fault: RunnerFault | None = None  # the run folder failed: start no trial, end when they have
         try:
             self.gpus = GpuPool(detect_gpus(), gpus_per_trial(experiment), lambda message: on_event("warning", message))
         except ValueError as err:
@@ -156,6 +166,12 @@ class _Runner:
             history = await self._io(self.store.history)
             self.result = RunResult(experiment_status(self.exp, history), history, True, self.run_dir)
             raise
+        except Exception as err:  # noqa: BLE001 - the store failed: stop the trials, then say why
+            fault = store_fault(err, self.store.url)
+            if fault is None:
+                raise
+            await self._abandon()
+            raise fault from None
         finally:
             self.writer.shutdown()
 
@@ -174,8 +190,17 @@ class _Runner:
         view.update(self.unsaved)
         return list(view.values())
 
-    async def _schedule(self) -> RunResult:
+    async def _recover(self) -> list[Trial]:
+        """The interrupted trials to run again, once what their dead runners left running is killed."""
         reruns = await self._io(self.store.recover)
+        for t in reruns:
+            if t.name not in self.cleaned:
+                self.cleaned.add(t.name)
+                await asyncio.to_thread(kill_leftovers, self.run_dir / t.name)
+        return reruns
+
+    async def _schedule(self) -> RunResult:
+        reruns = await self._recover()
         await self._reload()
         self.on_event("status", experiment_status(self.exp, list(self.known.values())))
         suggestion_done = False
@@ -185,9 +210,12 @@ class _Runner:
             status = experiment_status(self.exp, view, suggestion_done)
             if status.done and not self.unsaved:
                 break
-            want = 0 if status.done else self._free_slots(view)
+            if self.fault is not None and not self.tasks and not self.unsaved and not self.commits:
+                raise self.fault  # the trials that were running have ended and are written
+            want = 0 if status.done or self.fault is not None else self._free_slots(view)
             if want > 0:
-                batch = [Trial(name=t.name, assignments=t.assignments, system_attrs=t.system_attrs) for t in reruns[:want]]
+                batch = [Trial(name=t.name, assignments=t.assignments, system_attrs={**t.system_attrs, RERUN_OF: t.name})
+                         for t in reruns[:want]]
                 reruns = reruns[len(batch):]
                 if len(batch) < want and not suggestion_done:
                     # a short batch ends the suggestions only when nothing is left to wait for: an
@@ -198,15 +226,16 @@ class _Runner:
                     new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
                     suggestion_done = not new and not waiting
                     batch += new
-                if batch:
-                    await self._start(batch)
+                if batch and await self._start(batch):
                     continue
+                # some were not created (other runners hold the slots, or rerun those interrupted
+                # trials): wait for a change before asking again
             self._commit()
             if not self.tasks and not self.commits:
                 if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
                 await asyncio.sleep(self.poll)  # another runner's trials are still active
-                reruns += await self._io(self.store.recover)
+                reruns = await self._recover()  # still pending: those not started too
                 await self._reload()
                 continue
             done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,
@@ -230,12 +259,15 @@ class _Runner:
         gpu_slots = self.gpus.slots()
         return want if gpu_slots is None else min(want, gpu_slots)
 
-    async def _start(self, batch: list[Trial]) -> None:
-        """Create the trials (Running) in the store, then start their processes."""
+    async def _start(self, batch: list[Trial]) -> bool:
+        """Create the trials (Running) in the store, then start their processes; False when the store
+        created fewer (see :meth:`ExperimentStore.create`)."""
         started = now()
         for trial in batch:
             trial.condition, trial.start_time = "Running", started
-        self.creating = self._io(self.store.create, batch)
+        # this runner's trials whose processes ended, their results not yet written, leave their slots
+        ended = [t.name for t in (*self.tasks.values(), *self.unsaved.values()) if not t.active]
+        self.creating = self._io(self.store.create, batch, ended)
         created = await asyncio.shield(self.creating)
         self.creating = None
         if len(created) < len(batch):  # another runner took the last trial slots: see its trials
@@ -247,6 +279,7 @@ class _Runner:
         # the new trials take their GPUs and start their processes now; results of trials that
         # ended are written after that (the next _commit)
         await asyncio.sleep(0)
+        return len(created) == len(batch)
 
     def _commit(self) -> None:
         """Write the results not written yet (one writer job)."""
@@ -315,6 +348,17 @@ class _Runner:
             done, _ = await asyncio.wait(self.commits)
             self._collect_all(done)
 
+    async def _abandon(self) -> None:
+        """Stop every trial's processes without writing anything (the store failed; a resume reruns them)."""
+        for tp in self.running.values():
+            tp.signal(signal.SIGTERM)
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=self.kill_grace)
+            for tp in self.running.values():
+                tp.signal(signal.SIGKILL)
+            if pending:
+                await asyncio.wait(pending)
+
     def _stop_message(self) -> str:
         return "stopped because the experiment ended" if self.stop_as and self.stop_as[0] == "Killed" \
             else "stopped by the user; runs again on resume"
@@ -325,8 +369,10 @@ class _Runner:
         """Run one trial's processes on GPUs of its own (see :class:`TrialProcess`)."""
         es = self.exp.spec.early_stopping
         tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
+                          env=self.trial_env,
                           stop_rule=self._should_stop if self.stopper else None,
-                          early_stopping=es.algorithm_name if es else "")
+                          early_stopping=es.algorithm_name if es else "",
+                          warn=lambda message: self.on_event("warning", f"{trial.name}: {message}"))
         gpus = self.gpus.take(tp.container.gpus)
         if gpus is None:
             return tp.finish(judge(objective=tp.objective, value=None, failure=(
@@ -334,6 +380,13 @@ class _Runner:
         self.running[trial.name] = tp
         try:
             return await tp.run(gpus)
+        except OSError as err:  # its folder could not be made: nothing started
+            where = err.filename or self.run_dir / trial.name
+            self.fault = self.fault or RunnerFault(
+                f"the run folder failed: {where}: {err.strerror or err}; the trials that were running finished and "
+                "were kept; free space (or fix the folder), then run the same command to resume")
+            return tp.finish(judge(objective=tp.objective, value=None, stopped=(
+                "Interrupted", "RunFolderFault", f"its folder could not be made ({err.strerror or err}); runs again on resume")))
         finally:
             del self.running[trial.name]
             self.gpus.give(gpus)
@@ -391,6 +444,16 @@ def _warm_start(experiment: Experiment, store: ExperimentStore, source: str | No
     return fitting
 
 
+def _python_env(python: str, folder: Path) -> dict[str, str]:
+    """Trial environment in which ``python3`` and ``python`` run ``python`` (two-line scripts in ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("python3", "python"):
+        script = folder / name
+        script.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} \"$@\"\n", encoding="utf-8")
+        script.chmod(0o755)
+    return {"PATH": str(folder.resolve()) + os.pathsep + os.environ.get("PATH", os.defpath)}
+
+
 def run_local(
     experiment: Experiment,
     *,
@@ -402,6 +465,7 @@ def run_local(
     on_event: EventHandler | None = None,
     kill_grace: float = 5.0,
     poll: float = 1.0,
+    python: str | None = None,
 ) -> RunResult:
     """Run (or resume) an experiment on this machine until it Succeeds or Fails.
 
@@ -410,6 +474,9 @@ def run_local(
     ``warm_start`` names a finished experiment in the same storage whose trials seed the sampler
     (same objective; trials outside this experiment's space are ignored); a resumed experiment
     keeps the warm start it began with.
+    ``python`` (for example ``sys.executable``): the interpreter a trial's ``python3`` and ``python``
+    mean, so that a portable command (``python3 -c ...``, as it runs in a trial image) runs with the
+    caller's packages; a shim first on the trials' own PATH, this process's environment untouched.
     Raises :class:`RunnerError` when the experiment cannot run locally, and
     :class:`~hp_components.store.StoreConflict` when the storage holds another spec by that name.
     """
@@ -420,7 +487,8 @@ def run_local(
     store.adopt_spec()
     out_dir = Path(run_dir) / experiment.name
     runner = _Runner(experiment, store, Path(workdir or os.getcwd()), out_dir.resolve(),
-                     on_event or (lambda kind, payload: None), kill_grace, poll, prior)
+                     on_event or (lambda kind, payload: None), kill_grace, poll, prior,
+                     _python_env(python, out_dir / ".python") if python else {})
     try:
         return asyncio.run(runner.run())
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -15,7 +15,10 @@ What survives a crash: every state change is one committed transaction. A trial 
 (RUNNING, with its owner's host and pid) before its process starts; when its process ends, its
 result is written in one transaction. A runner that finds RUNNING trials whose owner is dead
 (same host: the pid is gone; other hosts: no heartbeat for ``STALE_AFTER`` seconds) marks them
-``Interrupted`` and runs their parameters again under a new trial. SQLite runs in WAL mode with
+``Interrupted`` and runs their parameters again under a new trial, as it does for trials Ctrl-C cut
+short (an ``Interrupted`` trial is "rerun: pending" until the trial that reruns it is created, in the
+same transaction). ``parallelTrialCount`` is checked inside each insert's transaction, so it holds
+across runners on SQLite and PostgreSQL alike. SQLite runs in WAL mode with
 ``synchronous=NORMAL``: a commit survives the runner's crash (kill -9), but is flushed to disk at
 checkpoints only, so a power loss or OS crash may lose the last ones (those trials run again).
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib
 import json
 import os
 import random
@@ -51,16 +55,20 @@ except ImportError:  # another Optuna version: one call per attribute, and a ful
 
 from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
-from hp_components.trials import Trial, trial_name
+from hp_components.trials import FINISHED, Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "DEFAULT_STORAGE", "STALE_AFTER", "load_finished", "load_stored",
-           "open_existing"]
+__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
+           "load_finished", "load_stored", "open_existing", "storage_url", "store_fault", "import_history"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
 STALE_AFTER = 120.0
 _SPEC_KEY = "hp_components:experiment"
 _WARM_KEY = "hp_components:warm_start"
+#: user attribute of an ``Interrupted`` trial: "pending" until a new trial runs its parameters again
+_RERUN_KEY = "rerun"
+#: system attribute of such a new trial: the name of the interrupted trial it runs again
+RERUN_OF = "hp_components:rerun_of"
 # the parts of a spec that may change between runs of one experiment: the ones Katib's webhook lets
 # an edit change (pkg/webhook/v1beta1/experiment/validator/validator.go, "only spec.parallelTrialCount,
 # spec.maxTrialCount and spec.maxFailedTrialCount are editable"); resumePolicy is not among them
@@ -69,6 +77,49 @@ _EDITABLE = ("maxTrialCount", "maxFailedTrialCount", "parallelTrialCount")
 
 class StoreConflict(ValueError):
     """The storage holds an experiment of this name with an incompatible spec."""
+
+
+class StoreFault(RuntimeError):
+    """The store failed at run time (full, read-only, damaged, unreachable): not a mistake in the input."""
+
+
+_FAULT_HINTS = (
+    ("full", "the disk holding it is full: free space, then run the same command to resume"),
+    ("readonly", "it is read-only: make it writable (or use another --storage), then resume"),
+    ("read-only", "it is read-only: make it writable (or use another --storage), then resume"),
+    ("not a database", "it is damaged or not a SQLite database: restore it from a copy or use another --storage"),
+    ("malformed", "it is damaged: restore it from a copy or use another --storage"),
+    ("disk i/o", "the disk holding it failed to read or write"),
+)
+
+
+def store_fault(err: BaseException, url: str) -> StoreFault | None:
+    """``err`` as a :class:`StoreFault` when it is the database failing at run time (SQLAlchemy's
+    ``OperationalError``/``DatabaseError``, sqlite3's errors, Optuna's ``StorageInternalError`` with one
+    of these as its cause); None for anything else (a malformed URL stays bad input)::
+
+        fault = store_fault(exc, "sqlite:///hp.db")   # "the store sqlite:///hp.db failed: database or disk is full; ..."
+    """
+    if isinstance(err, StoreFault):
+        return err
+    cause: BaseException | None = err
+    if isinstance(err, optuna.exceptions.StorageInternalError):
+        cause = err.__cause__
+    if not isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlite3.Error)):
+        return None
+    original = getattr(cause, "orig", None) or cause
+    kind = f"{type(original).__module__}.{type(original).__qualname__}"
+    text = str(original).strip().splitlines()[0] if str(original).strip() else ""
+    hint = next((h for key, h in _FAULT_HINTS if key in text.lower()), "it could not be read or written (down or unreachable?)")
+    try:  # never echo a password
+        shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        shown = "--storage"
+    return StoreFault(f"the store {shown} failed: {kind}: {text}; {hint}")
+
+
+class _NoSlot(Exception):
+    """Raised inside an insert's transaction (rolling it back): parallelTrialCount trials run already."""
 
 
 _STATE = {
@@ -114,8 +165,52 @@ def _comparable(spec: dict[str, Any]) -> str:
     return json.dumps(inner, sort_keys=True)
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def storage_url(storage: str) -> str:
+    """``storage`` as the URL to connect with, checked before anything connects: a database URL whose
+    driver is installed. ``postgresql://`` goes through psycopg 3 (the ``postgres`` extra) when
+    psycopg2, SQLAlchemy's default for it, is not installed. Raises :class:`StoreConflict` naming
+    what to write or install (the password hidden)::
+
+        storage_url("postgresql://hp:pw@db/hp")   # -> 'postgresql+psycopg://hp:pw@db/hp' (psycopg 3 only)
+    """
+    try:
+        url = sqlalchemy.engine.make_url(storage)
+    except sqlalchemy.exc.ArgumentError:
+        raise StoreConflict(f"{storage}: not a database URL; write sqlite:///path/to.db, "
+                            "postgresql://user:password@host/db or mysql+pymysql://user:password@host/db") from None
+    shown = url.render_as_string(hide_password=True)
+    try:
+        dialect = url.get_dialect()
+    except sqlalchemy.exc.NoSuchModuleError:
+        raise StoreConflict(f"{shown}: SQLAlchemy knows no database {url.drivername!r}; write sqlite:///..., "
+                            "postgresql://... or mysql+pymysql://...") from None
+    try:
+        (getattr(dialect, "import_dbapi", None) or dialect.dbapi)()
+    except ImportError as e:
+        backend, module = url.get_backend_name(), getattr(e, "name", None) or str(e)
+        explicit = url.drivername != backend  # postgresql+psycopg2://, mysql+pymysql://, ...
+        if backend == "postgresql" and not explicit and _importable("psycopg"):
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        fix = {"postgresql": "pip install 'hp-components[postgres]' (psycopg 3; postgresql://... then uses it)",
+               "mysql": "pip install PyMySQL and write mysql+pymysql://... (or pip install mysqlclient for mysql://)"}
+        if explicit:
+            fix = {backend: f"pip install the package that provides {module!r}, or name another driver in the URL"}
+        raise StoreConflict(f"{shown}: the {backend} driver {module!r} is not installed: "
+                            f"{fix.get(backend, f'pip install {module}')}") from None
+    return storage
+
+
 def make_storage(url: str) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage for ``url``; creates the folder of a SQLite file."""
+    """Optuna's RDB storage for ``url`` (through :func:`storage_url`); creates the folder of a SQLite file."""
+    url = storage_url(url)
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
@@ -274,6 +369,9 @@ class ExperimentStore:
         self.previous_spec: dict[str, Any] | None = None
         try:
             self.study_id = self.storage.create_new_study([direction], experiment.name)
+            # optuna-dashboard and Optuna's plots name the objective by it, not "Objective 0"
+            optuna.load_study(study_name=experiment.name, storage=self.storage).set_metric_names(
+                [experiment.spec.objective.objective_metric_name])
             self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
         except optuna.exceptions.DuplicatedStudyError:
             self.study_id = self.storage.get_study_id_from_name(experiment.name)
@@ -417,13 +515,29 @@ class ExperimentStore:
             session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
                             .values(state=state, datetime_complete=datetime.datetime.now()))
 
-    def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any]) -> tuple[int, int]:
+    def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any],
+                rerun_of: int | None = None, ended: frozenset[int] = frozenset()) -> tuple[int, int] | None:
         """Insert a RUNNING trial in one transaction; returns its id and number.
+
+        ``rerun_of``, the id of an ``Interrupted`` trial whose parameters this one runs again: claimed
+        in the same transaction (its ``rerun`` attribute goes from "pending" to this trial's name by a
+        conditional UPDATE, so of two runners only one gets it); None, inserting nothing, when another
+        runner claimed it first. A runner dying before the commit leaves it pending.
+
+        ``parallelTrialCount`` holds for every runner of the experiment: the new trial is counted with
+        the RUNNING trials (but ``ended``, ids of trials whose processes ended and whose results are
+        still to be written) inside the insert's transaction, after the insert took the write lock
+        (SQLite: the database's, taken at the insert; PostgreSQL: the study row's), and rolled back,
+        None, when there are more than the limit.
 
         With the RDB models, in six statements (Optuna's create_new_trial takes two per attribute and
         three per parameter, and the number a query of its own); else through Optuna's public API.
         """
         if _models is None:
+            if rerun_of is not None:  # not atomic across runners: Optuna's API has no conditional write
+                if self.storage.get_trial_user_attrs(rerun_of).get(_RERUN_KEY) != "pending":
+                    return None
+                self.storage.set_trial_user_attr(rerun_of, _RERUN_KEY, f"claimed by {self.owner.token}")
             template = create_trial(state=TrialState.RUNNING, params=params, distributions=self.space.distributions,
                                     user_attrs=user_attrs, system_attrs=system_attrs)
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
@@ -431,9 +545,19 @@ class ExperimentStore:
         m, dists = _models, self.space.distributions
         with _create_scoped_session(self.storage.scoped_session) as session:
             m.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)  # numbering: one at a time
+            attr = m.TrialUserAttributeModel
+            claim = (sqlalchemy.update(attr.__table__)
+                     .where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY, attr.value_json == json.dumps("pending")))
+            if rerun_of is not None and session.execute(claim.values(value_json=json.dumps(""))).rowcount != 1:
+                return None
             trial_id = session.execute(sqlalchemy.insert(m.TrialModel.__table__).values(
                 study_id=self.study_id, state=TrialState.RUNNING, datetime_start=datetime.datetime.now(),
             )).inserted_primary_key[0]
+            running = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
+                m.TrialModel.study_id == self.study_id, m.TrialModel.state == TrialState.RUNNING,
+                m.TrialModel.trial_id.not_in(ended)))
+            if running > self.experiment.spec.parallel_trial_count:
+                raise _NoSlot  # rolls the insert (and a rerun's claim) back
             number = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
                 m.TrialModel.study_id == self.study_id, m.TrialModel.trial_id < trial_id))
             session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
@@ -445,18 +569,24 @@ class ExperimentStore:
                 if attrs:
                     session.execute(sqlalchemy.insert(model.__table__), [
                         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+            if rerun_of is not None:
+                session.execute(sqlalchemy.update(attr.__table__).where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY)
+                                .values(value_json=json.dumps(trial_name(self.experiment.name, number))))
         return trial_id, number
 
-    def create(self, trials: Iterable[Trial]) -> list[Trial]:
+    def create(self, trials: Iterable[Trial], ended: Iterable[str] = ()) -> list[Trial]:
         """Create trials as RUNNING, owned by this runner; returns them named by their store number.
 
         Each keeps its condition and start time (a runner creates a trial ``Running`` as it starts it).
+        A trial left out of the result was not created: ``parallelTrialCount`` trials were running
+        already, counting other runners' and not ``ended`` (names of this runner's trials that ended,
+        their results not yet written), or another runner reruns that interrupted trial.
 
         With ``maxTrialCount``, a trial whose number falls beyond the budget (another runner of the
         same experiment took the last slots at the same moment) is recorded ``Interrupted``
         (reason ``OverBudget``) and left out of the result: it never runs.
         """
-        out = self._create(trials)
+        out = self._create(trials, frozenset(self._trial_id(Trial(name=n, assignments={})) for n in ended))
         limit = self.experiment.spec.max_trial_count
         if limit is None or not out:
             return out
@@ -472,16 +602,24 @@ class ExperimentStore:
                 self._wrote(finished=1)
         return [t for t in out if t.name in allowed]
 
-    def _create(self, trials: Iterable[Trial]) -> list[Trial]:
+    def _create(self, trials: Iterable[Trial], ended: frozenset[int]) -> list[Trial]:
         out = []
         for t in trials:
-            trial_id, number = self._insert(self.space.internal(t.assignments), {
-                "assignments": t.assignments,
-                "condition": t.condition,
-                "startTime": t.start_time,
-                "owner": self.owner.to_dict(),
-                "heartbeat": time.time(),
-            }, t.system_attrs)
+            original = t.system_attrs.get(RERUN_OF)
+            try:
+                inserted = self._insert(self.space.internal(t.assignments), {
+                    "assignments": t.assignments,
+                    "condition": t.condition,
+                    "startTime": t.start_time,
+                    "owner": self.owner.to_dict(),
+                    "heartbeat": time.time(),
+                }, t.system_attrs, None if original is None else self._trial_id(Trial(name=original, assignments={})),
+                    ended)
+            except _NoSlot:
+                break  # every slot is taken (by another runner's trials): none of the rest fits either
+            if inserted is None:
+                continue  # another runner runs this interrupted trial again
+            trial_id, number = inserted
             self._ids[number] = trial_id
             self._wrote(trials=1)
             # what reading the trial back gives for attributes never written (see _to_trial)
@@ -516,6 +654,8 @@ class ExperimentStore:
             "startTime": trial.start_time,
             "completionTime": trial.completion_time,
         }
+        if trial.condition == "Interrupted" and trial.reason != "OverBudget":
+            attrs[_RERUN_KEY] = "pending"  # cut short (Ctrl-C): its parameters run again on resume
         known = self._written.get(trial_id)
         if known is not None:  # a trial this store created: only what changed since it last wrote it
             attrs = {k: v for k, v in attrs.items() if k not in known or known[k] != v}
@@ -533,10 +673,13 @@ class ExperimentStore:
             self._write(self._trial_id(t), {"heartbeat": now}, t)
 
     def recover(self) -> list[Trial]:
-        """Mark RUNNING trials whose runner is gone ``Interrupted``; return them, to be run again."""
+        """Mark RUNNING trials whose runner is gone ``Interrupted``; return every ``Interrupted`` trial
+        whose parameters have not run again yet (these, and those Ctrl-C cut short), oldest first.
+
+        A trial returned is claimed only when :meth:`create` makes the trial that runs it again (with
+        :data:`RERUN_OF` in its system attributes): one that never got a slot stays pending."""
         me = socket.gethostname()
         now = time.time()
-        claimed = []
         for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             owner = ft.user_attrs.get("owner") or {}
             if owner.get("host") == me:
@@ -548,9 +691,44 @@ class ExperimentStore:
                 continue
             trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, ft.number)
             try:
-                self._write(trial_id, {"condition": "Interrupted", "reason": "RunnerLost"}, state=TrialState.FAIL)
+                self._write(trial_id, {"condition": "Interrupted", "reason": "RunnerLost", _RERUN_KEY: "pending"},
+                            state=TrialState.FAIL)
             except UpdateFinishedTrialError:
                 continue  # another runner claimed it first
             self._wrote(finished=1)
-            claimed.append(self._record(ft))
-        return claimed
+        return [self._record(ft) for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.FAIL,))
+                if ft.user_attrs.get(_RERUN_KEY) == "pending"]
+
+
+def import_history(url: str, experiment: Experiment, history: Iterable[Trial], *, fresh: bool = False) -> list[Trial]:
+    """Record a pipeline run's finished trials (its history) as ``experiment`` in the store at ``url``,
+    so that ``hp-tune report``, ``hp-tune dashboard`` and ``--warm-start`` read a KFP or Argo run as
+    they read a local one. Each trial keeps its order, parameters, outcome, metrics and intermediate
+    values (the curves), and is named by its store number as a local run names it. ::
+
+        import_history("sqlite:///hp-runs/hp-tune.db", exp, load_history(open("history.json").read()))
+
+    Raises :class:`StoreConflict` when ``experiment`` is stored already with trials (``fresh=True``
+    replaces it) or with another spec, and for a trial that has not finished.
+    """
+    trials = list(history)
+    for trial in trials:
+        if trial.condition not in FINISHED:
+            raise StoreConflict(f"trial {trial.name!r} is {trial.condition or 'without a condition'}: a history to "
+                                f"import holds finished trials only ({', '.join(sorted(FINISHED))})")
+    store = ExperimentStore(url, experiment, fresh=fresh)
+    if store.history():
+        raise StoreConflict(f"experiment {experiment.name!r} already has trials in {url}; importing would mix two "
+                            "runs. Import it under another metadata.name, use another --storage, or replace it "
+                            "with --fresh")
+    out = []
+    for trial in trials:
+        created = store.create([replace(trial, condition="Running", completion_time=None)])
+        if not created:
+            raise StoreConflict(f"{experiment.name!r}: the store refused trial {trial.name!r} (another runner of "
+                                "this experiment is running on it); stop it and import again")
+        done = replace(trial, name=created[0].name)
+        store.save(done)
+        out.append(done)
+    return out
+

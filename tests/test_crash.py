@@ -6,6 +6,7 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import time
 
 import yaml
@@ -15,12 +16,35 @@ from hp_components.store import ExperimentStore
 from tests.conftest import ROOT, script_experiment
 from tests.test_cli import HP_TUNE
 
+# a hostile trial: it leaves a daemon behind (fork, setsid, fork), which must die with the trial or its runner
 TRIAL = """
-import sys, time
+import os, sys, time
 x = float(sys.argv[1].split("=")[1])
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        with open(os.path.join(os.environ["HP_TRIAL_DIR"], "daemon-%d" % os.getpid()), "w"):
+            pass
+        os.closerange(0, 3)
+        time.sleep(300)
+    os._exit(0)
+os.wait()
 time.sleep(0.4)
 print(f"loss={x * x}", flush=True)
 """
+
+
+def _daemons_alive(root) -> list[int]:
+    alive = []
+    for marker in root.rglob("daemon-*"):
+        pid = int(marker.name.split("-")[1])
+        try:
+            stat = open(f"/proc/{pid}/stat", "rb").read()
+        except OSError:
+            continue
+        if stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X"):
+            alive.append(pid)
+    return alive
 
 
 def test_random_kill_9_loop_then_resume(tmp_path):
@@ -69,3 +93,11 @@ def test_random_kill_9_loop_then_resume(tmp_path):
         assert done[name] == value
     assert all(t.condition in ("Succeeded", "Interrupted") for t in history)
     assert len({t.name for t in history}) == len(history)
+    if sys.platform.startswith("linux"):  # every daemon died with its trial or its runner
+        deadline = time.monotonic() + 15
+        while _daemons_alive(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _daemons_alive(tmp_path)
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"{len(left)} daemons of trials outlived them"

@@ -168,7 +168,7 @@ def test_a_wrong_password_fails_the_step_naming_host_and_secret(pg_url, tmp_path
     r = _cli(["lane-suggest", "--experiment", str(exp_file), "--storage", url, "--lane", "0"], "wrong",
              HP_STORAGE_SECRET="hp-db/password")
     host = url.split("@", 1)[1].split("/", 1)[0]
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 3 and "Traceback" not in r.stderr
     assert f"at host {host}" in r.stderr and "Secret hp-db/password" in r.stderr
 
 
@@ -177,7 +177,7 @@ def test_an_unreachable_store_is_a_runtime_fault(tmp_path):
     exp_file.write_text(yaml.safe_dump(script_experiment("unreach", "print(1)")))
     r = _cli(["lane-record", "--experiment", str(exp_file), "--storage", "postgresql+psycopg://hp@127.0.0.1:9/hp",
               "--name", "unreach-0000"], "", HP_STORAGE_SECRET="hp-db/password")
-    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
     assert "at host 127.0.0.1:9" in r.stderr and "Secret hp-db/password" in r.stderr
 
 

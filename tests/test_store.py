@@ -156,3 +156,29 @@ def test_two_experiments_at_once(storage_url, tmp_path):
         assert [t.condition for t in history] == ["Succeeded"] * 8
         assert all(t.name.startswith(spec["metadata"]["name"] + "-") for t in history)
     assert len(list(markers.iterdir())) == 16
+
+
+def test_import_history_over_every_store_and_plain_postgresql_urls(storage_url, tmp_path):
+    """store.import_history on SQLite and PostgreSQL; a plain ``postgresql://`` URL reaches psycopg 3
+    (the postgres extra) through store.storage_url, for the Python API as for the CLI."""
+    from hp_components.store import StoreConflict, import_history
+    from hp_components.store import storage_url as checked_url
+    from hp_components.trials import Trial
+
+    url = storage_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.1 defaults to psycopg 3 itself; 2.0 needs the rewrite
+        assert checked_url(url) in (url, url.replace("postgresql://", "postgresql+psycopg://", 1))
+    from hp_components.experiment import load_experiment
+
+    exp = load_experiment(ROOT / "examples" / "random-digits.yaml")
+    done = [Trial(name=f"run-{i}", assignments={"lr": "0.01", "alpha": f"0.00{i + 1}", "penalty": "l2"},
+                  condition="Succeeded", objective_value=0.5 + i / 10, intermediate_values=[(0, 0.1), (1, 0.5 + i / 10)],
+                  observation={"metrics": [{"name": "Validation-accuracy", "latest": str(0.5 + i / 10)}]})
+            for i in range(2)]
+    written = import_history(url, exp, done)
+    assert [t.name for t in written] == ["random-digits-0000", "random-digits-0001"]
+    stored = ExperimentStore(url, exp).history()
+    assert [(t.condition, t.objective_value, t.intermediate_values) for t in stored] == \
+        [(t.condition, t.objective_value, t.intermediate_values) for t in done]
+    with pytest.raises(StoreConflict, match="already has trials"):
+        import_history(url, exp, done)

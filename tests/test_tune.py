@@ -180,3 +180,26 @@ def test_an_undefined_name_is_refused_before_any_trial():
 
     with pytest.raises(ValueError, match="'learning_rate_scale' is not defined"):
         hp.build_experiment(typo, parameters={"lr": search.double(0.1, 0.2)})
+
+
+_THIS_PYTHON = os.path.realpath(__import__("sys").executable)
+
+
+def which_python(x):
+    import os
+    import sys
+
+    return x + (0.0 if os.path.realpath(sys.executable) == _THIS_PYTHON else 100.0)
+
+
+def test_python3_in_the_trials_is_this_interpreter_and_the_environment_is_untouched(tmp_path, monkeypatch):
+    """The experiment says ``python3`` (portable); run_local(python=...) makes trials' python3 this
+    interpreter through their own PATH, even when this process's PATH has no python3 at all."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    result = hp.tune(which_python, parameters={"x": search.double(0.0, 1.0)}, objective_metric_name="loss",
+                     objective_type="minimize", max_trial_count=2, parallel_trial_count=2, algorithm_name="random",
+                     storage=f"sqlite:///{tmp_path}/t.db", run_dir=str(tmp_path / "runs"))
+    assert os.environ["PATH"] == str(tmp_path / "empty")  # never changed, even for the call's length
+    assert [t["condition"] for t in result.trials] == ["Succeeded", "Succeeded"]
+    assert all(float(t["objective"]) < 1.0 for t in result.trials), "a trial ran another interpreter"
+    assert result.experiment.spec.trial_template.trial_spec["spec"]["template"]["spec"]["containers"][0]["command"][0] == "python3"

@@ -353,7 +353,7 @@ class KatibClient:
                                      trial_active_deadline_seconds)
         except SpecError as e:
             raise ValueError(f"the experiment is not valid:\n{e}") from None
-        run_local(experiment, storage=self.storage, run_dir=self.run_dir)
+        run_local(experiment, storage=self.storage, run_dir=self.run_dir, python=sys.executable)
 
     def _build(self, name, namespace, objective, parameters, base_image, env_per_trial, algorithm_name,
                algorithm_settings, objective_metric_name, additional_metric_names, objective_type,
@@ -368,8 +368,7 @@ class KatibClient:
             goal=objective_goal, max_trial_count=max_trial_count,
             parallel_trial_count=parallel_trial_count or DEFAULT_PARALLEL_TRIAL_COUNT,
             max_failed_trial_count=max_failed_trial_count, algorithm_name=algorithm_name,
-            algorithm_settings=_settings(algorithm_settings), name=name, base_image=base_image,
-            python=sys.executable)
+            algorithm_settings=_settings(algorithm_settings), name=name, base_image=base_image)
         data = base.to_dict()
         data["metadata"]["namespace"] = namespace
         spec = data["spec"]
@@ -527,7 +526,7 @@ class KatibClient:
             if value is not None:
                 data["spec"][key] = value
         try:
-            run_local(parse_experiment(data), storage=self.storage, run_dir=self.run_dir)
+            run_local(parse_experiment(data), storage=self.storage, run_dir=self.run_dir, python=sys.executable)
         except (SpecError, StoreConflict, RunnerError) as e:
             raise RuntimeError(f"Failed to edit Katib Experiment: {namespace or self.namespace}/{name}: {e}") from None
 
