@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from hp_components.experiment import Experiment
     from hp_components.trials import Trial
 
+from hp_components._lane_cli import LANE_COMMANDS
+
 __all__ = ["STEP_COMMANDS", "is_step", "run_step"]
 
 
@@ -207,9 +209,11 @@ STEP_COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callab
     "suggest": (_add_suggest, _suggest),
     "collect": (_add_collect, _collect),
     "launch": (_add_launch, _launch),
+    **LANE_COMMANDS,  # lane-suggest, lane-record, lane-summary: the lanes over a shared store (hp_components._lane_cli)
 }
 #: one line for ``hp-tune --help``
-HELP = "The pipeline steps KFP and Argo run: suggest, collect, launch (JSON in, JSON out; hp-tune step --help)"
+HELP = ("The pipeline steps KFP and Argo run: suggest, collect, launch, lane-suggest, lane-record, lane-summary "
+        "(JSON in, JSON out; hp-tune step --help)")
 
 
 def _parser() -> _Parser:

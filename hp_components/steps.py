@@ -48,7 +48,7 @@ WRAPPER_SOURCE = Path(_metrics.__file__).read_text(encoding="utf-8")
 WRAPPER_PROGRAM = f"exec(compile({WRAPPER_SOURCE!r}, 'metrics.py', 'exec'))"
 
 __all__ = ["DEFAULT_IMAGE", "ITEM_NAME_KEY", "STOP_RULE_KEY", "WRAPPER_PROGRAM", "fan_out_items", "WRAPPER_SOURCE", "slim",
-           "status_summary", "stop_rule_text", "suggest_step", "collect_step", "uses_stop_rules", "wrapper_args",
+           "status_summary", "stop_rule_text", "stop_rules_for", "suggest_step", "collect_step", "uses_stop_rules", "wrapper_args",
            "trial_from_observation"]
 
 
@@ -81,6 +81,15 @@ def suggest_step(experiment: Experiment, history: Sequence[Trial], count: int | 
             **({"stopRules": rules} if stopper is not None else {}),
         })
     return out
+
+
+def stop_rules_for(experiment: Experiment, history: Sequence[Trial]) -> list[str] | None:
+    """The stop rules a trial created now gets from ``history`` (None: the experiment uses none), as
+    :func:`suggest_step` hands them out (for an engine that creates a trial outside a batch, the lanes)."""
+    stopper = _rule_stopper(experiment)
+    if stopper is None:
+        return None
+    return [str(r) for r in stopper.rules(history, experiment.spec.objective.objective_metric_name)]
 
 
 def stop_rule_text(item: dict[str, Any]) -> str:

@@ -28,23 +28,37 @@ import yaml
 from hp_components.argo._cluster import create_workflow, get_workflow, summarize
 from hp_components.argo._compile import MAX_ROUNDS, Options, rbac, template_name, workflow, workflow_template
 from hp_components.argo._errors import CompileError
+from hp_components.argo._lanes import MAX_LANE_TRIALS, Lanes, lanes_workflow, lanes_workflow_template
 from hp_components.experiment import Experiment
 
-__all__ = ["CompileError", "MAX_ROUNDS", "Options", "compile_experiment", "rbac", "rbac_path", "read_status", "submit",
+__all__ = ["CompileError", "Lanes", "MAX_LANE_TRIALS", "MAX_ROUNDS", "lanes_workflow", "lanes_workflow_template", "Options", "compile_experiment", "rbac", "rbac_path", "read_status", "submit",
            "template_name", "workflow", "workflow_template"]
 
 _KINDS = ("workflowtemplate", "workflow")
 
 
 def compile_experiment(exp: Experiment, output: Path, *, kind: str = "workflowtemplate",
-                       image: str | None = None) -> list[Path]:
+                       image: str | None = None, lanes: bool = False, storage: str | None = None,
+                       storage_secret: str | None = None) -> list[Path]:
     """Write the WorkflowTemplate (or, with ``kind="workflow"``, a standalone Workflow) as YAML; the files written.
 
-    Job trials also get ``<output>-rbac.yaml``: the ServiceAccount, Role and RoleBinding they run as.
+    With ``lanes``: the lane shape over the experiment store at ``storage`` (its password in the
+    Kubernetes Secret ``storage_secret``, ``name[:key]``), see docs/argo.md. Job trials also get
+    ``<output>-rbac.yaml``: the ServiceAccount, Role and RoleBinding they run as.
     """
     if kind not in _KINDS:
         raise CompileError("--kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
-    doc = (workflow_template if kind == "workflowtemplate" else workflow)(exp, image)
+    if not lanes and (storage or storage_secret):
+        raise CompileError("--storage" if storage else "--storage-secret",
+                           "is used only with --lanes on Argo (the round shape keeps the history in an artifact)")
+    if lanes:
+        if not storage:
+            raise CompileError("--lanes", "needs --storage: the database every lane reads and writes "
+                               "(postgresql+psycopg://user@host:5432/db, its password in --storage-secret)")
+        shape = Lanes(storage, storage_secret)
+        doc = (lanes_workflow_template if kind == "workflowtemplate" else lanes_workflow)(exp, shape, image)
+    else:
+        doc = (workflow_template if kind == "workflowtemplate" else workflow)(exp, image)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(yaml.safe_dump(doc, sort_keys=False, width=1 << 20), encoding="utf-8")

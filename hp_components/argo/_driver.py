@@ -21,6 +21,9 @@ class ArgoDriver(Driver):
     extra = "argo"
     options = {
         "kind": "compile: workflowtemplate (default) or workflow",
+        "lanes": "compile: parallelTrialCount asynchronous lanes over a shared store instead of rounds",
+        "storage": "compile --lanes: the experiment store's URL, without its password",
+        "storage_secret": "compile --lanes: the Kubernetes Secret NAME[:KEY] holding the store's password",
         "argo_server": "submit and read through this Argo Server instead of the Kubernetes API",
         "token": "bearer token for the Argo Server",
     }
