@@ -14,38 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
+
+from hp_components._step_args import BadInput, StepFault, experiment_arg, write
 
 __all__ = ["LANE_COMMANDS"]
-
-
-class _BadInput(Exception):
-    """A user mistake in the step's arguments: ``error: ...``, exit 2."""
-
-
-def _write(path: Path | None, value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if path is None:
-        sys.stdout.write(text + "\n")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-def _experiment(value: str) -> Any:
-    from hp_components.experiment import SpecError, load_experiment
-
-    try:
-        data = json.loads(value) if value.strip().startswith("{") else None
-        return load_experiment(data if data is not None else Path(value))
-    except json.JSONDecodeError as e:
-        raise _BadInput(f"--experiment: not valid JSON ({e.msg})") from None
-    except SpecError as e:
-        raise _BadInput("--experiment: " + "; ".join(f"{p}: {m}" for p, m in e.problems)) from None
-    except OSError as e:
-        raise _BadInput(f"--experiment: cannot read {value}: {e.strerror or e}") from None
 
 
 def _storage(value: str) -> str:
@@ -54,9 +28,9 @@ def _storage(value: str) -> str:
     try:
         url = sqlalchemy.engine.make_url(value)
     except sqlalchemy.exc.ArgumentError:
-        raise _BadInput(f"--storage {value}: not a database URL (postgresql+psycopg://user@host/db)") from None
+        raise BadInput(f"--storage {value}: not a database URL (postgresql+psycopg://user@host/db)") from None
     if url.get_backend_name() not in ("postgresql", "mysql", "sqlite"):
-        raise _BadInput(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {url.get_backend_name()}")
+        raise BadInput(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {url.get_backend_name()}")
     return value
 
 
@@ -65,15 +39,15 @@ def _suggest(a: argparse.Namespace) -> None:
     from hp_components._lanes import lane_suggest
     from hp_components.steps import fan_out_items
 
-    claim = lane_suggest(_experiment(a.experiment), _storage(a.storage), lane=a.lane, run=a.run, depth=a.depth,
+    claim = lane_suggest(experiment_arg(a.experiment), _storage(a.storage), lane=a.lane, run=a.run, depth=a.depth,
                          max_per_lane=a.max_per_lane, wait=a.wait)
     if a.items_out or a.name_out or a.done_out:
-        _write(a.items_out, fan_out_items([claim.item]) if not claim.done else [])
-        _write(a.name_out, claim.item.get("name", ""))
-        _write(a.done_out, "true" if claim.done else "false")
-        _write(a.depth_out, str(a.depth + (0 if claim.done else 1)))
+        write(a.items_out, fan_out_items([claim.item]) if not claim.done else [])
+        write(a.name_out, claim.item.get("name", ""))
+        write(a.done_out, "true" if claim.done else "false")
+        write(a.depth_out, str(a.depth + (0 if claim.done else 1)))
     else:
-        _write(None, {"done": claim.done, "reason": claim.reason, "trial": claim.item})
+        write(None, {"done": claim.done, "reason": claim.reason, "trial": claim.item})
 
 
 def _record(a: argparse.Namespace) -> None:
@@ -91,10 +65,10 @@ def _record(a: argparse.Namespace) -> None:
     except json.JSONDecodeError:
         obs = []  # a truncated observation is no observation
     try:
-        trial = lane_record(_experiment(a.experiment), _storage(a.storage), a.name, obs)
+        trial = lane_record(experiment_arg(a.experiment), _storage(a.storage), a.name, obs)
     except ValueError as e:
-        raise _BadInput(str(e)) from None
-    _write(None, {"name": trial.name, "condition": trial.condition, "reason": trial.reason})
+        raise BadInput(str(e)) from None
+    write(None, {"name": trial.name, "condition": trial.condition, "reason": trial.reason})
 
 
 def _summary(a: argparse.Namespace) -> None:
@@ -102,16 +76,16 @@ def _summary(a: argparse.Namespace) -> None:
     from hp_components._lanes import lane_summary
     from hp_components.steps import status_summary
 
-    result = lane_summary(_experiment(a.experiment), _storage(a.storage))
+    result = lane_summary(experiment_arg(a.experiment), _storage(a.storage))
     objective = result["best"]["objective"]
     outs = {a.summary_out: status_summary(result["status"]), a.best_out: result["best"],
             a.best_parameters_out: result["best"]["parameters"], a.done_out: "true" if result["done"] else "false",
             a.objective_out: "" if objective is None else repr(float(objective))}
     if not any(outs):
-        _write(None, result)
+        write(None, result)
     for path, value in outs.items():
         if path:
-            _write(path, value)
+            write(path, value)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -149,18 +123,14 @@ def _add_summary(p: argparse.ArgumentParser) -> None:
 
 
 def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
-    """A lane step's body with its own exit codes: 2 for bad input, 3 for a store it cannot reach (a runtime fault)."""
+    """A lane step's body whose unreachable store is a :class:`StepFault` (exit 3, a runtime fault)."""
     def run(a: argparse.Namespace) -> None:
         from hp_components._lanes import StoreUnreachable
 
         try:
             body(a)
-        except _BadInput as e:
-            sys.stderr.write(f"error: {e}\n")
-            raise SystemExit(2) from None
         except StoreUnreachable as e:
-            sys.stderr.write(f"error: {e}\n")
-            raise SystemExit(3) from None  # a runtime fault, as the CLI's FAULT_EXIT
+            raise StepFault(str(e)) from None  # exit 3, a runtime fault, as the CLI's FAULT_EXIT
 
     run.__doc__ = body.__doc__
     return run

@@ -15,75 +15,25 @@ only definition of the step commands; ``hp-tune --help`` lists them through a st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
-
-if TYPE_CHECKING:
-    from hp_components.experiment import Experiment
-    from hp_components.trials import Trial
+from typing import Any, Callable, NoReturn, Sequence
 
 from hp_components._lane_cli import LANE_COMMANDS
+from hp_components._step_args import BadInput as _BadInput
+from hp_components._step_args import StepFault
+from hp_components._step_args import experiment_arg as _experiment_arg
+from hp_components._step_args import history_arg as _history_arg
+from hp_components._step_args import json_arg as _json_arg
+from hp_components._step_args import write as _write
 
 __all__ = ["STEP_COMMANDS", "is_step", "run_step"]
-
-
-class _BadInput(Exception):
-    """A user mistake in the step's arguments: printed as ``error: ...``, exit 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # the CLI's usage errors: exit 2, no traceback
         self.print_usage(sys.stderr)
         self.exit(2, f"error: {message}\n")
-
-
-def _json_arg(value: str, what: str) -> Any:
-    """A JSON value given inline (starts with '{' or '['), as a file path, or empty (None)."""
-    text = value.strip()
-    if not text:
-        return None
-    if not text.startswith(("{", "[")):
-        try:
-            text = Path(value).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise _BadInput(f"--{what}: cannot read {value}: {e.strerror or e}") from None
-        if not text:
-            return None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise _BadInput(f"--{what}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
-
-
-def _experiment_arg(value: str) -> "Experiment":
-    from hp_components.experiment import SpecError, load_experiment
-
-    data = _json_arg(value, "experiment") if value.strip().startswith("{") else None
-    try:
-        return load_experiment(data if data is not None else Path(value))
-    except SpecError as e:
-        raise _BadInput("--experiment: " + "; ".join(f"{p}: {m}" for p, m in e.problems)) from None
-
-
-def _history_arg(value: str) -> list["Trial"]:
-    from hp_components.trials import load_history
-
-    data = _json_arg(value, "history")
-    try:
-        return load_history(data if data is not None else [])
-    except (ValueError, TypeError, KeyError) as e:
-        raise _BadInput(f"--history: {e}") from None
-
-
-def _write(path: Path | None, value: Any) -> None:
-    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if path is None:
-        sys.stdout.write(text + "\n")
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
 
 
 def _suggest(a: argparse.Namespace) -> None:
@@ -234,7 +184,7 @@ def is_step(argv: Sequence[str]) -> bool:
 
 
 def run_step(argv: Sequence[str]) -> int:
-    """Run ``step <command> <options>``; the exit code (2: bad input, said on stderr)."""
+    """Run ``step <command> <options>``; the exit code (2: bad input, 3: a runtime fault, said on stderr)."""
     try:
         args = _parser().parse_args(list(argv[1:]))
     except SystemExit as e:
@@ -244,4 +194,7 @@ def run_step(argv: Sequence[str]) -> int:
     except _BadInput as e:
         sys.stderr.write(f"error: {e}\n")
         return 2
+    except StepFault as e:  # a runtime fault (a store it cannot reach): the CLI's FAULT_EXIT
+        sys.stderr.write(f"error: {e}\n")
+        return 3
     return 0

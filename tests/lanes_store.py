@@ -12,7 +12,7 @@ import pytest
 
 
 def postgres_database() -> Iterator[str]:
-    """Yield the URL of a new database, without its password (the lane steps take it from the env)."""
+    """Yield the URL of a new database on the test server (its password included; the lane steps take it from the env)."""
     base = os.environ.get("HP_TEST_POSTGRES_URL")
     if not base:
         if os.environ.get("HP_REQUIRE_POSTGRES"):

@@ -10,8 +10,6 @@ import math
 import os
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ from hp_components.experiment import parse_experiment
 from hp_components.store import ExperimentStore
 from hp_components.suggest import suggest
 from tests.conftest import ROOT, script_experiment
+from tests.lanes_store import postgres_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -28,22 +27,7 @@ def storage_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/hp.db"
         return
-    base = os.environ.get("HP_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("HP_REQUIRE_POSTGRES"):
-            pytest.fail("HP_TEST_POSTGRES_URL is not set but HP_REQUIRE_POSTGRES is")
-        pytest.skip("no PostgreSQL server: set HP_TEST_POSTGRES_URL (.ci/run does)")
-    import sqlalchemy as sa
-
-    name = f"hp_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = base.rsplit("/", 1)[0] + "/" + name
-    yield url
-    with admin.connect() as c:
-        c.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
+    yield from postgres_database()  # a database of its own on the real server (tests/lanes_store.py)
 
 
 TRIAL = """
