@@ -44,7 +44,7 @@ from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished, store_fault
 from hp_components.suggest import suggest
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
-from hp_components.trials import Trial
+from hp_components.trials import Trial, trial_name
 
 __all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"]
 
@@ -124,6 +124,10 @@ class _Runner:
         self.poll = poll
         self.tasks: dict[asyncio.Task[Trial], Trial] = {}
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="hp-store")
+        self.thinker = ThreadPoolExecutor(1, thread_name_prefix="hp-suggest")  # suggestions computed ahead
+        self.ahead: asyncio.Future[list[Trial]] | None = None
+        self.ahead_ready: list[Trial] = []
+        self.ahead_key: tuple[int, int] | None = None
         self.known: dict[str, Trial] = {}
         self.unsaved: dict[str, Trial] = {}
         self.to_save: list[Trial] = []
@@ -176,6 +180,7 @@ class _Runner:
             raise fault from None
         finally:
             self.writer.shutdown()
+            self.thinker.shutdown(wait=False, cancel_futures=True)
 
     def _io(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run a store operation on the writer thread (after every one submitted before it)."""
@@ -219,13 +224,15 @@ class _Runner:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs={**t.system_attrs, RERUN_OF: t.name})
                          for t in reruns[:want]]
                 reruns = reruns[len(batch):]
+                ahead = await self._ready(view, want - len(batch)) if len(batch) < want and not suggestion_done else []
+                batch += ahead
                 if len(batch) < want and not suggestion_done:
                     # a short batch ends the suggestions only when nothing is left to wait for: an
                     # algorithm may hold back until running trials finish (hyperband's next rung).
                     # Whether any was running is taken before asking: trials go on finishing while
                     # the algorithm thinks, and one that finished meanwhile may be what it waited for
                     waiting = any(t.active for t in view)
-                    new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
+                    new = await asyncio.to_thread(suggest, self.exp, [*view, *ahead], want - len(batch), self.prior)
                     suggestion_done = not new and not waiting
                     batch += new
                 if batch and await self._start(batch):
@@ -233,6 +240,8 @@ class _Runner:
                 # some were not created (other runners hold the slots, or rerun those interrupted
                 # trials): wait for a change before asking again
             self._commit()
+            if not reruns and not suggestion_done and self.fault is None and not status.done:
+                self._think_ahead(view)
             if not self.tasks and not self.commits:
                 if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
@@ -240,8 +249,10 @@ class _Runner:
                 reruns = await self._recover()  # still pending: those not started too
                 await self._reload()
                 continue
-            done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({*self.tasks, *self.commits, *([self.ahead] if self.ahead else [])},
+                                         timeout=_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+            if self.ahead is not None and self.ahead in done:
+                self._took_ahead()
             self._collect_all(done)
             if time.monotonic() - last_beat >= _HEARTBEAT:
                 self.commits[self._io(self._write, [], list(self.tasks.values()))] = []
@@ -250,6 +261,48 @@ class _Runner:
         history = await self._io(self.store.history)
         final = experiment_status(self.exp, history, suggestion_done)
         return RunResult(final, history, False, self.run_dir)
+
+    # ------------------------------------------------------------------ thinking ahead
+    #
+    # With parallelTrialCount > 1 and every slot busy, the next suggestion is computed on a thread
+    # of its own while the trials run (they are its pending points, as in any suggestion), so that
+    # the slot a trial frees starts its next trial at once instead of waiting for the algorithm
+    # (Optuna's GPSampler takes seconds). It is the suggestion a free slot would get at that place
+    # in the history (same seed, same name), except that the results of trials which ended while
+    # it was computed are not in it; an algorithm that is only slower than the trials still keeps
+    # every slot it can busy. Sequential experiments (parallelTrialCount 1) never think ahead:
+    # each suggestion sees every result before it, as today.
+
+    def _think_ahead(self, view: list[Trial]) -> None:
+        """Start computing the next suggestion when every slot is busy and none is ready or coming."""
+        if self.ahead is not None or self.ahead_ready or self.exp.spec.parallel_trial_count < 2 \
+                or self._free_slots(view) > 0 or not self.tasks:
+            return
+        left = remaining_slots(self.exp, view)
+        if left is not None and left <= 0:
+            return
+        key = (len(view), sum(not t.active for t in view))
+        if key == self.ahead_key:
+            return  # the last one computed from this history gave nothing: wait for a change
+        self.ahead_key = key
+        self.ahead = asyncio.wrap_future(self.thinker.submit(suggest, self.exp, view, 1, self.prior))
+
+    def _took_ahead(self) -> None:
+        """Keep what the computation ahead gave (nothing when it failed: the next slot asks again)."""
+        assert self.ahead is not None
+        fut, self.ahead = self.ahead, None
+        if not fut.cancelled() and fut.exception() is None:
+            self.ahead_ready = fut.result()
+
+    async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
+        """Up to ``count`` suggestions computed ahead that still fit this history (their place in
+        it is the next one: nobody else created a trial since); one coming is waited for."""
+        if self.ahead is not None:
+            await asyncio.wait({self.ahead})
+            self._took_ahead()
+        ready, self.ahead_ready = self.ahead_ready, []
+        fits = [t for i, t in enumerate(ready) if t.name == trial_name(self.exp.name, len(view) + i)]
+        return fits[:count] if len(fits) == len(ready) else []
 
     def _free_slots(self, view: list[Trial]) -> int:
         """How many trials to start now: parallelTrialCount holds for the experiment (other
