@@ -22,6 +22,8 @@ Each trial sees ``KATIB_TRIAL_NAME`` (as Katib sets it), ``HP_TRIAL_NAME``,
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import os
 import re
 import shlex
@@ -37,7 +39,7 @@ from hp_components.algorithms import Auto, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
-from hp_components._trial_process import TrialProcess, end, kill_leftovers, now
+from hp_components._trial_process import Spares, TrialProcess, end, kill_leftovers, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
@@ -125,9 +127,12 @@ class _Runner:
         self.tasks: dict[asyncio.Task[Trial], Trial] = {}
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="hp-store")
         self.thinker = ThreadPoolExecutor(1, thread_name_prefix="hp-suggest")  # suggestions computed ahead
+        self.spares = Spares(kill_grace, workdir)  # a trial's supervisor, started before the trial needs it
         self.ahead: asyncio.Future[list[Trial]] | None = None
         self.ahead_ready: list[Trial] = []
         self.ahead_key: tuple[int, int] | None = None
+        self.suggest_s: float | None = None  # how long one suggestion computed ahead takes (moving average)
+        self.trial_s: collections.deque[float] = collections.deque(maxlen=20)  # lengths of the last trials
         self.known: dict[str, Trial] = {}
         self.unsaved: dict[str, Trial] = {}
         self.to_save: list[Trial] = []
@@ -181,6 +186,7 @@ class _Runner:
         finally:
             self.writer.shutdown()
             self.thinker.shutdown(wait=False, cancel_futures=True)
+            await asyncio.shield(self.spares.close())
 
     def _io(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run a store operation on the writer thread (after every one submitted before it)."""
@@ -207,6 +213,7 @@ class _Runner:
         return reruns
 
     async def _schedule(self) -> RunResult:
+        self.spares.prepare()  # starts while the store is read
         reruns = await self._recover()
         await self._reload()
         self.on_event("status", experiment_status(self.exp, list(self.known.values())))
@@ -274,35 +281,58 @@ class _Runner:
     # each suggestion sees every result before it, as today.
 
     def _think_ahead(self, view: list[Trial]) -> None:
-        """Start computing the next suggestion when every slot is busy and none is ready or coming."""
-        if self.ahead is not None or self.ahead_ready or self.exp.spec.parallel_trial_count < 2 \
-                or self._free_slots(view) > 0 or not self.tasks:
+        """Start computing the next suggestion when every slot is busy and fewer are ready than the
+        slots likely to free while one is computed (:meth:`_ahead_wanted`), none coming."""
+        if self.ahead is not None or self.exp.spec.parallel_trial_count < 2 \
+                or self._free_slots(view) > 0 or not self.tasks or len(self.ahead_ready) >= self._ahead_wanted():
             return
-        left = remaining_slots(self.exp, view)
+        pending = [*view, *self.ahead_ready]  # the ones ready are pending points too
+        left = remaining_slots(self.exp, pending)
         if left is not None and left <= 0:
             return
-        key = (len(view), sum(not t.active for t in view))
+        key = (len(pending), sum(not t.active for t in view))
         if key == self.ahead_key:
             return  # the last one computed from this history gave nothing: wait for a change
         self.ahead_key = key
-        self.ahead = asyncio.wrap_future(self.thinker.submit(suggest, self.exp, view, 1, self.prior))
+        self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending))
+
+    def _timed_suggest(self, history: list[Trial]) -> list[Trial]:
+        """On the thinking thread: one suggestion, its time kept (a moving average)."""
+        t0 = time.monotonic()
+        out = suggest(self.exp, history, 1, self.prior)
+        took = time.monotonic() - t0
+        self.suggest_s = took if self.suggest_s is None else 0.7 * self.suggest_s + 0.3 * took
+        return out
+
+    def _ahead_wanted(self) -> int:
+        """How many suggestions to hold ready: the trials likely to end while one is computed
+        (parallelTrialCount x suggestion time / trial length, at least 1, at most parallelTrialCount).
+        More ready means each is computed further ahead of its slot, seeing fewer results."""
+        p = self.exp.spec.parallel_trial_count
+        if self.suggest_s is None or not self.trial_s:
+            return 1
+        trial_s = sorted(self.trial_s)[len(self.trial_s) // 2]
+        return max(1, min(p, math.ceil(self.suggest_s * p / max(trial_s, 1e-3))))
 
     def _took_ahead(self) -> None:
         """Keep what the computation ahead gave (nothing when it failed: the next slot asks again)."""
         assert self.ahead is not None
         fut, self.ahead = self.ahead, None
         if not fut.cancelled() and fut.exception() is None:
-            self.ahead_ready = fut.result()
+            self.ahead_ready += fut.result()
 
     async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
         """Up to ``count`` suggestions computed ahead that still fit this history (their place in
-        it is the next one: nobody else created a trial since); one coming is waited for."""
-        if self.ahead is not None:
+        it is the next one: nobody else created a trial since); one coming is waited for when
+        fewer are ready. The rest stay ready."""
+        if self.ahead is not None and len(self.ahead_ready) < count:
             await asyncio.wait({self.ahead})
             self._took_ahead()
-        ready, self.ahead_ready = self.ahead_ready, []
-        fits = [t for i, t in enumerate(ready) if t.name == trial_name(self.exp.name, len(view) + i)]
-        return fits[:count] if len(fits) == len(ready) else []
+        ready = self.ahead_ready
+        if any(t.name != trial_name(self.exp.name, len(view) + i) for i, t in enumerate(ready)):
+            ready = []  # another runner created trials meanwhile: ask again with them in the history
+        self.ahead_ready = ready[count:]
+        return ready[:count]
 
     def _free_slots(self, view: list[Trial]) -> int:
         """How many trials to start now: parallelTrialCount holds for the experiment (other
@@ -424,7 +454,7 @@ class _Runner:
         """Run one trial's processes on GPUs of its own (see :class:`TrialProcess`)."""
         es = self.exp.spec.early_stopping
         tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
-                          env=self.trial_env,
+                          env=self.trial_env, spares=self.spares,
                           stop_rule=self._should_stop if self.stopper else None,
                           early_stopping=es.algorithm_name if es else "",
                           warn=lambda message: self.on_event("warning", f"{trial.name}: {message}"))
@@ -433,8 +463,11 @@ class _Runner:
             return tp.finish(judge(objective=tp.objective, value=None, failure=(
                 "InsufficientGPUs", f"needs {tp.container.gpus} GPUs; fewer are free on this machine")))
         self.running[trial.name] = tp
+        began = time.monotonic()
         try:
-            return await tp.run(gpus)
+            finished = await tp.run(gpus)
+            self.trial_s.append(time.monotonic() - began)
+            return finished
         except OSError as err:  # its folder could not be made: nothing started
             where = err.filename or self.run_dir / trial.name
             self.fault = self.fault or RunnerFault(
