@@ -6,9 +6,9 @@ working tree (``after``). Prints one JSON line::
 
     PYTHONPATH=/path/to/tree python benchmarks/_slots_child.py '{"algorithm": "random", "trials": 20, ...}'
 
-Each trial is ``sh -c`` that prints ``hp-slot-start <epoch>``, sleeps, prints ``hp-slot-end <epoch>``
-(``date +%s.%N``: the times come from the trial itself), then its objective (a quadratic in x and y,
-so that the GP has something to model).
+Each trial is ``sh -c`` that prints ``hp-slot-start <epoch>``, sleeps, prints its objective (a quadratic in x
+and y, so that the GP has something to model), then ``hp-slot-end <epoch>`` (``date +%s.%N``: the
+times come from the trial itself).
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from pathlib import Path
 
 
 def _experiment(name: str, algorithm: str, trials: int, parallel: int, sleep: float) -> dict:
-    script = ('echo hp-slot-start $(date +%s.%N); sleep ' + repr(sleep) + '; echo hp-slot-end $(date +%s.%N); '
-              'awk -v x="$1" -v y="$2" \'BEGIN { printf "objective=%.6f\\n", (x - 0.3) ^ 2 + (y - 0.6) ^ 2 }\'')
+    script = ('echo hp-slot-start $(date +%s.%N); sleep ' + repr(sleep) + '; '
+              'awk -v x="$1" -v y="$2" \'BEGIN { printf "objective=%.6f\\n", (x - 0.3) ^ 2 + (y - 0.6) ^ 2 }\'; '
+              'echo hp-slot-end $(date +%s.%N)')
     params = [{"name": n, "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}} for n in ("x", "y")]
     return {
         "apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": name},
@@ -75,6 +76,9 @@ def main(args: dict) -> dict:
     return {
         "source": str(Path(hp_components.__file__).parent.parent), "wall_s": wall, "busy_slot_s": busy,
         "utilisation": busy / (p * wall), "trials": len(result.history), "succeeded": succeeded,
+        # the same between the first trial's start and the last one's end (start-up and shutdown left out)
+        "steady_utilisation": busy / (p * (max(b for _, b in spans) - min(a for a, _ in spans))),
+        "fillers": sum(bool(t.system_attrs.get("hp:filler")) for t in result.history),
         "unique_configurations": len(keys), "refill_wait_s_median": waits[len(waits) // 2] if waits else None,
         "refill_wait_s_max": waits[-1] if waits else None, "startup_s": min(a for a, _ in spans) - t0,
         "shutdown_s": t1 - max(b for _, b in spans), "loadavg_1m_before": load0, "loadavg_1m_after": os.getloadavg()[0],

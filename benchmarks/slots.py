@@ -69,7 +69,8 @@ def run(before: str = "main", repeats: int = 1, out_dir: Path | None = None,
                 for label, tree in (("before", old), ("after", ROOT)):
                     r = _one(tree, algorithm, trials, parallel, sleep)
                     results[name][label].append(r)
-                    print(f"slots {name} {label}: utilisation {r['utilisation']:.1%}, wall {r['wall_s']:.2f} s, "
+                    print(f"slots {name} {label}: utilisation {r['utilisation']:.1%} (steady {r['steady_utilisation']:.1%}, "
+                          f"start-up {r['startup_s']:.2f} s, {r.get('fillers', 0)} fillers), wall {r['wall_s']:.2f} s, "
                           f"refill wait median {r['refill_wait_s_median'] or 0:.3f} s max {r['refill_wait_s_max'] or 0:.3f} s, "
                           f"{r['unique_configurations']}/{r['trials']} unique, load {r['loadavg_1m_before']:.1f}",
                           flush=True)
@@ -80,6 +81,8 @@ def run(before: str = "main", repeats: int = 1, out_dir: Path | None = None,
         for label in ("before", "after"):
             runs = results[name][label]
             row[f"{label}_utilisation_median"] = median([r["utilisation"] for r in runs])
+            row[f"{label}_steady_utilisation_median"] = median([r["steady_utilisation"] for r in runs])
+            row[f"{label}_startup_s_median"] = median([r["startup_s"] for r in runs])
             row[f"{label}_wall_s_median"] = median([r["wall_s"] for r in runs])
             row[f"{label}_refill_wait_s_median"] = median([r["refill_wait_s_median"] or 0 for r in runs])
             row[f"{label}_unique_min"] = min(r["unique_configurations"] for r in runs)
@@ -88,7 +91,8 @@ def run(before: str = "main", repeats: int = 1, out_dir: Path | None = None,
             f"run_local call), median of {repeats} interleaved run(s); before = {before} ({before_commit[:10]}), after = "
             f"{head[:10]}{' + uncommitted changes' if dirty else ''}. "
             + "; ".join(f"{r['case']}: {r['before_utilisation_median']:.1%} -> {r['after_utilisation_median']:.1%} "
-                        f"(target {r['target']:.0%})" for r in summary))
+                        f"(target {r['target']:.0%}; first start to last end {r['before_steady_utilisation_median']:.1%} -> "
+                        f"{r['after_steady_utilisation_median']:.1%})" for r in summary))
     doc = {"what": what, "before": before, "before_commit": before_commit, "after_commit": head,
            "after_uncommitted": dirty, "repeats": repeats, "summary": summary, "runs": results}
     write_result("slots", doc, out_dir)

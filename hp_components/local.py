@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hp_components.algorithms import Auto, find_algorithm
+from hp_components.algorithms import Auto, GaussianProcess, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
@@ -44,7 +44,7 @@ from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished, store_fault
-from hp_components.suggest import suggest
+from hp_components.suggest import filler, suggest, unique_batch
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
 from hp_components.trials import Trial, trial_name
 
@@ -131,6 +131,9 @@ class _Runner:
         self.ahead: asyncio.Future[list[Trial]] | None = None
         self.ahead_ready: list[Trial] = []
         self.ahead_key: tuple[int, int] | None = None
+        algo = find_algorithm(experiment.spec.algorithm.algorithm_name)
+        #: a model slow to fit (the GP): while it computes, a slot that frees gets a random point (suggest.filler)
+        self.fills = (Auto({}, experiment.spec).inner.__class__ if algo is Auto else algo) is GaussianProcess
         self.suggest_s: float | None = None  # how long one suggestion computed ahead takes (moving average)
         self.trial_s: collections.deque[float] = collections.deque(maxlen=20)  # lengths of the last trials
         self.known: dict[str, Trial] = {}
@@ -276,9 +279,11 @@ class _Runner:
     # the slot a trial frees starts its next trial at once instead of waiting for the algorithm
     # (Optuna's GPSampler takes seconds). It is the suggestion a free slot would get at that place
     # in the history (same seed, same name), except that the results of trials which ended while
-    # it was computed are not in it; an algorithm that is only slower than the trials still keeps
-    # every slot it can busy. Sequential experiments (parallelTrialCount 1) never think ahead:
-    # each suggestion sees every result before it, as today.
+    # it was computed are not in it. As many are held ready as trials are likely to end while one
+    # is computed. With the GP (bayesianoptimization, seconds per point), a slot that frees while
+    # the next point is still being computed gets a random point instead of waiting (marked
+    # hp:filler, suggest.filler); the GP's point goes to the next slot. Sequential experiments
+    # (parallelTrialCount 1) never think ahead: each suggestion sees every result before it.
 
     def _think_ahead(self, view: list[Trial]) -> None:
         """Start computing the next suggestion when every slot is busy and fewer are ready than the
@@ -322,17 +327,30 @@ class _Runner:
             self.ahead_ready += fut.result()
 
     async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
-        """Up to ``count`` suggestions computed ahead that still fit this history (their place in
-        it is the next one: nobody else created a trial since); one coming is waited for when
-        fewer are ready. The rest stay ready."""
-        if self.ahead is not None and len(self.ahead_ready) < count:
+        """Up to ``count`` suggestions computed ahead (see :meth:`_fitting`); the rest stay ready. When fewer are
+        ready and one is coming, it is waited for; with the GP, random points
+        (:func:`~hp_components.suggest.filler`) take the slots it cannot fill yet instead."""
+        if self.ahead is not None and len(self.ahead_ready) < count and not self.fills:
             await asyncio.wait({self.ahead})
             self._took_ahead()
-        ready = self.ahead_ready
-        if any(t.name != trial_name(self.exp.name, len(view) + i) for i, t in enumerate(ready)):
-            ready = []  # another runner created trials meanwhile: ask again with them in the history
+        ready = self._fitting(view)
         self.ahead_ready = ready[count:]
-        return ready[:count]
+        ready = ready[:count]
+        if self.ahead is not None and len(ready) < count:
+            ready += filler(self.exp, [*view, *ready], count - len(ready))
+        return ready
+
+    def _fitting(self, view: list[Trial]) -> list[Trial]:
+        """The suggestions held ready, taken out: named for their place in this history, a point
+        that a trial created since they were computed has (another runner's, a random filler's)
+        replaced as :func:`~hp_components.suggest.unique_batch` does."""
+        ready, self.ahead_ready = self.ahead_ready, []
+        if not ready:
+            return []
+        space = SearchSpace(self.exp.spec.parameters)
+        batch = unique_batch(space, view, [(space.internal(t.assignments), t.system_attrs) for t in ready], len(view))
+        return [Trial(name=trial_name(self.exp.name, len(view) + i), assignments=space.assignments(internal),
+                      system_attrs=attrs) for i, (internal, attrs) in enumerate(batch)]
 
     def _free_slots(self, view: list[Trial]) -> int:
         """How many trials to start now: parallelTrialCount holds for the experiment (other
