@@ -131,3 +131,40 @@ print("loss=1")
         assert seen["name"] == t.name and Path(seen["dir"]) == (tmp_path / "runs" / "spare" / t.name).resolve()
         assert seen["x"] == f"--x={t.assignments['x']}"
     assert _supervisors() == [], "the spare left over ended with the run"
+
+
+def test_fillers_are_untried_marked_random_points_within_the_budget():
+    from hp_components.suggest import FILLER_ATTR, filler
+    params = [{"name": "n", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "3"}},
+              {"name": "c", "parameterType": "categorical", "feasibleSpace": {"list": ["a", "b"]}}]
+    spec = script_experiment("fill", "print('loss=1')", params=params, maxTrialCount=6, parallelTrialCount=3)
+    exp = parse_experiment(spec)
+    history = []
+    for _ in range(6):
+        [t] = filler(exp, history, 1)
+        assert t.system_attrs[FILLER_ATTR] is True and t.name == f"fill-{len(history):04d}"
+        t.condition = "Running"
+        history.append(t)
+    assert len({tuple(sorted(t.assignments.items())) for t in history}) == 6  # every point of the 3 x 2 space once
+    assert filler(exp, history, 2) == []  # maxTrialCount spent
+    assert filler(exp, history[:3], 1) == filler(exp, history[:3], 1)  # seeded by the history
+
+
+def test_with_the_gp_a_slot_that_frees_while_it_fits_gets_a_random_point(tmp_path, monkeypatch):
+    """Trials far shorter than a GP fit: the slots do not wait for it, every configuration is new,
+    and exactly maxTrialCount trials run."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("TIMES", str(tmp_path / "times.log"))
+    monkeypatch.setenv("TRIAL_SLEEP", "0.05")
+    params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}},
+              {"name": "k", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "50"}}]
+    spec = script_experiment("gpfill", TIMED_TRIAL, params=params, maxTrialCount=24, parallelTrialCount=3)
+    spec["spec"]["algorithm"] = {"algorithmName": "bayesianoptimization",
+                                 "algorithmSettings": [{"name": "n_initial_points", "value": "4"}]}
+    result = run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
+    assert result.status.counts["trialsSucceeded"] == 24 == len(result.history)
+    assert len({tuple(sorted(t.assignments.items())) for t in result.history}) == 24
+    fillers = [t for t in result.history if t.system_attrs.get("hp:filler")]
+    model = [t for t in result.history if not t.system_attrs.get("hp:filler")][4:]
+    assert fillers, "no slot was filled while the GP fitted"
+    assert model, "the GP's own points still run"
