@@ -311,13 +311,14 @@ class _Runner:
 
     def _ahead_wanted(self) -> int:
         """How many suggestions to hold ready: the trials likely to end while one is computed
-        (parallelTrialCount x suggestion time / trial length, at least 1, at most parallelTrialCount).
+        (parallelTrialCount x suggestion time / trial length, at least 1, at most parallelTrialCount);
+        with fillers one more, so that the model keeps computing while they take the slots.
         More ready means each is computed further ahead of its slot, seeing fewer results."""
         p = self.exp.spec.parallel_trial_count
         if self.suggest_s is None or not self.trial_s:
             return 1
         trial_s = sorted(self.trial_s)[len(self.trial_s) // 2]
-        return max(1, min(p, math.ceil(self.suggest_s * p / max(trial_s, 1e-3))))
+        return max(1, min(p, math.ceil(self.suggest_s * p / max(trial_s, 1e-3)) + self.fills))
 
     def _took_ahead(self) -> None:
         """Keep what the computation ahead gave (nothing when it failed: the next slot asks again)."""

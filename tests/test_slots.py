@@ -168,3 +168,12 @@ def test_with_the_gp_a_slot_that_frees_while_it_fits_gets_a_random_point(tmp_pat
     model = [t for t in result.history if not t.system_attrs.get("hp:filler")][4:]
     assert fillers, "no slot was filled while the GP fitted"
     assert model, "the GP's own points still run"
+
+
+def test_the_slots_benchmark_takes_the_times_from_the_trials_themselves():
+    from benchmarks._slots_child import main
+    r = main({"algorithm": "random", "trials": 6, "parallel": 2, "sleep": 0.1})
+    assert r["trials"] == r["succeeded"] == r["unique_configurations"] == 6
+    assert 6 * 0.1 <= r["busy_slot_s"] < 2 * r["wall_s"]  # each trial slept 0.1 s between its two lines
+    assert 0 < r["utilisation"] <= r["steady_utilisation"] <= 1
+    assert r["startup_s"] > 0 and r["shutdown_s"] >= 0 and r["fillers"] == 0
