@@ -1,4 +1,4 @@
-"""``python -m benchmarks all --quick`` | latency | steps | gp | quality | model | overhead | size | summary.
+"""``python -m benchmarks all --quick`` | latency | steps | gp | quality | model | overhead | size | slots | summary.
 
 Run it niced on a shared machine: ``nice -n 19 python -m benchmarks all --quick``.
 ``--quick`` (< 2 minutes) is what CI may run; the full parts take much longer (the GP's cost).
@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     common.COMMAND[:] = ["python", "-m", "benchmarks", *argv]
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("part", choices=["all", "latency", "steps", "gp", "quality", "model", "overhead", "size", "summary"])
+    p.add_argument("part", choices=["all", "latency", "steps", "gp", "quality", "model", "overhead", "size", "slots", "summary"])
     p.add_argument("--quick", action="store_true", help="small settings (CI): under 2 minutes")
     p.add_argument("--out", type=Path, default=common.RESULTS, help="results folder (default benchmarks/results)")
     p.add_argument("--seeds", type=int, help="quality: seeds (default 10, --quick 2)")
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1); steps: interleaved runs (default 5, --quick 1)")
     p.add_argument("--modes", help="quality: batch8,sequential (with --modes or --functions, the other cells' last numbers are kept)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
+    p.add_argument("--before", default="main", help="slots: the git commit to compare this tree with (default main)")
+    p.add_argument("--cases", help="slots: comma-separated subset (gp-3s,random-0.2s)")
     a = p.parse_args(argv)
     q = a.quick
     algos = a.algorithms.split(",") if a.algorithms else None
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "overhead":
             from benchmarks import overhead
             overhead.run(trials=a.trials or (20 if q else 100), out_dir=a.out, **({"sleeps": (0.2,), "repeats": 1} if q else {}))
+        elif part == "slots":
+            from benchmarks import slots
+            slots.run(before=a.before, repeats=a.repeats or 1, out_dir=a.out,
+                      cases=a.cases.split(",") if a.cases else None)
         elif part == "size":
             from benchmarks import size
             counts = tuple(int(x) for x in a.sizes.split(",")) if a.sizes else (10, 100) if q else (10, 100, 1000)

@@ -114,6 +114,18 @@ def tables(results: Path = RESULTS) -> str:
             out += ["Store work per trial on the runner's writer thread (median ms per call, fresh SQLite store): "
                     + ", ".join(f"`{k}` {v:.1f}" for k, v in o["store_ops_ms_median"].items())
                     + f"; {o['store_ops_ms_per_trial_total']:.1f} ms in all.", ""]
+    sl = _load("slots", results)
+    if sl:
+        out += [f"### Slot utilisation (`{sl['command']}`, {sl['date']}, load {sl['machine'].get('loadavg_at_start', ['?'])[0]})",
+                "", sl["what"] + ".", "",
+                "| case | target | before | after | before, first start to last end | after | after: random fillers (median) |",
+                "|---|---|---|---|---|---|---|"]
+        for r in sl["summary"]:
+            fills = sorted(x.get("fillers", 0) for x in sl["runs"][r["case"]]["after"])
+            out.append(f"| {r['case']} | {r['target']:.0%} | {r['before_utilisation_median']:.1%} | "
+                       f"{r['after_utilisation_median']:.1%} | {r['before_steady_utilisation_median']:.1%} | "
+                       f"{r['after_steady_utilisation_median']:.1%} | {fills[len(fills) // 2]}/{r['trials']} |")
+        out.append("")
     s = _load("size", results)
     if s:
         out += [f"### Pipeline size (`{s['command']}`, {s['date']})", ""]

@@ -36,7 +36,7 @@ from hp_components.metrics import MAX_REPORTS, Collector, LineSplitter, Outcome,
 from hp_components.template import primary_container, pytorch_workers, render_trial_spec
 from hp_components.trials import Trial
 
-__all__ = ["TrialProcess", "end", "kill_leftovers", "now"]
+__all__ = ["TrialProcess", "Spares", "end", "kill_leftovers", "now"]
 
 _CHUNK = 1 << 16
 _MAX_LOG = 256 << 20  # a trial's log stops growing here (the process keeps running)
@@ -141,10 +141,86 @@ class _Proc:
             self.protocol.transport.close()
 
 
-async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, kill_grace: float) -> _Proc:
+def _supervisor(kill_grace: float, argv: list[str]) -> list[str]:
+    return [sys.executable, "-I", "-S", str(_REAPER), repr(kill_grace), repr(_LEFTOVER_GRACE), str(os.getpid()),
+            "--", *argv]
+
+
+async def _exec(argv: list[str], env: dict[str, str] | None, cwd: Path, stdout: Any, stdin: Any, supervised: bool) -> _Proc:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _Protocol(limit=2 ** 16, loop=loop), *argv, stdin=stdin, stdout=stdout,
+        stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(cwd), start_new_session=True)
+    return _Proc(asyncio.subprocess.Process(transport, protocol, loop), protocol, supervised)
+
+
+class Spares:
+    """Supervisors started before a trial needs one (Linux), one at a time: a trial then starts
+    without waiting for the supervisor's interpreter to start (~30 ms, more on a loaded machine).
+    A spare waits for its command on stdin (see :mod:`hp_components._reaper`); :meth:`close` ends
+    the one left. Elsewhere (no ``prctl``) it does nothing::
+
+        spares = Spares(kill_grace=5.0, cwd=Path.cwd())
+        spares.prepare()                      # start one now
+        finished = await TrialProcess(exp, trial, folder, workdir=Path.cwd(), kill_grace=5.0, spares=spares).run([])
+        await spares.close()
+    """
+
+    def __init__(self, kill_grace: float, cwd: Path):
+        self.kill_grace = kill_grace
+        self.cwd = cwd
+        self.next: asyncio.Future[_Proc] | None = None
+
+    def prepare(self) -> None:
+        """Start a spare unless one is ready or starting."""
+        if _PRCTL is not None and self.next is None:
+            self.next = asyncio.ensure_future(_exec(_supervisor(self.kill_grace, []), None, self.cwd,
+                                                    asyncio.subprocess.PIPE, asyncio.subprocess.PIPE, True))
+
+    async def take(self, argv: list[str], env: dict[str, str], cwd: Path) -> _Proc | None:
+        """The spare, running ``argv`` now (and another spare starting); None when there is none."""
+        if self.next is None:
+            return None
+        fut, self.next = self.next, None
+        try:
+            proc = await fut
+        except OSError:
+            return None
+        stdin = proc.process.stdin
+        assert stdin is not None
+        try:
+            if proc.process.returncode is not None:
+                raise BrokenPipeError
+            stdin.write(json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode() + b"\n")
+            await stdin.drain()
+            stdin.close()
+        except (BrokenPipeError, ConnectionResetError):  # it died waiting (killed from outside)
+            proc.close()
+            return None
+        self.prepare()
+        return proc
+
+    async def close(self) -> None:
+        """End the spare not used (its stdin closes: it exits)."""
+        fut, self.next = self.next, None
+        if fut is None:
+            return
+        try:
+            proc = await fut
+        except OSError:
+            return
+        assert proc.process.stdin is not None
+        proc.process.stdin.close()
+        await proc.exited()
+        proc.close()
+
+
+async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, kill_grace: float,
+                 spares: Spares | None = None) -> _Proc:
     """Start a trial process in its own session, under a supervisor (Linux; see
     :mod:`hp_components._reaper`): it dies with the runner, even by kill -9, and so does every process
     it starts, double-forked or ``setsid`` away. Without ``prctl`` (not Linux): the process alone.
+    With ``spares``, a supervisor started earlier runs it (the trial's output is then its pipe).
 
     No ``preexec_fn``: Python can then vfork, which does not copy the runner's memory map, so the
     event loop is blocked ~0.2 ms per start instead of ~5 ms (measured with torch and Optuna loaded).
@@ -152,13 +228,12 @@ async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, k
     supervised = _PRCTL is not None
     if supervised:
         _check_program(argv[0], env, cwd)
-        argv = [sys.executable, "-I", "-S", str(_REAPER), repr(kill_grace), repr(_LEFTOVER_GRACE), str(os.getpid()),
-                "--", *argv]
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _Protocol(limit=2 ** 16, loop=loop), *argv, stdin=asyncio.subprocess.DEVNULL, stdout=stdout,
-        stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(cwd), start_new_session=True)
-    return _Proc(asyncio.subprocess.Process(transport, protocol, loop), protocol, supervised)
+        if spares is not None and stdout == asyncio.subprocess.PIPE and spares.kill_grace == kill_grace:
+            proc = await spares.take(argv, env, cwd)
+            if proc is not None:
+                return proc
+        argv = _supervisor(kill_grace, argv)
+    return await _exec(argv, env, cwd, stdout, asyncio.subprocess.DEVNULL, supervised)
 
 
 def _start_time(pid: int) -> int | None:
@@ -301,8 +376,10 @@ class TrialProcess:
 
     def __init__(self, experiment: Experiment, trial: Trial, trial_dir: Path, *, workdir: Path, kill_grace: float,
                  stop_rule: StopRule | None = None, early_stopping: str = "",
-                 warn: Callable[[str], None] = lambda message: None, env: Mapping[str, str] | None = None):
+                 warn: Callable[[str], None] = lambda message: None, env: Mapping[str, str] | None = None,
+                 spares: Spares | None = None):
         self.exp = experiment
+        self.spares = spares
         self.env = dict(env or {})  # on top of this process's environment, under the container's own
         self.warn = warn
         self.trial = trial
@@ -364,7 +441,7 @@ class TrialProcess:
         try:
             worker_procs = await self._start_workers(full_env)
             try:
-                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE, self.kill_grace)
+                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE, self.kill_grace, self.spares)
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self.finish(judge(objective=self.objective, value=None, failure=launch_failure(argv[0], err)))

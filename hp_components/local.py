@@ -22,6 +22,8 @@ Each trial sees ``KATIB_TRIAL_NAME`` (as Katib sets it), ``HP_TRIAL_NAME``,
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import os
 import re
 import shlex
@@ -33,18 +35,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hp_components.algorithms import Auto, find_algorithm
+from hp_components.algorithms import Auto, GaussianProcess, find_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
-from hp_components._trial_process import TrialProcess, end, kill_leftovers, now
+from hp_components._trial_process import Spares, TrialProcess, end, kill_leftovers, now
 from hp_components.metrics import FileCollector, judge
 from hp_components.status import ExperimentStatus, experiment_status, remaining_slots
 from hp_components.space import SearchSpace
 from hp_components.store import DEFAULT_STORAGE, RERUN_OF, ExperimentStore, load_finished, store_fault
-from hp_components.suggest import suggest
+from hp_components.suggest import filler, suggest, unique_batch
 from hp_components.template import Container, TemplateError, primary_container, render_trial_spec
-from hp_components.trials import Trial
+from hp_components.trials import Trial, trial_name
 
 __all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"]
 
@@ -124,6 +126,16 @@ class _Runner:
         self.poll = poll
         self.tasks: dict[asyncio.Task[Trial], Trial] = {}
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="hp-store")
+        self.thinker = ThreadPoolExecutor(1, thread_name_prefix="hp-suggest")  # suggestions computed ahead
+        self.spares = Spares(kill_grace, workdir)  # a trial's supervisor, started before the trial needs it
+        self.ahead: asyncio.Future[list[Trial]] | None = None
+        self.ahead_ready: list[Trial] = []
+        self.ahead_key: tuple[int, int] | None = None
+        algo = find_algorithm(experiment.spec.algorithm.algorithm_name)
+        #: a model slow to fit (the GP): while it computes, a slot that frees gets a random point (suggest.filler)
+        self.fills = (Auto({}, experiment.spec).inner.__class__ if algo is Auto else algo) is GaussianProcess
+        self.suggest_s: float | None = None  # how long one suggestion computed ahead takes (moving average)
+        self.trial_s: collections.deque[float] = collections.deque(maxlen=20)  # lengths of the last trials
         self.known: dict[str, Trial] = {}
         self.unsaved: dict[str, Trial] = {}
         self.to_save: list[Trial] = []
@@ -176,6 +188,8 @@ class _Runner:
             raise fault from None
         finally:
             self.writer.shutdown()
+            self.thinker.shutdown(wait=False, cancel_futures=True)
+            await asyncio.shield(self.spares.close())
 
     def _io(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
         """Run a store operation on the writer thread (after every one submitted before it)."""
@@ -202,6 +216,7 @@ class _Runner:
         return reruns
 
     async def _schedule(self) -> RunResult:
+        self.spares.prepare()  # starts while the store is read
         reruns = await self._recover()
         await self._reload()
         self.on_event("status", experiment_status(self.exp, list(self.known.values())))
@@ -219,13 +234,15 @@ class _Runner:
                 batch = [Trial(name=t.name, assignments=t.assignments, system_attrs={**t.system_attrs, RERUN_OF: t.name})
                          for t in reruns[:want]]
                 reruns = reruns[len(batch):]
+                ahead = await self._ready(view, want - len(batch)) if len(batch) < want and not suggestion_done else []
+                batch += ahead
                 if len(batch) < want and not suggestion_done:
                     # a short batch ends the suggestions only when nothing is left to wait for: an
                     # algorithm may hold back until running trials finish (hyperband's next rung).
                     # Whether any was running is taken before asking: trials go on finishing while
                     # the algorithm thinks, and one that finished meanwhile may be what it waited for
                     waiting = any(t.active for t in view)
-                    new = await asyncio.to_thread(suggest, self.exp, view, want - len(batch), self.prior)
+                    new = await asyncio.to_thread(suggest, self.exp, [*view, *ahead], want - len(batch), self.prior)
                     suggestion_done = not new and not waiting
                     batch += new
                 if batch and await self._start(batch):
@@ -233,6 +250,8 @@ class _Runner:
                 # some were not created (other runners hold the slots, or rerun those interrupted
                 # trials): wait for a change before asking again
             self._commit()
+            if not reruns and not suggestion_done and self.fault is None and not status.done:
+                self._think_ahead(view)
             if not self.tasks and not self.commits:
                 if suggestion_done and not any(t.active for t in view):
                     continue  # the status now says the suggestions ended
@@ -240,8 +259,10 @@ class _Runner:
                 reruns = await self._recover()  # still pending: those not started too
                 await self._reload()
                 continue
-            done, _ = await asyncio.wait({*self.tasks, *self.commits}, timeout=_HEARTBEAT,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({*self.tasks, *self.commits, *([self.ahead] if self.ahead else [])},
+                                         timeout=_HEARTBEAT, return_when=asyncio.FIRST_COMPLETED)
+            if self.ahead is not None and self.ahead in done:
+                self._took_ahead()
             self._collect_all(done)
             if time.monotonic() - last_beat >= _HEARTBEAT:
                 self.commits[self._io(self._write, [], list(self.tasks.values()))] = []
@@ -250,6 +271,87 @@ class _Runner:
         history = await self._io(self.store.history)
         final = experiment_status(self.exp, history, suggestion_done)
         return RunResult(final, history, False, self.run_dir)
+
+    # ------------------------------------------------------------------ thinking ahead
+    #
+    # With parallelTrialCount > 1 and every slot busy, the next suggestion is computed on a thread
+    # of its own while the trials run (they are its pending points, as in any suggestion), so that
+    # the slot a trial frees starts its next trial at once instead of waiting for the algorithm
+    # (Optuna's GPSampler takes seconds). It is the suggestion a free slot would get at that place
+    # in the history (same seed, same name), except that the results of trials which ended while
+    # it was computed are not in it. As many are held ready as trials are likely to end while one
+    # is computed. With the GP (bayesianoptimization, seconds per point), a slot that frees while
+    # the next point is still being computed gets a random point instead of waiting (marked
+    # hp:filler, suggest.filler); the GP's point goes to the next slot. Sequential experiments
+    # (parallelTrialCount 1) never think ahead: each suggestion sees every result before it.
+
+    def _think_ahead(self, view: list[Trial]) -> None:
+        """Start computing the next suggestion when every slot is busy and fewer are ready than the
+        slots likely to free while one is computed (:meth:`_ahead_wanted`), none coming."""
+        if self.ahead is not None or self.exp.spec.parallel_trial_count < 2 \
+                or self._free_slots(view) > 0 or not self.tasks or len(self.ahead_ready) >= self._ahead_wanted():
+            return
+        pending = [*view, *self.ahead_ready]  # the ones ready are pending points too
+        left = remaining_slots(self.exp, pending)
+        if left is not None and left <= 0:
+            return
+        key = (len(pending), sum(not t.active for t in view))
+        if key == self.ahead_key:
+            return  # the last one computed from this history gave nothing: wait for a change
+        self.ahead_key = key
+        self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending))
+
+    def _timed_suggest(self, history: list[Trial]) -> list[Trial]:
+        """On the thinking thread: one suggestion, its time kept (a moving average)."""
+        t0 = time.monotonic()
+        out = suggest(self.exp, history, 1, self.prior)
+        took = time.monotonic() - t0
+        self.suggest_s = took if self.suggest_s is None else 0.7 * self.suggest_s + 0.3 * took
+        return out
+
+    def _ahead_wanted(self) -> int:
+        """How many suggestions to hold ready: the trials likely to end while one is computed
+        (parallelTrialCount x suggestion time / trial length, at least 1, at most parallelTrialCount);
+        with fillers one more, so that the model keeps computing while they take the slots.
+        More ready means each is computed further ahead of its slot, seeing fewer results."""
+        p = self.exp.spec.parallel_trial_count
+        if self.suggest_s is None or not self.trial_s:
+            return 1
+        trial_s = sorted(self.trial_s)[len(self.trial_s) // 2]
+        return max(1, min(p, math.ceil(self.suggest_s * p / max(trial_s, 1e-3)) + self.fills))
+
+    def _took_ahead(self) -> None:
+        """Keep what the computation ahead gave (nothing when it failed: the next slot asks again)."""
+        assert self.ahead is not None
+        fut, self.ahead = self.ahead, None
+        if not fut.cancelled() and fut.exception() is None:
+            self.ahead_ready += fut.result()
+
+    async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
+        """Up to ``count`` suggestions computed ahead (see :meth:`_fitting`); the rest stay ready. When fewer are
+        ready and one is coming, it is waited for; with the GP, random points
+        (:func:`~hp_components.suggest.filler`) take the slots it cannot fill yet instead."""
+        if self.ahead is not None and len(self.ahead_ready) < count and not self.fills:
+            await asyncio.wait({self.ahead})
+            self._took_ahead()
+        ready = self._fitting(view)
+        self.ahead_ready = ready[count:]
+        ready = ready[:count]
+        if self.ahead is not None and len(ready) < count:
+            ready += filler(self.exp, [*view, *ready], count - len(ready))
+        return ready
+
+    def _fitting(self, view: list[Trial]) -> list[Trial]:
+        """The suggestions held ready, taken out: named for their place in this history, a point
+        that a trial created since they were computed has (another runner's, a random filler's)
+        replaced as :func:`~hp_components.suggest.unique_batch` does."""
+        ready, self.ahead_ready = self.ahead_ready, []
+        if not ready:
+            return []
+        space = SearchSpace(self.exp.spec.parameters)
+        batch = unique_batch(space, view, [(space.internal(t.assignments), t.system_attrs) for t in ready], len(view))
+        return [Trial(name=trial_name(self.exp.name, len(view) + i), assignments=space.assignments(internal),
+                      system_attrs=attrs) for i, (internal, attrs) in enumerate(batch)]
 
     def _free_slots(self, view: list[Trial]) -> int:
         """How many trials to start now: parallelTrialCount holds for the experiment (other
@@ -371,7 +473,7 @@ class _Runner:
         """Run one trial's processes on GPUs of its own (see :class:`TrialProcess`)."""
         es = self.exp.spec.early_stopping
         tp = TrialProcess(self.exp, trial, self.run_dir / trial.name, workdir=self.workdir, kill_grace=self.kill_grace,
-                          env=self.trial_env,
+                          env=self.trial_env, spares=self.spares,
                           stop_rule=self._should_stop if self.stopper else None,
                           early_stopping=es.algorithm_name if es else "",
                           warn=lambda message: self.on_event("warning", f"{trial.name}: {message}"))
@@ -380,8 +482,11 @@ class _Runner:
             return tp.finish(judge(objective=tp.objective, value=None, failure=(
                 "InsufficientGPUs", f"needs {tp.container.gpus} GPUs; fewer are free on this machine")))
         self.running[trial.name] = tp
+        began = time.monotonic()
         try:
-            return await tp.run(gpus)
+            finished = await tp.run(gpus)
+            self.trial_s.append(time.monotonic() - began)
+            return finished
         except OSError as err:  # its folder could not be made: nothing started
             where = err.filename or self.run_dir / trial.name
             self.fault = self.fault or RunnerFault(

@@ -32,10 +32,12 @@ from hp_components.space import SearchSpace
 from hp_components.status import remaining_slots
 from hp_components.trials import Trial, trial_name
 
-__all__ = ["suggest", "random_state", "unique_batch", "REPLACED_ATTR"]
+__all__ = ["suggest", "filler", "random_state", "unique_batch", "REPLACED_ATTR", "FILLER_ATTR"]
 
 #: system attribute of a trial that replaces a point the algorithm suggested again
 REPLACED_ATTR = "hp:replaced_duplicate"
+#: system attribute of a random trial that took a slot while the algorithm was still computing
+FILLER_ATTR = "hp:filler"
 #: random draws tried for an untried point before the space is enumerated (when it is finite)
 RANDOM_TRIES = 64
 #: a finite space up to this many points is enumerated to find its untried ones
@@ -89,6 +91,29 @@ def suggest(experiment: Experiment, history: Sequence[Trial], count: int, prior:
         )
         for i, (internal, attrs) in enumerate(batch)
     ]
+
+
+def filler(experiment: Experiment, history: Sequence[Trial], count: int) -> list[Trial]:
+    """Up to ``count`` random trials (marked ``FILLER_ATTR``, untried points as :func:`unique_batch`
+    gives them) for slots that would otherwise wait for a slow model: the local runner hands them
+    out when a slot frees while the next suggestion is still being computed. Seeded by the
+    experiment's ``random_state`` and the history's length, like :func:`suggest`::
+
+        batch = filler(exp, history, 1)
+    """
+    left = remaining_slots(experiment, history)
+    if left is not None:
+        count = min(count, left)
+    if count <= 0:
+        return []
+    space = SearchSpace(experiment.spec.parameters)
+    seed = derive_seed(random_state(experiment) ^ 0x5A5A5A5A, len(history))
+    rng = random.Random(seed)
+    batch: list[Suggestion] = [(space.from_unit([rng.random() for _ in range(len(space))]), {FILLER_ATTR: True})
+                               for _ in range(count)]
+    return [Trial(name=trial_name(experiment.name, len(history) + i), assignments=space.assignments(internal),
+                  system_attrs=attrs)
+            for i, (internal, attrs) in enumerate(unique_batch(space, history, batch, seed))]
 
 
 Key = tuple[str, ...]
