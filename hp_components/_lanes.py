@@ -156,11 +156,9 @@ class Claim:
 
 def _read(store: ExperimentStore, owner_host: str) -> tuple[list[Trial], Trial | None]:
     """Every trial (one query), and a Running one this lane claimed before (a retried suggest step)."""
-    frozen = store.storage.get_all_trials(store.study_id, deepcopy=False)
-    history = [store._record(ft) for ft in frozen]
-    mine = next((t for ft, t in zip(frozen, history)
-                 if t.active and (ft.user_attrs.get("owner") or {}).get("host") == owner_host), None)
-    return history, mine
+    trials = store.history_with_owners()
+    mine = next((t for t, owner in trials if t.active and owner.get("host") == owner_host), None)
+    return [t for t, _ in trials], mine
 
 
 def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dict[str, Any]:

@@ -440,7 +440,12 @@ class ExperimentStore:
 
     def history(self) -> list[Trial]:
         """Every trial of the experiment, in creation order."""
-        return [self._record(ft) for ft in self.storage.get_all_trials(self.study_id, deepcopy=False)]
+        return [trial for trial, _ in self.history_with_owners()]
+
+    def history_with_owners(self) -> list[tuple[Trial, dict[str, Any]]]:
+        """Every trial, in creation order, with the runner that created it (:meth:`Owner.to_dict`; {} if none)."""
+        return [(self._record(ft), ft.user_attrs.get("owner") or {})
+                for ft in self.storage.get_all_trials(self.study_id, deepcopy=False)]
 
     def _trial_id(self, trial: Trial) -> int:
         number = int(trial.name.rsplit("-", 1)[1])
