@@ -155,7 +155,7 @@ def test_with_the_gp_a_slot_that_frees_while_it_fits_gets_a_random_point(tmp_pat
     and exactly maxTrialCount trials run."""
     pytest.importorskip("torch")
     monkeypatch.setenv("TIMES", str(tmp_path / "times.log"))
-    monkeypatch.setenv("TRIAL_SLEEP", "0.05")
+    monkeypatch.setenv("TRIAL_SLEEP", "0.3")  # every slot busy when the GP starts, one frees while it fits
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}},
               {"name": "k", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "50"}}]
     spec = script_experiment("gpfill", TIMED_TRIAL, params=params, maxTrialCount=24, parallelTrialCount=3)
