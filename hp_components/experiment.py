@@ -524,6 +524,7 @@ _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
 _SUFFIX = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
            "n": 1e-9, "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_MAX_INT64 = 2**63 - 1
 _MAX_INT32 = 2**31 - 1
 #: Unicode categories no name may hold: controls, format (zero-width) characters, line and paragraph
 #: separators, surrogates, private use and unassigned code points
@@ -620,6 +621,8 @@ def _check_deadline(value: Any, path: str, pod: bool, argo: bool, add: Any) -> N
                   "trial at once); omit it for no limit")
     elif pod and value > _MAX_INT32:
         add(path, f"must be at most {_MAX_INT32} seconds in a pod spec, not {value}")
+    elif value > _MAX_INT64:
+        add(path, f"must be at most {_MAX_INT64} seconds (a 64-bit integer in the Job API), not {value}")
 
 
 def _check_resources(resources: dict[str, Any], path: str, add: Any) -> None:

@@ -107,6 +107,13 @@ def test_bad_arguments_are_refused_naming_them(client):
     # Katib's webhook: parallelTrialCount (default 3) must not exceed maxTrialCount
     with pytest.raises(ValueError, match="spec.parallelTrialCount"):
         client.tune(name="bad", objective=quadratic, parameters=space, objective_metric_name="loss", max_trial_count=2)
+    # the Job's activeDeadlineSeconds (int64, at least 1) checked by the spec's one rule, named by the argument
+    for value, why in (("60", "a whole number"), (True, "a whole number"), (2.5, "a whole number"), (0, "at least 1"),
+                       (2**63, "at most 9223372036854775807")):
+        with pytest.raises(ValueError, match=f"trial_active_deadline_seconds: must be {why}"):
+            client.tune(name="bad", objective=quadratic, parameters=space, objective_metric_name="loss",
+                        max_trial_count=3, trial_active_deadline_seconds=value)
+    assert not (client.run_dir / "bad").exists()
 
 
 def test_packages_to_install_are_checked_and_installed_or_refused(client, tmp_path):

@@ -352,7 +352,9 @@ class KatibClient:
                                      retain_trials, packages_to_install, pip_index_urls, collector,
                                      trial_active_deadline_seconds)
         except SpecError as e:
-            raise ValueError(f"the experiment is not valid:\n{e}") from None
+            message = str(e).replace("spec.trialTemplate.trialSpec.spec.activeDeadlineSeconds",
+                                     "trial_active_deadline_seconds")
+            raise ValueError(f"the experiment is not valid:\n{message}") from None
         run_local(experiment, storage=self.storage, run_dir=self.run_dir, python=sys.executable)
 
     def _build(self, name, namespace, objective, parameters, base_image, env_per_trial, algorithm_name,
@@ -376,7 +378,7 @@ class KatibClient:
         template["retain"] = bool(retain_trials)
         job = template["trialSpec"]["spec"]
         if trial_active_deadline_seconds is not None:
-            job["activeDeadlineSeconds"] = int(trial_active_deadline_seconds)
+            job["activeDeadlineSeconds"] = trial_active_deadline_seconds
         container = job["template"]["spec"]["containers"][0]
         env = _env(env_per_trial)
         if packages_to_install:
