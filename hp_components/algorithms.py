@@ -239,16 +239,20 @@ class TPE(OptunaAlgorithm):
     def sampler(self, seed, space):
         o = self.options
         gamma = o.get("gamma")
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            n_startup_trials=o.get("n_startup_trials", 10),
-            n_ei_candidates=_ei_candidates(o.get("n_ei_candidates", o.get("n_EI_candidates", 24))),
-            gamma=HyperoptGamma(gamma) if gamma is not None else None,
-            prior_weight=o.get("prior_weight"),
-            constant_liar=o.get("constant_liar", True),
-            multivariate=self.multivariate,
-            group=self.multivariate,
-        )
+        with warnings.catch_warnings():
+            # Optuna 4.9 deprecates its gamma and prior_weight (removed in 6, which pyproject.toml
+            # excludes); Katib's hyperopt settings map onto them, and the user set Katib's, not Optuna's
+            warnings.filterwarnings("ignore", message="`(gamma|prior_weight)` has been deprecated", category=FutureWarning)
+            return optuna.samplers.TPESampler(
+                seed=seed,
+                n_startup_trials=o.get("n_startup_trials", 10),
+                n_ei_candidates=_ei_candidates(o.get("n_ei_candidates", o.get("n_EI_candidates", 24))),
+                gamma=HyperoptGamma(gamma) if gamma is not None else None,
+                prior_weight=o.get("prior_weight"),
+                constant_liar=o.get("constant_liar", True),
+                multivariate=self.multivariate,
+                group=self.multivariate,
+            )
 
 
 class MultivariateTPE(TPE):

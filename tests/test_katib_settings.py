@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import warnings
+
 import pytest
 
 from hp_components import algorithms
@@ -37,7 +39,9 @@ def _exp(basic_dict, name, **kv):
 def test_tpe_accepts_hyperopts_settings_and_maps_them_onto_optuna(basic_dict):
     exp = _exp(basic_dict, "tpe", gamma="0.4", prior_weight="2.5", n_EI_candidates="7", random_state="3")
     algo = get_algorithm("tpe", exp.spec.algorithm.settings())
-    sampler = algo.sampler(1, None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Optuna's own deprecation of gamma/prior_weight is not the user's concern
+        sampler = algo.sampler(1, None)
     assert sampler._n_ei_candidates == 7
     assert sampler._parzen_estimator_parameters.prior_weight == 2.5
     # hyperopt's split: ceil(gamma * sqrt(n)) good trials, at most 25
