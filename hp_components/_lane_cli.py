@@ -23,14 +23,14 @@ __all__ = ["LANE_COMMANDS"]
 
 
 def _storage(value: str) -> str:
-    import sqlalchemy
+    """``--storage`` checked before anything connects (:func:`hp_components.store.storage_url`); exit 2 if bad."""
+    from hp_components._lanes import LANE_BACKENDS, LANE_NEED
+    from hp_components.store import StoreConflict, storage_url
 
     try:
-        url = sqlalchemy.engine.make_url(value)
-    except sqlalchemy.exc.ArgumentError:
-        raise BadInput(f"--storage {value}: not a database URL (postgresql+psycopg://user@host/db)") from None
-    if url.get_backend_name() not in ("postgresql", "mysql", "sqlite"):
-        raise BadInput(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {url.get_backend_name()}")
+        storage_url(value, LANE_BACKENDS, LANE_NEED)
+    except StoreConflict as e:
+        raise BadInput(f"--storage {e}") from None
     return value
 
 
@@ -126,11 +126,14 @@ def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.N
     """A lane step's body whose unreachable store is a :class:`StepFault` (exit 3, a runtime fault)."""
     def run(a: argparse.Namespace) -> None:
         from hp_components._lanes import StoreUnreachable
+        from hp_components.store import StoreConflict
 
         try:
             body(a)
         except StoreUnreachable as e:
             raise StepFault(str(e)) from None  # exit 3, a runtime fault, as the CLI's FAULT_EXIT
+        except StoreConflict as e:  # the store holds this experiment with another spec: exit 2
+            raise BadInput(str(e)) from None
 
     run.__doc__ = body.__doc__
     return run

@@ -16,7 +16,7 @@ running. Built on :mod:`hp_components.store`'s public API only (``ExperimentStor
         obs = run_the_trial(claim.item)                # the engine's trial step (the wrapper)
         lane_record(exp, "postgresql+psycopg://hp@db/hp", claim.item["name"], [obs])
 
-Credentials never travel in the URL of a compiled workflow: :func:`storage_url` adds the password
+Credentials never travel in the URL of a compiled workflow: :func:`with_password` adds the password
 from the environment (``HP_STORAGE_PASSWORD``, which the workflow maps from a Kubernetes Secret).
 A store that cannot be reached raises :class:`StoreUnreachable`, naming the URL's host and the Secret.
 """
@@ -35,17 +35,19 @@ from typing import Any, Callable, Iterator, Sequence
 from hp_components.experiment import Experiment
 from hp_components.status import experiment_status, remaining_slots
 from hp_components.steps import _as_dict, stop_rules_for, suggest_step, trial_from_observation
-from hp_components.store import ExperimentStore, Owner
+from hp_components.store import ExperimentStore, Owner, storage_url
 from hp_components.template import trial_parameters
 from hp_components.trials import Trial
 
-__all__ = ["PASSWORD_ENV", "SECRET_ENV", "Claim", "StoreUnreachable", "lane_record", "lane_suggest", "lane_summary",
-           "storage_url"]
+__all__ = ["LANE_BACKENDS", "PASSWORD_ENV", "SECRET_ENV", "Claim", "StoreUnreachable", "lane_record", "lane_suggest",
+           "lane_summary", "open_store", "with_password"]
 
 #: the environment variable the store's password comes from (mapped from a Kubernetes Secret)
 PASSWORD_ENV = "HP_STORAGE_PASSWORD"
 #: the environment variable naming that Secret (``name/key``), for error messages only
 SECRET_ENV = "HP_STORAGE_SECRET"
+#: the databases lanes run on (SQLite: lanes on one machine only), and what needs them (for messages)
+LANE_BACKENDS, LANE_NEED = ("postgresql", "mysql", "sqlite"), "lanes need a database their steps share"
 #: how long a lane waits for a free slot, or for an algorithm that holds back, before it ends
 DEFAULT_WAIT = 3600.0
 _POLL = 2.0
@@ -70,16 +72,19 @@ def _host(url: str) -> str:
     return f"{u.host or 'localhost'}{':' + str(u.port) if u.port else ''}" if u.host or u.port else (u.database or "?")
 
 
-def storage_url(url: str, environ: dict[str, str] | None = None) -> str:
-    """``url`` with the password from ``HP_STORAGE_PASSWORD`` when it is set (the Secret's value).
+def with_password(url: str, environ: dict[str, str] | None = None) -> str:
+    """``url`` with the password from ``HP_STORAGE_PASSWORD`` when it is set (the Secret's value), and a
+    connect timeout for PostgreSQL; ``url`` checked first (:func:`hp_components.store.storage_url`,
+    StoreConflict when it is not a URL of a database lanes run on).
 
-    >>> storage_url("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "s3cret"})
+    >>> with_password("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "s3cret"})
     'postgresql+psycopg://hp:s3cret@db:5432/hp?connect_timeout=15'
     """
     import sqlalchemy
 
     env = os.environ if environ is None else environ
     password = env.get(PASSWORD_ENV)
+    url = storage_url(url, LANE_BACKENDS, LANE_NEED)
     u = sqlalchemy.engine.make_url(url)
     if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
         u = u.update_query_dict({"connect_timeout": "15"})  # an unreachable host fails the step, not hangs it
@@ -105,7 +110,7 @@ def open_store(url: str, experiment: Experiment, lane: str = "") -> ExperimentSt
 
     owner = Owner(host=f"lane:{lane}" if lane else Owner.me().host, pid=0, token=uuid.uuid4().hex[:12])
     try:
-        return ExperimentStore(storage_url(url), experiment, owner=owner)
+        return ExperimentStore(with_password(url), experiment, owner=owner)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as e:
         raise _unreachable(url, e) from None
 
@@ -128,15 +133,13 @@ def _claim_lock(store: ExperimentStore) -> Iterator[None]:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # PostgreSQL or MySQL (LANE_BACKENDS, checked by with_password)
         if engine.name == "postgresql":
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             unlock = "SELECT pg_advisory_unlock(:k)"
-        elif engine.name == "mysql":
+        else:
             conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": str(key)})
             unlock = "SELECT RELEASE_LOCK(:k)"
-        else:
-            raise ValueError(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {engine.name}")
         conn.commit()
         try:
             yield

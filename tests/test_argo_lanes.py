@@ -176,7 +176,7 @@ def test_compile_refuses_what_lanes_cannot_run(tmp_path):
 
     cases = {("--target", "argo", "--lanes"): "--lanes: needs --storage",
              ("--target", "argo", "--lanes", "--storage", "postgresql://hp:pw@db/hp"): "--storage: holds a password",
-             ("--target", "argo", "--lanes", "--storage", "sqlite:///x.db"): "--storage: lanes need a database server",
+             ("--target", "argo", "--lanes", "--storage", "sqlite:///x.db"): "--storage: sqlite:///x.db: lanes need a database server",
              ("--target", "argo", "--storage", "postgresql://hp@db/hp"): "--storage: is used only with --lanes",
              ("--target", "argo", "--lanes", "--storage", "postgresql://hp@db/hp", "--storage-secret", "Bad_Name"):
                  "--storage-secret: 'Bad_Name'",

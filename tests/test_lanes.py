@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hp_components._lanes import lane_record, lane_suggest, storage_url
+from hp_components._lanes import lane_record, lane_suggest, with_password
 from hp_components.experiment import parse_experiment
 from hp_components.store import ExperimentStore
 from tests.conftest import ROOT, script_experiment
@@ -156,9 +156,34 @@ def test_goal_reached_ends_every_lane(pg_url):
 
 
 def test_the_password_comes_from_the_environment_only():
-    assert storage_url("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "pw"}) == \
+    assert with_password("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "pw"}) == \
         "postgresql+psycopg://hp:pw@db:5432/hp?connect_timeout=15"
-    assert storage_url("sqlite:////tmp/x.db", {}) == "sqlite:////tmp/x.db"
+    assert with_password("sqlite:////tmp/x.db", {}) == "sqlite:////tmp/x.db"
+
+
+def test_one_storage_check_for_the_local_cli_the_lane_steps_and_the_lane_compiler(tmp_path):
+    """store.parse_storage is the one --storage check: the local CLI, the lane steps (exit 2, no traceback)
+    and the lane compiler (CompileError naming --storage) give its message for the same bad URLs."""
+    from hp_components.argo import Lanes
+    from hp_components.argo._errors import CompileError
+    from hp_components.store import StoreConflict, parse_storage
+
+    exp_file = tmp_path / "exp.yaml"
+    exp_file.write_text(yaml.safe_dump(script_experiment("urlcheck", "print(1)")))
+    for bad, lanes_too in (("not a url", True), ("oracle://u@h/db", True), ("sqlite:///x.db", False)):
+        if lanes_too:
+            with pytest.raises(StoreConflict) as checked:
+                parse_storage(bad, ("postgresql", "mysql", "sqlite"), "lanes need a database their steps share")
+            r = _cli(["lane-suggest", "--experiment", str(exp_file), "--storage", bad, "--lane", "0"], "")
+            assert r.returncode == 2 and f"--storage {checked.value}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        with pytest.raises(StoreConflict) as checked:
+            parse_storage(bad, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
+        with pytest.raises(CompileError) as refused:
+            Lanes(bad, "hp-db")
+        assert str(checked.value) in str(refused.value) and "--storage" in str(refused.value)
+    assert "(PostgreSQL or MySQL), not sqlite; write postgresql+psycopg://" in str(checked.value)
+    with pytest.raises(StoreConflict, match="oracle://u@h/db: .*not oracle"):
+        with_password("oracle://u@h/db", {})
 
 
 def test_a_wrong_password_fails_the_step_naming_host_and_secret(pg_url, tmp_path):

@@ -25,11 +25,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sqlalchemy
 from hera.workflows import Container, Parameter, Step, Steps, Workflow, WorkflowTemplate, models as m
 
 from hp_components.experiment import Experiment
 from hp_components.jobs import created_as_job
+from hp_components.store import StoreConflict, parse_storage
 from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, STOP_RULE_KEY, uses_stop_rules
 
 from hp_components.argo._compile import (ENTRY_OUTPUTS, GLOBALS, MAX_ROUNDS, Options, _check, _finish, _job_trial_template,
@@ -55,13 +55,9 @@ class Lanes:
 
     def __init__(self, storage: str, secret: str | None = None):
         try:
-            url = sqlalchemy.engine.make_url(storage)
-        except sqlalchemy.exc.ArgumentError:
-            raise CompileError("--storage", f"{storage!r} is not a database URL; write "
-                               "postgresql+psycopg://user@host:5432/db or mysql+pymysql://user@host/db") from None
-        if url.get_backend_name() not in ("postgresql", "mysql"):
-            raise CompileError("--storage", f"lanes need a database server the cluster's pods reach (PostgreSQL or "
-                               f"MySQL), not {url.get_backend_name()}")
+            url = parse_storage(storage, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
+        except StoreConflict as e:
+            raise CompileError("--storage", str(e)) from None
         if url.password:
             raise CompileError("--storage", "holds a password, which would be written into the YAML; drop it from "
                                "the URL and give the Secret that holds it (--storage-secret NAME[:KEY])")
