@@ -40,7 +40,7 @@ def _suggest(a: argparse.Namespace) -> None:
     from hp_components.steps import fan_out_items
 
     claim = lane_suggest(experiment_arg(a.experiment), _storage(a.storage), lane=a.lane, run=a.run, depth=a.depth,
-                         max_per_lane=a.max_per_lane, wait=a.wait)
+                         max_per_lane=a.max_per_lane, wait=a.wait, lost_after=a.lost_after)
     if a.items_out or a.name_out or a.done_out:
         write(a.items_out, fan_out_items([claim.item]) if not claim.done else [])
         write(a.name_out, claim.item.get("name", ""))
@@ -101,6 +101,9 @@ def _add_suggest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=0, help="Trials this lane ran so far")
     p.add_argument("--max-per-lane", type=int, default=None, help="End the lane after this many trials (the depth limit)")
     p.add_argument("--wait", type=float, default=3600.0, help="Seconds to wait for a free slot before the lane ends")
+    p.add_argument("--lost-after", type=float, default=None,
+                   help="Seconds after which a lane trial still Running is lost (its workflow is gone): recorded "
+                        "Failed, reason TrialLost (the compiler gives the longest a trial can run)")
     for name, text in (("items-out", "the claimed trial as one flat fan-out item ([] when the lane ends)"),
                        ("name-out", "the trial's name"), ("done-out", "'true' when the lane ends"),
                        ("depth-out", "the lane's depth after this trial")):

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 from hp_components.experiment import Experiment
 from hp_components.status import experiment_status, remaining_slots
 from hp_components.steps import _as_dict, stop_rules_for, suggest_step, trial_from_observation
-from hp_components.store import ExperimentStore, Owner, storage_url
+from hp_components.store import LANE_OWNER, ExperimentStore, Owner, storage_url
 from hp_components.template import trial_parameters
 from hp_components.trials import Trial
 
@@ -108,7 +108,7 @@ def open_store(url: str, experiment: Experiment, lane: str = "") -> ExperimentSt
     """The experiment's store, its owner naming the lane; StoreUnreachable when it cannot be reached."""
     import sqlalchemy.exc
 
-    owner = Owner(host=f"lane:{lane}" if lane else Owner.me().host, pid=0, token=uuid.uuid4().hex[:12])
+    owner = Owner(host=f"{LANE_OWNER}{lane}" if lane else Owner.me().host, pid=0, token=uuid.uuid4().hex[:12])
     try:
         return ExperimentStore(with_password(url), experiment, owner=owner)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as e:
@@ -157,11 +157,34 @@ class Claim:
     item: dict[str, Any] = field(default_factory=dict)
 
 
-def _read(store: ExperimentStore, owner_host: str) -> tuple[list[Trial], Trial | None]:
-    """Every trial (one query), and a Running one this lane claimed before (a retried suggest step)."""
+def _read(store: ExperimentStore, owner_host: str, lost_after: float | None = None) -> tuple[list[Trial], Trial | None]:
+    """Every trial (one read), lane trials lost for ``lost_after`` seconds recorded Failed, and a Running
+    one this lane claimed before (a retried suggest step)."""
     trials = store.history_with_owners()
+    if lost_after is not None:
+        trials = [(_lost(store, t, lost_after), owner) if t.active and str(owner.get("host", "")).startswith(LANE_OWNER)
+                  else (t, owner) for t, owner in trials]
     mine = next((t for t, owner in trials if t.active and owner.get("host") == owner_host), None)
     return [t for t, _ in trials], mine
+
+
+def _lost(store: ExperimentStore, trial: Trial, lost_after: float) -> Trial:
+    """``trial`` recorded Failed (TrialLost) when it started more than ``lost_after`` seconds ago, else as is."""
+    started = _seconds_since(trial.start_time)
+    if started is None or started <= lost_after:
+        return trial
+    lost = replace(trial, condition="Failed", reason="TrialLost", completion_time=_now(),
+                   message=f"Running for {started:.0f} s, longer than a lane trial can run ({lost_after:.0f} s): its "
+                           "workflow is gone (deleted, or past its deadline)")
+    return lost if store.save(lost) else trial
+
+
+def _seconds_since(stamp: str | None) -> float | None:
+    try:
+        then = datetime.datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
 
 
 def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dict[str, Any]:
@@ -177,7 +200,8 @@ def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dic
 
 def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str = "", depth: int = 0,
                  max_per_lane: int | None = None, wait: float = DEFAULT_WAIT, poll: float = _POLL,
-                 sleep: Callable[[float], None] = time.sleep, store: ExperimentStore | None = None) -> Claim:
+                 sleep: Callable[[float], None] = time.sleep, store: ExperimentStore | None = None,
+                 lost_after: float | None = None) -> Claim:
     """Claim one trial slot in the store and suggest one trial for lane ``lane`` of run ``run``.
 
     The suggestion sees every finished and running trial. Ends the lane (``done``) when the experiment
@@ -185,14 +209,20 @@ def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str 
     when this lane ran ``max_per_lane`` trials (the engine's depth limit), or after ``wait`` seconds
     without a free slot. A retried step (same run and lane) gets its claimed trial back. ``store``:
     one already open (:func:`open_store` with ``lane=f"{run}/{lane}"``), else it is opened here.
+
+    ``lost_after``: seconds after which a lane trial still Running (of any run) is lost, its workflow
+    gone (deleted, or past its deadline): the claim records it ``Failed`` (reason ``TrialLost``), which
+    frees its slot and counts towards ``maxFailedTrialCount``, as any failed trial. The compiler gives
+    the longest a trial can run with its retries and steps (the workflow's deadline without a trial
+    deadline). None: never (lane trials have no heartbeat).
     """
-    owner = f"lane:{run}/{lane}"
+    owner = f"{LANE_OWNER}{run}/{lane}"
     store = store if store is not None else open_store(url, experiment, f"{run}/{lane}")
     waited = 0.0
     while True:
         try:
             with _claim_lock(store):
-                claim = _decide(experiment, store, owner, depth, max_per_lane)
+                claim = _decide(experiment, store, owner, depth, max_per_lane, lost_after)
         except StoreUnreachable:
             raise
         except Exception as e:  # noqa: BLE001 - a database error mid-claim: the store went away
@@ -210,9 +240,9 @@ def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str 
 
 
 def _decide(experiment: Experiment, store: ExperimentStore, owner: str, depth: int,
-            max_per_lane: int | None) -> Claim | None:
+            max_per_lane: int | None, lost_after: float | None = None) -> Claim | None:
     """Under the lock: a Claim, or None to wait (every slot busy, or the algorithm holds back)."""
-    history, mine = _read(store, owner)
+    history, mine = _read(store, owner, lost_after)
     if mine is not None:
         return Claim(False, "Reclaimed", _item(experiment, history, mine))
     status = experiment_status(experiment, history)

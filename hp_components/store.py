@@ -57,12 +57,17 @@ from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.trials import FINISHED, Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
-           "load_finished", "load_stored", "open_existing", "parse_storage", "read_trials", "storage_url", "store_fault", "import_history"]
+__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "LANE_OWNER", "STALE_AFTER", "RERUN_OF",
+           "load_finished", "load_stored", "open_existing", "parse_storage", "read_trials", "storage_url", "store_fault",
+           "import_history"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
 STALE_AFTER = 120.0
+#: how the owner host of a trial a lane claimed starts (``lane:<run>/<lane>``): it has no heartbeat (its
+#: trial runs in a pod no runner watches), so :meth:`ExperimentStore.recover` leaves it to the lanes
+#: (``hp-tune step lane-suggest --lost-after``)
+LANE_OWNER = "lane:"
 _SPEC_KEY = "hp_components:experiment"
 _WARM_KEY = "hp_components:warm_start"
 #: user attribute of an ``Interrupted`` trial: "pending" until a new trial runs its parameters again
@@ -351,25 +356,27 @@ def _trial_of(experiment_name: str, number: int, state: TrialState, ua: dict[str
 KNOWN_SCHEMA = "v3.2.0.a"
 
 
-def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str,
-                schema: str | None = None) -> list[tuple[Trial, dict[str, Any]]]:
+def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
     """Every trial of a study as ``(trial record, owner)``, in creation order, in five plain queries
     (trials, user and system attributes, values, intermediate values) over Optuna's tables through its
     models; the same result as building them from ``get_all_trials``, without its ORM objects, its
     parameters and their distributions (a trial record takes its assignments from its attributes).
 
-    ``schema``: the store's schema revision (``storage.get_current_version()``; read when None). With
-    another schema than :data:`KNOWN_SCHEMA`, or without Optuna's models, it reads through
-    ``get_all_trials``::
+    Reads the store's schema revision first (alembic's ``alembic_version`` table, in the same
+    connection); with another schema than :data:`KNOWN_SCHEMA`, or without Optuna's models, it reads
+    through ``get_all_trials``::
 
         pairs = read_trials(store.storage, store.study_id, exp.name)   # [(Trial, {"host": ..}), ...]
     """
-    if _models is not None and (schema or storage.get_current_version()) == KNOWN_SCHEMA:
-        return _read_rows(storage, study_id, experiment_name)
+    if _models is not None:
+        with storage.engine.connect() as conn:
+            if conn.execute(_VERSION).scalar() == KNOWN_SCHEMA:
+                return _read_rows(conn, study_id, experiment_name)
     return [(_to_trial(ft, experiment_name), ft.user_attrs.get("owner") or {})
             for ft in storage.get_all_trials(study_id, deepcopy=False)]
 
 
+_VERSION = sqlalchemy.text("SELECT version_num FROM alembic_version")
 #: the user attributes a trial record is made of (:func:`_trial_of`), and its owner
 _RECORD_KEYS = ("assignments", "condition", "reason", "message", "observation", "objectiveValue", "startTime",
                 "completionTime", "owner")
@@ -377,33 +384,41 @@ _RECORD_KEYS = ("assignments", "condition", "reason", "message", "observation", 
 
 @functools.lru_cache(maxsize=None)
 def _read_statements() -> tuple[Any, Any, Any]:
-    """:func:`_read_rows`' three queries (built once): trials with their value, attributes, intermediate values."""
-    m, study = _models, sqlalchemy.bindparam("study_id")
+    """:func:`_read_rows`' queries (built once): a study's trials with their value, then the attributes and
+    intermediate values of a list of trials (by id: the index Optuna's tables have, as get_all_trials reads)."""
+    m, ids = _models, sqlalchemy.bindparam("ids", expanding=True)
     trials, tv = m.TrialModel.__table__, m.TrialValueModel.__table__
     by_trial = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state, tv.c.value, tv.c.value_type).outerjoin(
         tv, sqlalchemy.and_(tv.c.trial_id == trials.c.trial_id, tv.c.objective == 0)
-    ).where(trials.c.study_id == study).order_by(trials.c.trial_id)
+    ).where(trials.c.study_id == sqlalchemy.bindparam("study_id")).order_by(trials.c.trial_id)
     ua, sa = m.TrialUserAttributeModel.__table__, m.TrialSystemAttributeModel.__table__
-    attrs = sqlalchemy.union_all(*(
-        sqlalchemy.select(sqlalchemy.literal(kind).label("kind"), t.c.trial_id, t.c.key, t.c.value_json)
-        .join(trials, trials.c.trial_id == t.c.trial_id).where(trials.c.study_id == study, *where)
-        for kind, t, where in ((0, ua, (ua.c.key.in_(_RECORD_KEYS),)), (1, sa, ()))))
+    attrs = sqlalchemy.union_all(
+        sqlalchemy.select(sqlalchemy.literal(0).label("kind"), ua.c.trial_id, ua.c.key, ua.c.value_json)
+        .where(ua.c.trial_id.in_(ids), ua.c.key.in_(_RECORD_KEYS)),
+        sqlalchemy.select(sqlalchemy.literal(1).label("kind"), sa.c.trial_id, sa.c.key, sa.c.value_json)
+        .where(sa.c.trial_id.in_(ids)))
     ti = m.TrialIntermediateValueModel.__table__
-    steps = sqlalchemy.select(ti.c.trial_id, ti.c.step, ti.c.intermediate_value, ti.c.intermediate_value_type).join(
-        trials, trials.c.trial_id == ti.c.trial_id).where(trials.c.study_id == study)
+    steps = sqlalchemy.select(ti.c.trial_id, ti.c.step, ti.c.intermediate_value, ti.c.intermediate_value_type).where(
+        ti.c.trial_id.in_(ids))
     return by_trial, attrs, steps
 
 
-def _read_rows(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
-    m, (by_trial, attrs, steps), key = _models, _read_statements(), {"study_id": study_id}
+#: trial ids per query (SQLite allows 32766 bound values, a union names them twice)
+_CHUNK = 5000
+
+
+def _read_rows(conn: sqlalchemy.Connection, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
+    m, (by_trial, attrs, steps) = _models, _read_statements()
     found: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] = ({}, {})  # user, system attributes
     curves: dict[int, dict[int, float]] = {}
-    with storage.engine.connect() as conn:
-        rows = conn.execute(by_trial, key).all()
+    rows = conn.execute(by_trial, {"study_id": study_id}).all()
+    for start in range(0, len(rows), _CHUNK):
+        key = {"ids": [row[0] for row in rows[start:start + _CHUNK]]}
         for kind, trial_id, name, text in conn.execute(attrs, key).all():
             found[kind].setdefault(trial_id, {})[name] = json.loads(text)
         for trial_id, step, value, kind in conn.execute(steps, key).all():
-            curves.setdefault(trial_id, {})[step] = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value(value, kind)
+            curves.setdefault(trial_id, {})[step] = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                value, kind)
     user, system = found
     out = []
     for trial_id, number, state, value, kind in rows:
@@ -438,9 +453,6 @@ def load_finished(url: str, name: str) -> tuple[dict[str, Any], list[Trial]]:
 
 class ExperimentStore:
     """One experiment's trials in an Optuna RDB storage; created on first use."""
-
-    #: the store's schema revision, read at the first history read (see :func:`read_trials`)
-    _schema: str | None = None
 
     def __init__(self, url: str, experiment: Experiment, owner: Owner | None = None, fresh: bool = False):
         self.url = url
@@ -542,9 +554,7 @@ class ExperimentStore:
 
     def history_with_owners(self) -> list[tuple[Trial, dict[str, Any]]]:
         """Every trial, in creation order, with the runner that created it (:meth:`Owner.to_dict`; {} if none)."""
-        if self._schema is None:
-            self._schema = self.storage.get_current_version()
-        return read_trials(self.storage, self.study_id, self.experiment.name, self._schema)
+        return read_trials(self.storage, self.study_id, self.experiment.name)
 
     def _trial_id(self, trial: Trial) -> int:
         number = int(trial.name.rsplit("-", 1)[1])
@@ -784,6 +794,7 @@ class ExperimentStore:
     def recover(self) -> list[Trial]:
         """Mark RUNNING trials whose runner is gone ``Interrupted``; return every ``Interrupted`` trial
         whose parameters have not run again yet (these, and those Ctrl-C cut short), oldest first.
+        Trials a lane claimed (owner :data:`LANE_OWNER`) are the lanes' to judge, never taken over here.
 
         A trial returned is claimed only when :meth:`create` makes the trial that runs it again (with
         :data:`RERUN_OF` in its system attributes): one that never got a slot stays pending."""
@@ -791,6 +802,8 @@ class ExperimentStore:
         now = time.time()
         for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             owner = ft.user_attrs.get("owner") or {}
+            if str(owner.get("host", "")).startswith(LANE_OWNER):
+                continue  # a lane's trial: no heartbeat; a lane judges it lost (after its longest run)
             if owner.get("host") == me:
                 dead = owner.get("pid") != os.getpid() and not _pid_alive(int(owner.get("pid", 0)))
                 dead = dead or (owner.get("pid") == os.getpid() and owner.get("token") != self.owner.token)

@@ -129,6 +129,53 @@ def test_claims_see_running_trials_and_refuse_past_the_limits(any_url):
     assert lane_suggest(exp, pg_url, lane=0, run="r", depth=5, max_per_lane=5).reason == "Reclaimed"
 
 
+def _backdate(url: str, exp, name: str, seconds: float, heartbeat: bool = False) -> None:
+    """Make trial ``name`` look as if it started (and last beat) ``seconds`` ago."""
+    import datetime
+
+    store = ExperimentStore(with_password(url), exp)
+    then = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    attrs = {"startTime": then.strftime("%Y-%m-%dT%H:%M:%SZ"), **({"heartbeat": time.time() - seconds} if heartbeat else {})}
+    store._write(store._trial_id(next(t for t in store.history() if t.name == name)), attrs)
+
+
+def test_a_local_runner_leaves_lane_trials_to_the_lanes(any_url):
+    """Lane trials have no heartbeat: a local runner's recover (what hp-tune run does at start and while
+    it waits) takes over another host's trial silent for 120 s, but never a lane's (owner lane:...)."""
+    exp = parse_experiment(script_experiment("mixed", "print(1)", maxTrialCount=4, parallelTrialCount=3))
+    claim = lane_suggest(exp, any_url, lane=0, run="wf")
+    from hp_components.suggest import suggest
+
+    local = ExperimentStore(with_password(any_url), exp)
+    [theirs] = local.create(suggest(exp, local.history(), 1))  # a local runner's trial, on another host
+    _backdate(any_url, exp, claim.item["name"], 1000, heartbeat=True)
+    other = ExperimentStore(with_password(any_url), exp)
+    other._write(other._trial_id(theirs), {"heartbeat": time.time() - 1000, "owner": {"host": "gone", "pid": 1, "token": "t"}})
+    assert [t.name for t in other.recover()] == [theirs.name]  # the silent local runner's trial: taken over
+    conditions = {t.name: t.condition for t in other.history()}
+    assert conditions[claim.item["name"]] == "Running" and conditions[theirs.name] == "Interrupted"
+
+
+def test_a_trial_of_a_deleted_workflow_is_recorded_lost_and_frees_its_slot(any_url):
+    """A workflow deleted mid-trial leaves its trial Running, holding a slot. A lane of another run
+    records it Failed (TrialLost) once it has run longer than a lane trial can (--lost-after), then
+    claims the slot; before that it waits. The lost trial counts as failed; its late record changes nothing."""
+    exp = parse_experiment(script_experiment("lost", "print(1)", maxTrialCount=3, parallelTrialCount=1))
+    old = lane_suggest(exp, any_url, lane=0, run="deleted-wf")
+    assert lane_suggest(exp, any_url, lane=0, run="new-wf", wait=0.0, lost_after=600).reason == "NoFreeSlot"
+    _backdate(any_url, exp, old.item["name"], 601)
+    new = lane_suggest(exp, any_url, lane=0, run="new-wf", wait=0.0, lost_after=600)
+    assert not new.done and new.item["name"] != old.item["name"]
+    stored = {t.name: t for t in ExperimentStore(with_password(any_url), exp).history()}
+    lost = stored[old.item["name"]]
+    assert (lost.condition, lost.reason, lost.completion_time is not None) == ("Failed", "TrialLost", True)
+    assert "longer than a lane trial can run (600 s)" in lost.message and stored[new.item["name"]].condition == "Running"
+    assert lane_record(exp, any_url, old.item["name"], [{"observation": json.dumps({"name": old.item["name"],
+                                                                                   "condition": "Succeeded"})}]).reason == "TrialLost"
+    _backdate(any_url, exp, new.item["name"], 601)  # without --lost-after nothing is ever judged lost
+    assert lane_suggest(exp, any_url, lane=1, run="new-wf", wait=0.0).reason == "NoFreeSlot"
+
+
 def test_report_shows_a_lane_run_while_it_runs(pg_url, tmp_path):
     spec = script_experiment("watch", "print(1)", maxTrialCount=4, parallelTrialCount=2)
     exp = parse_experiment(spec)
