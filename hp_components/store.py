@@ -15,8 +15,8 @@ What survives a crash: every state change is one committed transaction. A trial 
 (RUNNING, with its owner's host and pid) before its process starts; when its process ends, its
 result is written in one transaction. A runner that finds RUNNING trials whose owner is dead
 (same host: the pid is gone; other hosts: no heartbeat for ``STALE_AFTER`` seconds) marks them
-``Interrupted`` and runs their parameters again under a new trial, as it does for trials Ctrl-C cut
-short (an ``Interrupted`` trial is "rerun: pending" until the trial that reruns it is created, in the
+``Interrupted`` and runs their parameters again under a new trial (never a trial a lane claimed:
+see :data:`LANE_OWNER`), as it does for trials Ctrl-C cut short (an ``Interrupted`` trial is "rerun: pending" until the trial that reruns it is created, in the
 same transaction). ``parallelTrialCount`` is checked inside each insert's transaction, so it holds
 across runners on SQLite and PostgreSQL alike. SQLite runs in WAL mode with
 ``synchronous=NORMAL``: a commit survives the runner's crash (kill -9), but is flushed to disk at
