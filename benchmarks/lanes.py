@@ -18,9 +18,13 @@ Time is simulated; every decision is real:
   of the same trials on ``parallel`` slots at 20 s (suggest) + 15 s + duration each, no record step.
 
 Slot use is the trials' durations over ``parallel`` x the wall time. The real steps' own cost is
-measured as well: each ``lane_suggest`` call (opening the store, reading the history, suggesting,
-creating the trial: what a lane-suggest pod does after its imports) against the local runner's
-suggestion at the same history size (``suggest`` + ``ExperimentStore.create`` on an open store).
+measured as well, side by side and interleaved: at each lane's suggest, with the history the claim
+is about to see, the local runner's suggestion (``suggest`` with that history already in memory,
+then ``ExperimentStore.create`` of the trial on an open store of its own; its trial is then
+recorded, untimed, so its slots stay free) and the lane's whole claim (``lane_suggest`` on an open
+store: the lock, reading every trial, Katib's status and budget checks, suggesting, creating the
+trial, releasing the lock), alternating which goes first. Opening the store (what a lane-suggest
+pod does before, once) is reported apart, and its sum with the claim as well.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from typing import Any
 
 from benchmarks import common
 from benchmarks.common import experiment, median, write_result
-from hp_components._lanes import lane_record, lane_suggest, open_store, storage_url
+from hp_components._lanes import lane_record, lane_suggest, open_store, with_password
 from hp_components.store import ExperimentStore
 from hp_components.suggest import suggest
 from hp_components.trials import Trial
@@ -82,19 +86,29 @@ def lanes_run(url: str, d: list[float], parallel: int, name: str) -> dict[str, A
                                                                   enumerate(range(parallel))]
     heapq.heapify(events)
     seq, wall, suggest_cost, record_cost, open_cost, ended = parallel, 0.0, [], [], [], []
+    local_cost: list[float] = []
+    local = ExperimentStore(with_password(url), experiment(f"{name}-local", PARAMS, algorithm="tpe", seed=0,
+                                                           max_trials=100 * len(d), parallel=parallel))
     while events:
         now, _, lane, what, item = heapq.heappop(events)
         if what == "suggest":
             t0 = time.perf_counter()
             store = open_store(url, exp, f"bench/{lane}")  # what each lane-suggest pod does first
+            opened = time.perf_counter() - t0
+            history = store.history()  # what the claim will see (untimed): the local runner's memory
+            claim_first = len(suggest_cost) % 2 == 0
+            cost = local_suggestion(exp, history, local) if not claim_first else 0.0
             t1 = time.perf_counter()
             claim = lane_suggest(exp, url, lane=lane, run="bench", wait=0.0, store=store)
-            open_cost.append(t1 - t0)
-            suggest_cost.append(time.perf_counter() - t1)
-            if claim.done:
+            claimed = time.perf_counter() - t1
+            if claim.done:  # a lane's ending claim suggests nothing: no pair
                 ended.append(claim.reason)
                 wall = max(wall, now + STEP)  # the suggest step that ends the lane
                 continue
+            cost = local_suggestion(exp, history, local) if claim_first else cost
+            open_cost.append(opened)
+            suggest_cost.append(claimed)
+            local_cost.append(cost)
             number = int(claim.item["name"].rsplit("-", 1)[1])
             at = now + STEP + POD_START + d[number]
             seq += 1
@@ -105,44 +119,35 @@ def lanes_run(url: str, d: list[float], parallel: int, name: str) -> dict[str, A
             record_cost.append(time.perf_counter() - t0)
             seq += 1
             heapq.heappush(events, (now + STEP, seq, lane, "suggest", {}))
-    history = ExperimentStore(storage_url(url), exp).history()
+    history = ExperimentStore(with_password(url), exp).history()
     assert len(history) == len(d) and len({t.name for t in history}) == len(d), "exactly maxTrialCount, unique names"
     assert all(t.condition == "Succeeded" for t in history), [t.reason for t in history]
     # the wall time: the last lane's ending suggest step, then the summary step
-    return {"wall": wall + STEP, "suggest_s": suggest_cost, "open_s": open_cost, "record_s": record_cost, "ended": sorted(set(ended)),
+    return {"wall": wall + STEP, "suggest_s": suggest_cost, "local_s": local_cost, "open_s": open_cost, "record_s": record_cost, "ended": sorted(set(ended)),
             "trials": len(history)}
 
 
-def local_suggest_cost(url: str, trials: int, name: str) -> list[float]:
-    """The local runner's suggestion at each history size: suggest one + create it, on an open store."""
-    exp = experiment(name, PARAMS, algorithm="tpe", max_trials=trials, parallel=1, seed=0)
-    store = ExperimentStore(storage_url(url), exp)
-    out: list[float] = []
-    history: list[Trial] = []
-    for _ in range(trials):
-        t0 = time.perf_counter()
-        [t] = store.create(suggest(exp, history, 1))
-        out.append(time.perf_counter() - t0)
-        x, y = float(t.assignments["x"]), float(t.assignments["y"])
-        t.condition, t.objective_value = "Succeeded", (x - 0.3) ** 2 + (y + 0.5) ** 2
-        t.observation = {"metrics": [{"name": "loss", "latest": str(t.objective_value), "min": str(t.objective_value),
-                                      "max": str(t.objective_value)}]}
-        store.save(t)
-        history.append(t)
-    return out
+def local_suggestion(exp: Any, history: list[Trial], store: ExperimentStore) -> float:
+    """The local runner's suggestion, timed: ``suggest`` with ``history`` in memory, then create the
+    trial on ``store`` (open already); the trial is then recorded finished, untimed, so slots stay free."""
+    t0 = time.perf_counter()
+    [t] = store.create(suggest(exp, history, 1))
+    cost = time.perf_counter() - t0
+    store.save(Trial(name=t.name, assignments=t.assignments, condition="Succeeded", objective_value=1.0,
+                     observation={"metrics": [{"name": "objective", "latest": "1.0", "min": "1.0", "max": "1.0"}]}))
+    return cost
 
 
 def run(storage: str | None, trials: int, seeds: int, out_dir: Path | None = None) -> Path:
     tmp = tempfile.mkdtemp(prefix="hp-lanes-bench-")
     url = storage or f"sqlite:///{tmp}/hp.db"
     rows = []
-    all_suggest, all_local, all_open = [], [], []
+    all_suggest, all_local, all_open, all_pairs, all_both = [], [], [], [], []
     for parallel, sigma in CELLS:
         for seed in range(seeds):
             d = durations(trials, sigma, seed)
             tag = uuid.uuid4().hex[:6]
             lanes = lanes_run(url, d, parallel, f"bench-lanes-{tag}")
-            local = local_suggest_cost(url, trials, f"bench-local-{tag}") if seed == 0 else []
             r, i = rounds_wall(d, parallel), ideal_wall(d, parallel)
             busy = sum(d)
             rows.append({"trials": trials, "parallel": parallel, "sigma": sigma, "seed": seed,
@@ -153,9 +158,12 @@ def run(storage: str | None, trials: int, seeds: int, out_dir: Path | None = Non
                          "lane_open_store_median_s": median(lanes["open_s"]),
                          "lane_suggest_median_s": median(lanes["suggest_s"]),
                          "lane_record_median_s": median(lanes["record_s"]),
-                         **({"local_suggest_median_s": median(local)} if local else {})})
-            all_suggest += lanes["suggest_s"][:trials]
-            all_local += local
+                         "local_suggest_median_s": median(lanes["local_s"]),
+                         "claim_over_local": median(lanes["suggest_s"]) / median(lanes["local_s"])})
+            all_suggest += lanes["suggest_s"]
+            all_local += lanes["local_s"]
+            all_pairs += [c / x for c, x in zip(lanes["suggest_s"], lanes["local_s"])]
+            all_both += [o + c for o, c in zip(lanes["open_s"], lanes["suggest_s"])]
             all_open += lanes["open_s"]
             print(json.dumps(rows[-1]), flush=True)
     cells = []
@@ -168,9 +176,13 @@ def run(storage: str | None, trials: int, seeds: int, out_dir: Path | None = Non
                       "slot_use_lanes": median([r["slot_use_lanes"] for r in mine])})
     data = {"model": {"median_duration_s": MEDIAN, "pod_start_s": POD_START, "step_s": STEP, "algorithm": "tpe"},
             "storage": storage.split("://", 1)[0] if storage else "sqlite", "seeds": seeds, "cells": cells,
-            "step_cost": {"lane_claim_median_s": median(all_suggest), "local_suggest_median_s": median(all_local),
+            "step_cost": {"pairs": len(all_pairs),
+                          "lane_claim_median_s": median(all_suggest), "local_suggest_median_s": median(all_local),
                           "claim_over_local": median(all_suggest) / median(all_local),
-                          "lane_open_store_median_s": median(all_open)},
+                          "claim_over_local_pairwise_median": median(all_pairs),
+                          "lane_open_store_median_s": median(all_open),
+                          "open_plus_claim_median_s": median(all_both),
+                          "open_plus_claim_over_local": median(all_both) / median(all_local)},
             "runs": rows}
     return write_result("lanes", data, out_dir)
 

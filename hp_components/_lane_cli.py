@@ -23,14 +23,14 @@ __all__ = ["LANE_COMMANDS"]
 
 
 def _storage(value: str) -> str:
-    import sqlalchemy
+    """``--storage`` checked before anything connects (:func:`hp_components.store.storage_url`); exit 2 if bad."""
+    from hp_components._lanes import LANE_BACKENDS, LANE_NEED
+    from hp_components.store import StoreConflict, storage_url
 
     try:
-        url = sqlalchemy.engine.make_url(value)
-    except sqlalchemy.exc.ArgumentError:
-        raise BadInput(f"--storage {value}: not a database URL (postgresql+psycopg://user@host/db)") from None
-    if url.get_backend_name() not in ("postgresql", "mysql", "sqlite"):
-        raise BadInput(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {url.get_backend_name()}")
+        storage_url(value, LANE_BACKENDS, LANE_NEED)
+    except StoreConflict as e:
+        raise BadInput(f"--storage {e}") from None
     return value
 
 
@@ -40,7 +40,7 @@ def _suggest(a: argparse.Namespace) -> None:
     from hp_components.steps import fan_out_items
 
     claim = lane_suggest(experiment_arg(a.experiment), _storage(a.storage), lane=a.lane, run=a.run, depth=a.depth,
-                         max_per_lane=a.max_per_lane, wait=a.wait)
+                         max_per_lane=a.max_per_lane, wait=a.wait, lost_after=a.lost_after)
     if a.items_out or a.name_out or a.done_out:
         write(a.items_out, fan_out_items([claim.item]) if not claim.done else [])
         write(a.name_out, claim.item.get("name", ""))
@@ -101,6 +101,9 @@ def _add_suggest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth", type=int, default=0, help="Trials this lane ran so far")
     p.add_argument("--max-per-lane", type=int, default=None, help="End the lane after this many trials (the depth limit)")
     p.add_argument("--wait", type=float, default=3600.0, help="Seconds to wait for a free slot before the lane ends")
+    p.add_argument("--lost-after", type=float, default=None,
+                   help="Seconds after which a lane trial still Running is lost (its workflow is gone): recorded "
+                        "Failed, reason TrialLost (the compiler gives the longest a trial can run)")
     for name, text in (("items-out", "the claimed trial as one flat fan-out item ([] when the lane ends)"),
                        ("name-out", "the trial's name"), ("done-out", "'true' when the lane ends"),
                        ("depth-out", "the lane's depth after this trial")):
@@ -126,11 +129,14 @@ def _guarded(body: Callable[[argparse.Namespace], None]) -> Callable[[argparse.N
     """A lane step's body whose unreachable store is a :class:`StepFault` (exit 3, a runtime fault)."""
     def run(a: argparse.Namespace) -> None:
         from hp_components._lanes import StoreUnreachable
+        from hp_components.store import StoreConflict
 
         try:
             body(a)
         except StoreUnreachable as e:
             raise StepFault(str(e)) from None  # exit 3, a runtime fault, as the CLI's FAULT_EXIT
+        except StoreConflict as e:  # the store holds this experiment with another spec: exit 2
+            raise BadInput(str(e)) from None
 
     run.__doc__ = body.__doc__
     return run

@@ -16,7 +16,7 @@ running. Built on :mod:`hp_components.store`'s public API only (``ExperimentStor
         obs = run_the_trial(claim.item)                # the engine's trial step (the wrapper)
         lane_record(exp, "postgresql+psycopg://hp@db/hp", claim.item["name"], [obs])
 
-Credentials never travel in the URL of a compiled workflow: :func:`storage_url` adds the password
+Credentials never travel in the URL of a compiled workflow: :func:`with_password` adds the password
 from the environment (``HP_STORAGE_PASSWORD``, which the workflow maps from a Kubernetes Secret).
 A store that cannot be reached raises :class:`StoreUnreachable`, naming the URL's host and the Secret.
 """
@@ -35,17 +35,19 @@ from typing import Any, Callable, Iterator, Sequence
 from hp_components.experiment import Experiment
 from hp_components.status import experiment_status, remaining_slots
 from hp_components.steps import _as_dict, stop_rules_for, suggest_step, trial_from_observation
-from hp_components.store import ExperimentStore, Owner
+from hp_components.store import LANE_OWNER, ExperimentStore, Owner, storage_url
 from hp_components.template import trial_parameters
 from hp_components.trials import Trial
 
-__all__ = ["PASSWORD_ENV", "SECRET_ENV", "Claim", "StoreUnreachable", "lane_record", "lane_suggest", "lane_summary",
-           "storage_url"]
+__all__ = ["LANE_BACKENDS", "PASSWORD_ENV", "SECRET_ENV", "Claim", "StoreUnreachable", "lane_record", "lane_suggest",
+           "lane_summary", "open_store", "with_password"]
 
 #: the environment variable the store's password comes from (mapped from a Kubernetes Secret)
 PASSWORD_ENV = "HP_STORAGE_PASSWORD"
 #: the environment variable naming that Secret (``name/key``), for error messages only
 SECRET_ENV = "HP_STORAGE_SECRET"
+#: the databases lanes run on (SQLite: lanes on one machine only), and what needs them (for messages)
+LANE_BACKENDS, LANE_NEED = ("postgresql", "mysql", "sqlite"), "lanes need a database their steps share"
 #: how long a lane waits for a free slot, or for an algorithm that holds back, before it ends
 DEFAULT_WAIT = 3600.0
 _POLL = 2.0
@@ -70,16 +72,19 @@ def _host(url: str) -> str:
     return f"{u.host or 'localhost'}{':' + str(u.port) if u.port else ''}" if u.host or u.port else (u.database or "?")
 
 
-def storage_url(url: str, environ: dict[str, str] | None = None) -> str:
-    """``url`` with the password from ``HP_STORAGE_PASSWORD`` when it is set (the Secret's value).
+def with_password(url: str, environ: dict[str, str] | None = None) -> str:
+    """``url`` with the password from ``HP_STORAGE_PASSWORD`` when it is set (the Secret's value), and a
+    connect timeout for PostgreSQL; ``url`` checked first (:func:`hp_components.store.storage_url`,
+    StoreConflict when it is not a URL of a database lanes run on).
 
-    >>> storage_url("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "s3cret"})
+    >>> with_password("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "s3cret"})
     'postgresql+psycopg://hp:s3cret@db:5432/hp?connect_timeout=15'
     """
     import sqlalchemy
 
     env = os.environ if environ is None else environ
     password = env.get(PASSWORD_ENV)
+    url = storage_url(url, LANE_BACKENDS, LANE_NEED)
     u = sqlalchemy.engine.make_url(url)
     if u.get_backend_name() == "postgresql" and "connect_timeout" not in u.query:
         u = u.update_query_dict({"connect_timeout": "15"})  # an unreachable host fails the step, not hangs it
@@ -103,9 +108,9 @@ def open_store(url: str, experiment: Experiment, lane: str = "") -> ExperimentSt
     """The experiment's store, its owner naming the lane; StoreUnreachable when it cannot be reached."""
     import sqlalchemy.exc
 
-    owner = Owner(host=f"lane:{lane}" if lane else Owner.me().host, pid=0, token=uuid.uuid4().hex[:12])
+    owner = Owner(host=f"{LANE_OWNER}{lane}" if lane else Owner.me().host, pid=0, token=uuid.uuid4().hex[:12])
     try:
-        return ExperimentStore(storage_url(url), experiment, owner=owner)
+        return ExperimentStore(with_password(url), experiment, owner=owner)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, OSError) as e:
         raise _unreachable(url, e) from None
 
@@ -128,15 +133,13 @@ def _claim_lock(store: ExperimentStore) -> Iterator[None]:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return
-    with engine.connect() as conn:
+    with engine.connect() as conn:  # PostgreSQL or MySQL (LANE_BACKENDS, checked by with_password)
         if engine.name == "postgresql":
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             unlock = "SELECT pg_advisory_unlock(:k)"
-        elif engine.name == "mysql":
+        else:
             conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, -1)"), {"k": str(key)})
             unlock = "SELECT RELEASE_LOCK(:k)"
-        else:
-            raise ValueError(f"--storage: lanes need PostgreSQL, MySQL or SQLite, not {engine.name}")
         conn.commit()
         try:
             yield
@@ -154,11 +157,34 @@ class Claim:
     item: dict[str, Any] = field(default_factory=dict)
 
 
-def _read(store: ExperimentStore, owner_host: str) -> tuple[list[Trial], Trial | None]:
-    """Every trial (one query), and a Running one this lane claimed before (a retried suggest step)."""
+def _read(store: ExperimentStore, owner_host: str, lost_after: float | None = None) -> tuple[list[Trial], Trial | None]:
+    """Every trial (one read), lane trials lost for ``lost_after`` seconds recorded Failed, and a Running
+    one this lane claimed before (a retried suggest step)."""
     trials = store.history_with_owners()
+    if lost_after is not None:
+        trials = [(_lost(store, t, lost_after), owner) if t.active and str(owner.get("host", "")).startswith(LANE_OWNER)
+                  else (t, owner) for t, owner in trials]
     mine = next((t for t, owner in trials if t.active and owner.get("host") == owner_host), None)
     return [t for t, _ in trials], mine
+
+
+def _lost(store: ExperimentStore, trial: Trial, lost_after: float) -> Trial:
+    """``trial`` recorded Failed (TrialLost) when it started more than ``lost_after`` seconds ago, else as is."""
+    started = _seconds_since(trial.start_time)
+    if started is None or started <= lost_after:
+        return trial
+    lost = replace(trial, condition="Failed", reason="TrialLost", completion_time=_now(),
+                   message=f"Running for {started:.0f} s, longer than a lane trial can run ({lost_after:.0f} s): its "
+                           "workflow is gone (deleted, or past its deadline)")
+    return lost if store.save(lost) else trial
+
+
+def _seconds_since(stamp: str | None) -> float | None:
+    try:
+        then = datetime.datetime.strptime(stamp or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except ValueError:
+        return None
+    return (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
 
 
 def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dict[str, Any]:
@@ -174,7 +200,8 @@ def _item(experiment: Experiment, history: Sequence[Trial], trial: Trial) -> dic
 
 def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str = "", depth: int = 0,
                  max_per_lane: int | None = None, wait: float = DEFAULT_WAIT, poll: float = _POLL,
-                 sleep: Callable[[float], None] = time.sleep, store: ExperimentStore | None = None) -> Claim:
+                 sleep: Callable[[float], None] = time.sleep, store: ExperimentStore | None = None,
+                 lost_after: float | None = None) -> Claim:
     """Claim one trial slot in the store and suggest one trial for lane ``lane`` of run ``run``.
 
     The suggestion sees every finished and running trial. Ends the lane (``done``) when the experiment
@@ -182,14 +209,20 @@ def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str 
     when this lane ran ``max_per_lane`` trials (the engine's depth limit), or after ``wait`` seconds
     without a free slot. A retried step (same run and lane) gets its claimed trial back. ``store``:
     one already open (:func:`open_store` with ``lane=f"{run}/{lane}"``), else it is opened here.
+
+    ``lost_after``: seconds after which a lane trial still Running (of any run) is lost, its workflow
+    gone (deleted, or past its deadline): the claim records it ``Failed`` (reason ``TrialLost``), which
+    frees its slot and counts towards ``maxFailedTrialCount``, as any failed trial. The compiler gives
+    the longest a trial can run with its retries and steps (the workflow's deadline without a trial
+    deadline). None: never (lane trials have no heartbeat).
     """
-    owner = f"lane:{run}/{lane}"
+    owner = f"{LANE_OWNER}{run}/{lane}"
     store = store if store is not None else open_store(url, experiment, f"{run}/{lane}")
     waited = 0.0
     while True:
         try:
             with _claim_lock(store):
-                claim = _decide(experiment, store, owner, depth, max_per_lane)
+                claim = _decide(experiment, store, owner, depth, max_per_lane, lost_after)
         except StoreUnreachable:
             raise
         except Exception as e:  # noqa: BLE001 - a database error mid-claim: the store went away
@@ -207,9 +240,9 @@ def lane_suggest(experiment: Experiment, url: str, *, lane: int | str, run: str 
 
 
 def _decide(experiment: Experiment, store: ExperimentStore, owner: str, depth: int,
-            max_per_lane: int | None) -> Claim | None:
+            max_per_lane: int | None, lost_after: float | None = None) -> Claim | None:
     """Under the lock: a Claim, or None to wait (every slot busy, or the algorithm holds back)."""
-    history, mine = _read(store, owner)
+    history, mine = _read(store, owner, lost_after)
     if mine is not None:
         return Claim(False, "Reclaimed", _item(experiment, history, mine))
     status = experiment_status(experiment, history)

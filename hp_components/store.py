@@ -15,8 +15,8 @@ What survives a crash: every state change is one committed transaction. A trial 
 (RUNNING, with its owner's host and pid) before its process starts; when its process ends, its
 result is written in one transaction. A runner that finds RUNNING trials whose owner is dead
 (same host: the pid is gone; other hosts: no heartbeat for ``STALE_AFTER`` seconds) marks them
-``Interrupted`` and runs their parameters again under a new trial, as it does for trials Ctrl-C cut
-short (an ``Interrupted`` trial is "rerun: pending" until the trial that reruns it is created, in the
+``Interrupted`` and runs their parameters again under a new trial (never a trial a lane claimed:
+see :data:`LANE_OWNER`), as it does for trials Ctrl-C cut short (an ``Interrupted`` trial is "rerun: pending" until the trial that reruns it is created, in the
 same transaction). ``parallelTrialCount`` is checked inside each insert's transaction, so it holds
 across runners on SQLite and PostgreSQL alike. SQLite runs in WAL mode with
 ``synchronous=NORMAL``: a commit survives the runner's crash (kill -9), but is flushed to disk at
@@ -36,7 +36,7 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import optuna
 import sqlalchemy
@@ -57,12 +57,17 @@ from hp_components.experiment import Experiment
 from hp_components.space import SearchSpace
 from hp_components.trials import FINISHED, Trial, trial_name
 
-__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "STALE_AFTER", "RERUN_OF",
-           "load_finished", "load_stored", "open_existing", "storage_url", "store_fault", "import_history"]
+__all__ = ["ExperimentStore", "StoreConflict", "StoreFault", "DEFAULT_STORAGE", "LANE_OWNER", "STALE_AFTER", "RERUN_OF",
+           "load_finished", "load_stored", "open_existing", "parse_storage", "read_trials", "storage_url", "store_fault",
+           "import_history"]
 
 DEFAULT_STORAGE = "sqlite:///hp-runs/hp-tune.db"
 #: seconds without a heartbeat after which another host's running trial counts as interrupted
 STALE_AFTER = 120.0
+#: how the owner host of a trial a lane claimed starts (``lane:<run>/<lane>``): it has no heartbeat (its
+#: trial runs in a pod no runner watches), so :meth:`ExperimentStore.recover` leaves it to the lanes
+#: (``hp-tune step lane-suggest --lost-after``)
+LANE_OWNER = "lane:"
 _SPEC_KEY = "hp_components:experiment"
 _WARM_KEY = "hp_components:warm_start"
 #: user attribute of an ``Interrupted`` trial: "pending" until a new trial runs its parameters again
@@ -173,19 +178,41 @@ def _importable(module: str) -> bool:
     return True
 
 
-def storage_url(storage: str) -> str:
-    """``storage`` as the URL to connect with, checked before anything connects: a database URL whose
-    driver is installed. ``postgresql://`` goes through psycopg 3 (the ``postgres`` extra) when
-    psycopg2, SQLAlchemy's default for it, is not installed. Raises :class:`StoreConflict` naming
-    what to write or install (the password hidden)::
+_BACKEND_NAMES = {"postgresql": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite"}
 
-        storage_url("postgresql://hp:pw@db/hp")   # -> 'postgresql+psycopg://hp:pw@db/hp' (psycopg 3 only)
+
+def parse_storage(storage: str, backends: Sequence[str] = (), need: str = "") -> sqlalchemy.engine.URL:
+    """``storage`` parsed as a database URL, checked before anything connects: the one check of a
+    ``--storage`` value (the local CLI, the lane steps, the lane compiler). With ``backends``, its
+    database must be one of them (``need`` says what needs them). Raises :class:`StoreConflict` naming
+    what to write (the password hidden; the caller names the field)::
+
+        parse_storage("sqlite:///x.db", ("postgresql", "mysql"), "lanes on a cluster need a database server")
+        # StoreConflict: sqlite:///x.db: lanes on a cluster need a database server (PostgreSQL or MySQL), not sqlite; ...
     """
     try:
         url = sqlalchemy.engine.make_url(storage)
     except sqlalchemy.exc.ArgumentError:
         raise StoreConflict(f"{storage}: not a database URL; write sqlite:///path/to.db, "
                             "postgresql://user:password@host/db or mysql+pymysql://user:password@host/db") from None
+    if backends and url.get_backend_name() not in backends:
+        names = " or ".join(_BACKEND_NAMES.get(b, b) for b in backends)
+        example = {"postgresql": "postgresql+psycopg://user@host:5432/db", "mysql": "mysql+pymysql://user@host/db",
+                   "sqlite": "sqlite:///path/to.db"}
+        raise StoreConflict(f"{url.render_as_string(hide_password=True)}: {need or 'this needs'} ({names}), not "
+                            f"{url.get_backend_name()}; write {' or '.join(example[b] for b in backends if b in example)}")
+    return url
+
+
+def storage_url(storage: str, backends: Sequence[str] = (), need: str = "") -> str:
+    """``storage`` as the URL to connect with (:func:`parse_storage`, then): a database URL whose
+    driver is installed. ``postgresql://`` goes through psycopg 3 (the ``postgres`` extra) when
+    psycopg2, SQLAlchemy's default for it, is not installed. Raises :class:`StoreConflict` naming
+    what to write or install (the password hidden)::
+
+        storage_url("postgresql://hp:pw@db/hp")   # -> 'postgresql+psycopg://hp:pw@db/hp' (psycopg 3 only)
+    """
+    url = parse_storage(storage, backends, need)
     shown = url.render_as_string(hide_password=True)
     try:
         dialect = url.get_dialect()
@@ -296,27 +323,110 @@ def _upsert_statement(dialect: str, model: Any, keys: tuple[str, ...], columns: 
 
 def _to_trial(ft: optuna.trial.FrozenTrial, experiment_name: str) -> Trial:
     """A stored Optuna trial as a trial record."""
-    ua = ft.user_attrs
+    return _trial_of(experiment_name, ft.number, ft.state, ft.user_attrs, ft.system_attrs,
+                     ft.value if ft.state == TrialState.COMPLETE else None, ft.intermediate_values)
+
+
+def _trial_of(experiment_name: str, number: int, state: TrialState, ua: dict[str, Any], system_attrs: dict[str, Any],
+              value: float | None, intermediate_values: dict[int, float]) -> Trial:
+    """A trial record from the stored parts of an Optuna trial (``value``: a COMPLETE trial's objective)."""
     condition = ua.get("condition") or "Running"
-    if ft.state == TrialState.RUNNING and condition not in ("Created", "Running"):
+    if state == TrialState.RUNNING and condition not in ("Created", "Running"):
         # the result's attributes were written but the runner died before the final state
         # (written last, in one transaction): not finished, so it reruns
         condition = "Running"
-    elif ft.state != TrialState.RUNNING and condition in ("Created", "Running"):
+    elif state != TrialState.RUNNING and condition in ("Created", "Running"):
         condition = "Interrupted"
     return Trial(
-        name=trial_name(experiment_name, ft.number),
+        name=trial_name(experiment_name, number),
         assignments=dict(ua.get("assignments", {})),
         condition=condition,
         reason=ua.get("reason", ""),
         message=ua.get("message", ""),
         observation=ua.get("observation") or {"metrics": []},
-        objective_value=ft.value if ft.state == TrialState.COMPLETE else ua.get("objectiveValue"),
-        intermediate_values=sorted(ft.intermediate_values.items()),
-        system_attrs=dict(ft.system_attrs),
+        objective_value=value if state == TrialState.COMPLETE else ua.get("objectiveValue"),
+        intermediate_values=sorted(intermediate_values.items()),
+        system_attrs=dict(system_attrs),
         start_time=ua.get("startTime"),
         completion_time=ua.get("completionTime"),
     )
+
+
+#: the Optuna RDB schema (its alembic revision) :func:`read_trials` reads directly; any other: get_all_trials
+KNOWN_SCHEMA = "v3.2.0.a"
+
+
+def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
+    """Every trial of a study as ``(trial record, owner)``, in creation order, in five plain queries
+    (trials, user and system attributes, values, intermediate values) over Optuna's tables through its
+    models; the same result as building them from ``get_all_trials``, without its ORM objects, its
+    parameters and their distributions (a trial record takes its assignments from its attributes).
+
+    Reads the store's schema revision first (alembic's ``alembic_version`` table, in the same
+    connection); with another schema than :data:`KNOWN_SCHEMA`, or without Optuna's models, it reads
+    through ``get_all_trials``::
+
+        pairs = read_trials(store.storage, store.study_id, exp.name)   # [(Trial, {"host": ..}), ...]
+    """
+    if _models is not None:
+        with storage.engine.connect() as conn:
+            if conn.execute(_VERSION).scalar() == KNOWN_SCHEMA:
+                return _read_rows(conn, study_id, experiment_name)
+    return [(_to_trial(ft, experiment_name), ft.user_attrs.get("owner") or {})
+            for ft in storage.get_all_trials(study_id, deepcopy=False)]
+
+
+_VERSION = sqlalchemy.text("SELECT version_num FROM alembic_version")
+#: the user attributes a trial record is made of (:func:`_trial_of`), and its owner
+_RECORD_KEYS = ("assignments", "condition", "reason", "message", "observation", "objectiveValue", "startTime",
+                "completionTime", "owner")
+
+
+@functools.lru_cache(maxsize=None)
+def _read_statements() -> tuple[Any, Any, Any]:
+    """:func:`_read_rows`' queries (built once): a study's trials with their value, then the attributes and
+    intermediate values of a list of trials (by id: the index Optuna's tables have, as get_all_trials reads)."""
+    m, ids = _models, sqlalchemy.bindparam("ids", expanding=True)
+    trials, tv = m.TrialModel.__table__, m.TrialValueModel.__table__
+    by_trial = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state, tv.c.value, tv.c.value_type).outerjoin(
+        tv, sqlalchemy.and_(tv.c.trial_id == trials.c.trial_id, tv.c.objective == 0)
+    ).where(trials.c.study_id == sqlalchemy.bindparam("study_id")).order_by(trials.c.trial_id)
+    ua, sa = m.TrialUserAttributeModel.__table__, m.TrialSystemAttributeModel.__table__
+    attrs = sqlalchemy.union_all(
+        sqlalchemy.select(sqlalchemy.literal(0).label("kind"), ua.c.trial_id, ua.c.key, ua.c.value_json)
+        .where(ua.c.trial_id.in_(ids), ua.c.key.in_(_RECORD_KEYS)),
+        sqlalchemy.select(sqlalchemy.literal(1).label("kind"), sa.c.trial_id, sa.c.key, sa.c.value_json)
+        .where(sa.c.trial_id.in_(ids)))
+    ti = m.TrialIntermediateValueModel.__table__
+    steps = sqlalchemy.select(ti.c.trial_id, ti.c.step, ti.c.intermediate_value, ti.c.intermediate_value_type).where(
+        ti.c.trial_id.in_(ids))
+    return by_trial, attrs, steps
+
+
+#: trial ids per query (SQLite allows 32766 bound values, a union names them twice)
+_CHUNK = 5000
+
+
+def _read_rows(conn: sqlalchemy.Connection, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
+    m, (by_trial, attrs, steps) = _models, _read_statements()
+    found: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] = ({}, {})  # user, system attributes
+    curves: dict[int, dict[int, float]] = {}
+    rows = conn.execute(by_trial, {"study_id": study_id}).all()
+    for start in range(0, len(rows), _CHUNK):
+        key = {"ids": [row[0] for row in rows[start:start + _CHUNK]]}
+        for kind, trial_id, name, text in conn.execute(attrs, key).all():
+            found[kind].setdefault(trial_id, {})[name] = json.loads(text)
+        for trial_id, step, value, kind in conn.execute(steps, key).all():
+            curves.setdefault(trial_id, {})[step] = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+                value, kind)
+    user, system = found
+    out = []
+    for trial_id, number, state, value, kind in rows:
+        ua = user.get(trial_id, {})
+        value = None if kind is None else m.TrialValueModel.stored_repr_to_value(value, kind)
+        out.append((_trial_of(experiment_name, number, state, ua, system.get(trial_id, {}), value, curves.get(trial_id, {})),
+                    ua.get("owner") or {}))
+    return out
 
 
 def load_stored(url: str, name: str, what: str = "--warm-start") -> tuple[dict[str, Any], list[Trial]]:
@@ -332,7 +442,7 @@ def load_stored(url: str, name: str, what: str = "--warm-start") -> tuple[dict[s
     spec = storage.get_study_user_attrs(study_id).get(_SPEC_KEY)
     if spec is None:
         raise StoreConflict(f"{what}: the study {name!r} in {url} was not made by hp-components")
-    return spec, [_to_trial(ft, name) for ft in storage.get_all_trials(study_id, deepcopy=False)]
+    return spec, [trial for trial, _ in read_trials(storage, study_id, name)]
 
 
 def load_finished(url: str, name: str) -> tuple[dict[str, Any], list[Trial]]:
@@ -444,8 +554,7 @@ class ExperimentStore:
 
     def history_with_owners(self) -> list[tuple[Trial, dict[str, Any]]]:
         """Every trial, in creation order, with the runner that created it (:meth:`Owner.to_dict`; {} if none)."""
-        return [(self._record(ft), ft.user_attrs.get("owner") or {})
-                for ft in self.storage.get_all_trials(self.study_id, deepcopy=False)]
+        return read_trials(self.storage, self.study_id, self.experiment.name)
 
     def _trial_id(self, trial: Trial) -> int:
         number = int(trial.name.rsplit("-", 1)[1])
@@ -467,9 +576,9 @@ class ExperimentStore:
         (another runner created or finished trials), or with ``force``; else None (one cheap query)."""
         if not force and self._counts() == self._seen:
             return None
-        frozen = self.storage.get_all_trials(self.study_id, deepcopy=False)
-        self._seen = (len(frozen), sum(ft.state != TrialState.RUNNING for ft in frozen))
-        return [self._record(ft) for ft in frozen]
+        history = self.history()
+        self._seen = (len(history), sum(not t.active for t in history))  # not active: no longer RUNNING
+        return history
 
     # ------------------------------------------------------------------ writing
 
@@ -685,6 +794,7 @@ class ExperimentStore:
     def recover(self) -> list[Trial]:
         """Mark RUNNING trials whose runner is gone ``Interrupted``; return every ``Interrupted`` trial
         whose parameters have not run again yet (these, and those Ctrl-C cut short), oldest first.
+        Trials a lane claimed (owner :data:`LANE_OWNER`) are the lanes' to judge, never taken over here.
 
         A trial returned is claimed only when :meth:`create` makes the trial that runs it again (with
         :data:`RERUN_OF` in its system attributes): one that never got a slot stays pending."""
@@ -692,6 +802,8 @@ class ExperimentStore:
         now = time.time()
         for ft in self.storage.get_all_trials(self.study_id, deepcopy=False, states=(TrialState.RUNNING,)):
             owner = ft.user_attrs.get("owner") or {}
+            if str(owner.get("host", "")).startswith(LANE_OWNER):
+                continue  # a lane's trial: no heartbeat; a lane judges it lost (after its longest run)
             if owner.get("host") == me:
                 dead = owner.get("pid") != os.getpid() and not _pid_alive(int(owner.get("pid", 0)))
                 dead = dead or (owner.get("pid") == os.getpid() and owner.get("token") != self.owner.token)

@@ -176,7 +176,7 @@ def test_compile_refuses_what_lanes_cannot_run(tmp_path):
 
     cases = {("--target", "argo", "--lanes"): "--lanes: needs --storage",
              ("--target", "argo", "--lanes", "--storage", "postgresql://hp:pw@db/hp"): "--storage: holds a password",
-             ("--target", "argo", "--lanes", "--storage", "sqlite:///x.db"): "--storage: lanes need a database server",
+             ("--target", "argo", "--lanes", "--storage", "sqlite:///x.db"): "--storage: sqlite:///x.db: lanes need a database server",
              ("--target", "argo", "--storage", "postgresql://hp@db/hp"): "--storage: is used only with --lanes",
              ("--target", "argo", "--lanes", "--storage", "postgresql://hp@db/hp", "--storage-secret", "Bad_Name"):
                  "--storage-secret: 'Bad_Name'",
@@ -189,6 +189,8 @@ def test_compile_refuses_what_lanes_cannot_run(tmp_path):
     doc = yaml.safe_load((tmp_path / "out.yaml").read_text())
     suggest = next(t for t in doc["spec"]["templates"] if t["name"] == "lane-suggest")
     assert {"name": "HP_STORAGE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "hp-db", "key": "pw"}}} in suggest["container"]["env"]
+    args = suggest["container"]["args"]  # no trial deadline: a trial is lost once past the workflow's deadline
+    assert args[args.index("--lost-after") + 1] == str(doc["spec"]["activeDeadlineSeconds"]) == str(7 * 86400)
     with pytest.raises(CompileError, match="spec.maxTrialCount"):
         lanes_workflow(parse_experiment(script_experiment("argobig", "print(1)", maxTrialCount=91 * 2, parallelTrialCount=2)),
                        Lanes("postgresql://hp@db/hp"))
@@ -213,3 +215,17 @@ def test_medianstop_rules_reach_the_trial_pods_of_a_lane(pg_url, tmp_path):
         "0.9": "Succeeded", "0.8": "Succeeded", "0.85": "Succeeded", "0.1": "EarlyStopped", "0.95": "Succeeded",
         "0.2": "EarlyStopped"}
     assert 2 <= len(by_x["0.1"].intermediate_values) < 8 and len(by_x["0.95"].intermediate_values) == 8
+
+
+def test_a_lane_trial_is_lost_after_the_longest_it_can_run():
+    """lane-suggest --lost-after: with a trial deadline, the longest one trial step runs with its retries
+    (deadline + the pod's 60 s safety net + pendingTimeout + 300 s, per attempt) and the steps around it;
+    never beyond the workflow's own deadline."""
+    from hp_components.argo._compile import Options
+    from hp_components.argo._lanes import lost_after
+
+    spec = script_experiment("argolost", "print(1)", maxTrialCount=4, parallelTrialCount=2)
+    spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
+    exp = parse_experiment(spec)
+    assert lost_after(exp, Options(retries=2, pending_timeout="10m")) == 3 * (600 + 60 + 600 + 300) + 600
+    assert lost_after(exp, Options(retries=2, pending_timeout="10m", active_deadline_seconds=1000)) == 1000

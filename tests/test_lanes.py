@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hp_components._lanes import lane_record, lane_suggest, storage_url
+from hp_components._lanes import lane_record, lane_suggest, with_password
 from hp_components.experiment import parse_experiment
 from hp_components.store import ExperimentStore
 from tests.conftest import ROOT, script_experiment
@@ -129,6 +129,53 @@ def test_claims_see_running_trials_and_refuse_past_the_limits(any_url):
     assert lane_suggest(exp, pg_url, lane=0, run="r", depth=5, max_per_lane=5).reason == "Reclaimed"
 
 
+def _backdate(url: str, exp, name: str, seconds: float, heartbeat: bool = False) -> None:
+    """Make trial ``name`` look as if it started (and last beat) ``seconds`` ago."""
+    import datetime
+
+    store = ExperimentStore(with_password(url), exp)
+    then = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+    attrs = {"startTime": then.strftime("%Y-%m-%dT%H:%M:%SZ"), **({"heartbeat": time.time() - seconds} if heartbeat else {})}
+    store._write(store._trial_id(next(t for t in store.history() if t.name == name)), attrs)
+
+
+def test_a_local_runner_leaves_lane_trials_to_the_lanes(any_url):
+    """Lane trials have no heartbeat: a local runner's recover (what hp-tune run does at start and while
+    it waits) takes over another host's trial silent for 120 s, but never a lane's (owner lane:...)."""
+    exp = parse_experiment(script_experiment("mixed", "print(1)", maxTrialCount=4, parallelTrialCount=3))
+    claim = lane_suggest(exp, any_url, lane=0, run="wf")
+    from hp_components.suggest import suggest
+
+    local = ExperimentStore(with_password(any_url), exp)
+    [theirs] = local.create(suggest(exp, local.history(), 1))  # a local runner's trial, on another host
+    _backdate(any_url, exp, claim.item["name"], 1000, heartbeat=True)
+    other = ExperimentStore(with_password(any_url), exp)
+    other._write(other._trial_id(theirs), {"heartbeat": time.time() - 1000, "owner": {"host": "gone", "pid": 1, "token": "t"}})
+    assert [t.name for t in other.recover()] == [theirs.name]  # the silent local runner's trial: taken over
+    conditions = {t.name: t.condition for t in other.history()}
+    assert conditions[claim.item["name"]] == "Running" and conditions[theirs.name] == "Interrupted"
+
+
+def test_a_trial_of_a_deleted_workflow_is_recorded_lost_and_frees_its_slot(any_url):
+    """A workflow deleted mid-trial leaves its trial Running, holding a slot. A lane of another run
+    records it Failed (TrialLost) once it has run longer than a lane trial can (--lost-after), then
+    claims the slot; before that it waits. The lost trial counts as failed; its late record changes nothing."""
+    exp = parse_experiment(script_experiment("lost", "print(1)", maxTrialCount=3, parallelTrialCount=1))
+    old = lane_suggest(exp, any_url, lane=0, run="deleted-wf")
+    assert lane_suggest(exp, any_url, lane=0, run="new-wf", wait=0.0, lost_after=600).reason == "NoFreeSlot"
+    _backdate(any_url, exp, old.item["name"], 601)
+    new = lane_suggest(exp, any_url, lane=0, run="new-wf", wait=0.0, lost_after=600)
+    assert not new.done and new.item["name"] != old.item["name"]
+    stored = {t.name: t for t in ExperimentStore(with_password(any_url), exp).history()}
+    lost = stored[old.item["name"]]
+    assert (lost.condition, lost.reason, lost.completion_time is not None) == ("Failed", "TrialLost", True)
+    assert "longer than a lane trial can run (600 s)" in lost.message and stored[new.item["name"]].condition == "Running"
+    assert lane_record(exp, any_url, old.item["name"], [{"observation": json.dumps({"name": old.item["name"],
+                                                                                   "condition": "Succeeded"})}]).reason == "TrialLost"
+    _backdate(any_url, exp, new.item["name"], 601)  # without --lost-after nothing is ever judged lost
+    assert lane_suggest(exp, any_url, lane=1, run="new-wf", wait=0.0).reason == "NoFreeSlot"
+
+
 def test_report_shows_a_lane_run_while_it_runs(pg_url, tmp_path):
     spec = script_experiment("watch", "print(1)", maxTrialCount=4, parallelTrialCount=2)
     exp = parse_experiment(spec)
@@ -156,9 +203,34 @@ def test_goal_reached_ends_every_lane(pg_url):
 
 
 def test_the_password_comes_from_the_environment_only():
-    assert storage_url("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "pw"}) == \
+    assert with_password("postgresql+psycopg://hp@db:5432/hp", {"HP_STORAGE_PASSWORD": "pw"}) == \
         "postgresql+psycopg://hp:pw@db:5432/hp?connect_timeout=15"
-    assert storage_url("sqlite:////tmp/x.db", {}) == "sqlite:////tmp/x.db"
+    assert with_password("sqlite:////tmp/x.db", {}) == "sqlite:////tmp/x.db"
+
+
+def test_one_storage_check_for_the_local_cli_the_lane_steps_and_the_lane_compiler(tmp_path):
+    """store.parse_storage is the one --storage check: the local CLI, the lane steps (exit 2, no traceback)
+    and the lane compiler (CompileError naming --storage) give its message for the same bad URLs."""
+    from hp_components.argo import Lanes
+    from hp_components.argo._errors import CompileError
+    from hp_components.store import StoreConflict, parse_storage
+
+    exp_file = tmp_path / "exp.yaml"
+    exp_file.write_text(yaml.safe_dump(script_experiment("urlcheck", "print(1)")))
+    for bad, lanes_too in (("not a url", True), ("oracle://u@h/db", True), ("sqlite:///x.db", False)):
+        if lanes_too:
+            with pytest.raises(StoreConflict) as checked:
+                parse_storage(bad, ("postgresql", "mysql", "sqlite"), "lanes need a database their steps share")
+            r = _cli(["lane-suggest", "--experiment", str(exp_file), "--storage", bad, "--lane", "0"], "")
+            assert r.returncode == 2 and f"--storage {checked.value}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        with pytest.raises(StoreConflict) as checked:
+            parse_storage(bad, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
+        with pytest.raises(CompileError) as refused:
+            Lanes(bad, "hp-db")
+        assert str(checked.value) in str(refused.value) and "--storage" in str(refused.value)
+    assert "(PostgreSQL or MySQL), not sqlite; write postgresql+psycopg://" in str(checked.value)
+    with pytest.raises(StoreConflict, match="oracle://u@h/db: .*not oracle"):
+        with_password("oracle://u@h/db", {})
 
 
 def test_a_wrong_password_fails_the_step_naming_host_and_secret(pg_url, tmp_path):

@@ -166,3 +166,76 @@ def test_import_history_over_every_store_and_plain_postgresql_urls(storage_url, 
         [(t.condition, t.objective_value, t.intermediate_values) for t in done]
     with pytest.raises(StoreConflict, match="already has trials"):
         import_history(url, exp, done)
+
+
+def _mixed_history(url: str, basic_dict: dict) -> ExperimentStore:
+    """A store with trials in every state: succeeded (with curves), failed, pruned, interrupted
+    (rerun pending), running with its result half-written, plain running, and system attributes."""
+    from dataclasses import replace
+
+    from hp_components.store import RERUN_OF
+
+    exp = parse_experiment({**basic_dict, "spec": {**basic_dict["spec"], "parallelTrialCount": 8}})
+    store = ExperimentStore(url, exp)
+    made = store.create(suggest(exp, [], 6))
+    ok, failed, pruned, cut, half, running = made
+    store.save(replace(ok, condition="Succeeded", objective_value=0.25, intermediate_values=[(0, 1.5), (3, float("inf"))],
+                       observation={"metrics": [{"name": "loss", "latest": "0.25", "min": "0.2", "max": "1.5"}]},
+                       completion_time="2026-01-01T00:00:00Z"))
+    store.save(replace(failed, condition="Failed", reason="TrialFailed", message="exit 1"))
+    store.save(replace(pruned, condition="EarlyStopped", objective_value=0.5, intermediate_values=[(0, 0.5)]))
+    store.save(replace(cut, condition="Interrupted", reason="Ctrl-C"))
+    store._write(store._trial_id(half), {"condition": "Succeeded", "objectiveValue": 0.1})  # state still RUNNING
+    store.heartbeat([replace(running, intermediate_values=[(0, float("nan")), (1, -2.0)])])
+    store.create([replace(suggest(exp, store.history(), 1)[0], system_attrs={RERUN_OF: cut.name})])
+    return store
+
+
+def test_bulk_history_read_equals_get_all_trials(storage_url, basic_dict, monkeypatch):
+    """The contract of store.read_trials (the lane claim's read): on SQLite and PostgreSQL it gives what
+    building the records from Optuna's get_all_trials gives, for trials in every state, with intermediate
+    values, user and system attributes and owners; on an unknown schema it reads through get_all_trials."""
+    from hp_components.store import KNOWN_SCHEMA, _to_trial, read_trials
+
+    store = _mixed_history(storage_url, basic_dict)
+    frozen = store.storage.get_all_trials(store.study_id, deepcopy=False)
+    expected = [(_to_trial(ft, store.experiment.name), ft.user_attrs.get("owner") or {}) for ft in frozen]
+    assert {ft.state.name for ft in frozen} == {"COMPLETE", "FAIL", "PRUNED", "RUNNING"}
+    got = read_trials(store.storage, store.study_id, store.experiment.name)
+    assert repr(got) == repr(expected)  # repr: nan == nan
+    assert [t.condition for t, _ in got] == ["Succeeded", "Failed", "EarlyStopped", "Interrupted", "Running", "Created",
+                                             "Created"]
+    assert got[0][0].intermediate_values == [(0, 1.5), (3, float("inf"))] and got[0][1]["token"] == store.owner.token
+    assert math.isnan(got[5][0].intermediate_values[0][1]) and got[6][0].system_attrs
+    assert repr(store.history_with_owners()) == repr(expected)
+    import hp_components.store as module
+
+    def direct_read(*args):
+        raise AssertionError("the direct read ran on a schema it does not know")
+
+    monkeypatch.setattr(module, "KNOWN_SCHEMA", KNOWN_SCHEMA + ".another")  # as with another Optuna's schema
+    monkeypatch.setattr(module, "_read_rows", direct_read)
+    assert repr(read_trials(store.storage, store.study_id, store.experiment.name)) == repr(expected)
+
+
+def test_bulk_history_read_knows_the_installed_optuna_schema(storage_url, basic_dict):
+    """Pins the schema read_trials reads directly: Optuna's current schema revision and the columns of its
+    trial tables as the database has them. A new Optuna schema fails this test (read_trials then falls
+    back to get_all_trials at run time, as the store's revision is not KNOWN_SCHEMA)."""
+    import sqlalchemy as sa
+
+    from hp_components.store import KNOWN_SCHEMA
+
+    store = ExperimentStore(storage_url, parse_experiment(basic_dict))
+    assert store.storage.get_head_version() == KNOWN_SCHEMA == store.storage.get_current_version()
+    inspect = sa.inspect(store.storage.engine)
+    columns = {t: {c["name"] for c in inspect.get_columns(t)} for t in
+               ("trials", "trial_user_attributes", "trial_system_attributes", "trial_values", "trial_intermediate_values")}
+    assert columns == {
+        "trials": {"trial_id", "number", "study_id", "state", "datetime_start", "datetime_complete"},
+        "trial_user_attributes": {"trial_user_attribute_id", "trial_id", "key", "value_json"},
+        "trial_system_attributes": {"trial_system_attribute_id", "trial_id", "key", "value_json"},
+        "trial_values": {"trial_value_id", "trial_id", "objective", "value", "value_type"},
+        "trial_intermediate_values": {"trial_intermediate_value_id", "trial_id", "step", "intermediate_value",
+                                      "intermediate_value_type"},
+    }

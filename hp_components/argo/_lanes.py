@@ -25,15 +25,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sqlalchemy
 from hera.workflows import Container, Parameter, Step, Steps, Workflow, WorkflowTemplate, models as m
 
 from hp_components.experiment import Experiment
 from hp_components.jobs import created_as_job
+from hp_components.store import StoreConflict, parse_storage
+from hp_components.template import deadline
 from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, STOP_RULE_KEY, uses_stop_rules
 
-from hp_components.argo._compile import (ENTRY_OUTPUTS, GLOBALS, MAX_ROUNDS, Options, _check, _finish, _job_trial_template,
-                                         _spec_fields, _trial_template, template_name)
+from hp_components.argo._compile import (ENTRY_OUTPUTS, GLOBALS, MAX_ROUNDS, Options, _check, _deadline, _finish,
+                                         _job_trial_template, _seconds, _spec_fields, _trial_template, template_name)
 from hp_components.argo._errors import CompileError
 
 __all__ = ["Lanes", "MAX_LANE_TRIALS", "lanes_workflow", "lanes_workflow_template"]
@@ -55,13 +56,9 @@ class Lanes:
 
     def __init__(self, storage: str, secret: str | None = None):
         try:
-            url = sqlalchemy.engine.make_url(storage)
-        except sqlalchemy.exc.ArgumentError:
-            raise CompileError("--storage", f"{storage!r} is not a database URL; write "
-                               "postgresql+psycopg://user@host:5432/db or mysql+pymysql://user@host/db") from None
-        if url.get_backend_name() not in ("postgresql", "mysql"):
-            raise CompileError("--storage", f"lanes need a database server the cluster's pods reach (PostgreSQL or "
-                               f"MySQL), not {url.get_backend_name()}")
+            url = parse_storage(storage, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
+        except StoreConflict as e:
+            raise CompileError("--storage", str(e)) from None
         if url.password:
             raise CompileError("--storage", "holds a password, which would be written into the YAML; drop it from "
                                "the URL and give the Secret that holds it (--storage-secret NAME[:KEY])")
@@ -88,6 +85,19 @@ _DNS = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 _KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
+def lost_after(exp: Experiment, opts: Options) -> int:
+    """Seconds after which a lane trial still Running in the store is lost (``lane-suggest --lost-after``):
+    the longest its trial step can run with its retries (trial deadline + 60 s pod safety net + the
+    pendingTimeout + 300 s, per attempt) and the steps around it (600 s), as the round shape's deadline
+    counts a round; without a trial deadline, the workflow's own deadline (no trial outlives it)."""
+    limit = deadline(exp.spec.trial_template.trial_spec or {})
+    workflow = _deadline(exp, opts)
+    if not limit:
+        return workflow
+    pending = _seconds(opts.pending_timeout) if opts.pending_timeout else 1800
+    return min(workflow, int((opts.retries + 1) * (limit + 60 + pending + 300) + 600))
+
+
 def build_lanes(exp: Experiment, image: str | None, holder: Any, opts: Options, extras: dict[str, dict[str, Any]],
                 lanes: Lanes) -> Any:
     """The templates of the lane shape inside ``holder`` (a Hera Workflow or WorkflowTemplate)."""
@@ -103,6 +113,7 @@ def build_lanes(exp: Experiment, image: str | None, holder: Any, opts: Options, 
             name="lane-suggest", image=image, command=["hp-tune", "step"], env=env or None,
             args=["lane-suggest", *base, "--lane", "{{inputs.parameters.lane}}", "--run", "{{workflow.name}}",
                   "--depth", "{{inputs.parameters.depth}}", "--max-per-lane", str(MAX_LANE_TRIALS),
+                  "--lost-after", str(lost_after(exp, opts)),
                   "--items-out", out["items.json"], "--name-out", out["name"], "--done-out", out["done"],
                   "--depth-out", out["depth"]],
             inputs=[Parameter(name="lane"), Parameter(name="depth")],
