@@ -17,6 +17,7 @@ The scheduler (:mod:`hp_components.local`) decides when trials start and stops t
 from __future__ import annotations
 
 import asyncio
+import collections
 import ctypes
 import datetime as _dt
 import errno
@@ -25,8 +26,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -79,42 +80,61 @@ def _check_program(program: str, env: dict[str, str], cwd: Path) -> None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
-    """asyncio's subprocess protocol, plus ``exited``: done when the process ends, whoever still holds
-    its output (``Process.wait`` waits for the pipes to close too)."""
+def _watch_exit(popen: "subprocess.Popen[bytes]") -> "asyncio.Future[int]":
+    """A future done with the process's return code when it ends: its pidfd in the event loop's own
+    selector (Linux), no thread per process; elsewhere a thread waits."""
+    loop = asyncio.get_running_loop()
+    try:
+        pidfd = os.pidfd_open(popen.pid)
+    except (AttributeError, OSError):  # not Linux (or a kernel before 5.3)
+        return asyncio.ensure_future(asyncio.to_thread(popen.wait))
+    exited: asyncio.Future[int] = loop.create_future()
 
-    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop):
-        super().__init__(limit=limit, loop=loop)
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.transport: asyncio.BaseTransport | None = None
+    def reap() -> None:
+        if popen.poll() is None:
+            return
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        if not exited.done():
+            exited.set_result(popen.returncode)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.transport = transport
-
-    def process_exited(self) -> None:
-        super().process_exited()
-        if not self.exited.done():
-            self.exited.set_result(None)
+    loop.add_reader(pidfd, reap)
+    reap()  # it may have ended already
+    return exited
 
 
-@dataclass
 class _Proc:
-    """A started trial process: under its supervisor (Linux) or alone."""
+    """A started trial process, under its supervisor (Linux) or alone: its end and its output (a pipe,
+    read into :attr:`stdout`) are watched by the event loop's selector."""
 
-    process: asyncio.subprocess.Process
-    protocol: _Protocol
-    supervised: bool
+    def __init__(self, popen: "subprocess.Popen[bytes]", supervised: bool):
+        self.popen = popen
+        self.supervised = supervised
+        self.stdout: asyncio.StreamReader | None = None
+        self._exited: asyncio.Future[int] | None = None
+        self._transport: asyncio.BaseTransport | None = None
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    async def watch(self) -> None:
+        """Start watching its end and (when it is a pipe) reading its output; on the event loop."""
+        loop = asyncio.get_running_loop()
+        self._exited = _watch_exit(self.popen)
+        if self.popen.stdout is not None:
+            self.stdout = asyncio.StreamReader(limit=_CHUNK, loop=loop)
+            self._transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(self.stdout, loop=loop), self.popen.stdout)
 
     async def exited(self) -> int:
         """The return code, as soon as the process ended (not when its output closed)."""
-        await asyncio.shield(self.protocol.exited)
-        assert self.process.returncode is not None
-        return self.process.returncode
+        assert self._exited is not None
+        return await asyncio.shield(self._exited)
 
     def stop(self) -> None:
         """SIGTERM to every process of the tree (the supervisor sends SIGKILL after the grace period)."""
@@ -125,20 +145,22 @@ class _Proc:
         self._send(signal.SIGUSR1 if self.supervised else signal.SIGKILL)
 
     def _send(self, sig: int) -> None:
-        if self.process.returncode is not None:
+        if self.popen.returncode is not None:
             return
         try:
             if self.supervised:  # the supervisor signals the whole tree, however far it forked away
-                os.kill(self.process.pid, sig)
+                os.kill(self.popen.pid, sig)
             else:
-                os.killpg(self.process.pid, sig)
+                os.killpg(self.popen.pid, sig)
         except (ProcessLookupError, PermissionError):
             pass
 
     def close(self) -> None:
         """Let go of the output pipe (a process outside the tree may hold it still)."""
-        if self.protocol.transport is not None:
-            self.protocol.transport.close()
+        if self._transport is not None:
+            self._transport.close()
+        elif self.popen.stdout is not None:
+            self.popen.stdout.close()
 
 
 def _supervisor(kill_grace: float, argv: list[str]) -> list[str]:
@@ -146,73 +168,77 @@ def _supervisor(kill_grace: float, argv: list[str]) -> list[str]:
             "--", *argv]
 
 
-async def _exec(argv: list[str], env: dict[str, str] | None, cwd: Path, stdout: Any, stdin: Any, supervised: bool) -> _Proc:
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.subprocess_exec(
-        lambda: _Protocol(limit=2 ** 16, loop=loop), *argv, stdin=stdin, stdout=stdout,
-        stderr=asyncio.subprocess.STDOUT, env=env, cwd=str(cwd), start_new_session=True)
-    return _Proc(asyncio.subprocess.Process(transport, protocol, loop), protocol, supervised)
+def _popen(argv: list[str], env: dict[str, str] | None, cwd: Path, stdout: Any, stdin: Any,
+           supervised: bool) -> _Proc:
+    """Start ``argv`` in a session of its own (not yet watched: see :meth:`_Proc.watch`).
+
+    No ``preexec_fn``: Python can then vfork, which does not copy the runner's memory map, so the
+    event loop is blocked ~0.3 ms per start instead of ~5 ms (measured with torch and Optuna loaded);
+    no asyncio subprocess transport either (on Python 3.11 a thread per process waits for its end).
+    """
+    popen = subprocess.Popen(argv, stdin=stdin, stdout=stdout, stderr=subprocess.STDOUT, env=env, cwd=str(cwd),
+                             start_new_session=True)
+    return _Proc(popen, supervised)
 
 
 class Spares:
-    """Supervisors started before a trial needs one (Linux), one at a time: a trial then starts
-    without waiting for the supervisor's interpreter to start (~30 ms, more on a loaded machine).
-    A spare waits for its command on stdin (see :mod:`hp_components._reaper`); :meth:`close` ends
-    the one left. Elsewhere (no ``prctl``) it does nothing::
+    """Supervisors started before trials need them (Linux): a trial then starts without waiting for
+    the supervisor's interpreter to start (~30 ms, more on a loaded machine). A spare waits for its
+    command on stdin (see :mod:`hp_components._reaper`); :meth:`close` ends those left. Elsewhere (no
+    ``prctl``) it does nothing::
 
         spares = Spares(kill_grace=5.0, cwd=Path.cwd())
-        spares.prepare()                      # start one now
+        spares.prepare(4)                     # four start now (no event loop needed)
         finished = await TrialProcess(exp, trial, folder, workdir=Path.cwd(), kill_grace=5.0, spares=spares).run([])
-        await spares.close()
+        spares.close()
     """
 
     def __init__(self, kill_grace: float, cwd: Path):
         self.kill_grace = kill_grace
         self.cwd = cwd
-        self.next: asyncio.Future[_Proc] | None = None
+        self.ready: collections.deque[_Proc] = collections.deque()
 
-    def prepare(self) -> None:
-        """Start a spare unless one is ready or starting."""
-        if _PRCTL is not None and self.next is None:
-            self.next = asyncio.ensure_future(_exec(_supervisor(self.kill_grace, []), None, self.cwd,
-                                                    asyncio.subprocess.PIPE, asyncio.subprocess.PIPE, True))
+    def prepare(self, count: int = 1) -> None:
+        """Start spares until ``count`` are ready (none when one cannot start: trials then start their own)."""
+        while _PRCTL is not None and len(self.ready) < count:
+            try:
+                self.ready.append(_popen(_supervisor(self.kill_grace, []), None, self.cwd, subprocess.PIPE,
+                                         subprocess.PIPE, True))
+            except OSError:
+                return
 
     async def take(self, argv: list[str], env: dict[str, str], cwd: Path) -> _Proc | None:
-        """The spare, running ``argv`` now (and another spare starting); None when there is none."""
-        if self.next is None:
-            return None
-        fut, self.next = self.next, None
-        try:
-            proc = await fut
-        except OSError:
-            return None
-        stdin = proc.process.stdin
-        assert stdin is not None
-        try:
-            if proc.process.returncode is not None:
-                raise BrokenPipeError
-            stdin.write(json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode() + b"\n")
-            await stdin.drain()
-            stdin.close()
-        except (BrokenPipeError, ConnectionResetError):  # it died waiting (killed from outside)
-            proc.close()
-            return None
-        self.prepare()
-        return proc
+        """A spare, running ``argv`` now (another starting in its place); None when there is none."""
+        while self.ready:
+            proc = self.ready.popleft()
+            stdin = proc.popen.stdin
+            assert stdin is not None
+            try:
+                if proc.popen.poll() is not None:
+                    raise BrokenPipeError
+                # a line of a few KB: the pipe holds it (the spare reads it at once in any case)
+                stdin.write(json.dumps({"argv": argv, "env": env, "cwd": str(cwd)}).encode() + b"\n")
+                stdin.close()
+            except (BrokenPipeError, ConnectionResetError):  # it died waiting (killed from outside)
+                proc.popen.wait()
+                proc.close()
+                continue
+            self.prepare()
+            await proc.watch()
+            return proc
+        return None
 
-    async def close(self) -> None:
-        """End the spare not used (its stdin closes: it exits)."""
-        fut, self.next = self.next, None
-        if fut is None:
-            return
-        try:
-            proc = await fut
-        except OSError:
-            return
-        assert proc.process.stdin is not None
-        proc.process.stdin.close()
-        await proc.exited()
-        proc.close()
+    def close(self) -> None:
+        """End the spares not used (their stdin closes: they exit)."""
+        while self.ready:
+            proc = self.ready.popleft()
+            assert proc.popen.stdin is not None
+            try:
+                proc.popen.stdin.close()
+            except OSError:
+                pass
+            proc.popen.wait()
+            proc.close()
 
 
 async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, kill_grace: float,
@@ -221,19 +247,18 @@ async def _spawn(argv: list[str], env: dict[str, str], cwd: Path, stdout: Any, k
     :mod:`hp_components._reaper`): it dies with the runner, even by kill -9, and so does every process
     it starts, double-forked or ``setsid`` away. Without ``prctl`` (not Linux): the process alone.
     With ``spares``, a supervisor started earlier runs it (the trial's output is then its pipe).
-
-    No ``preexec_fn``: Python can then vfork, which does not copy the runner's memory map, so the
-    event loop is blocked ~0.2 ms per start instead of ~5 ms (measured with torch and Optuna loaded).
     """
     supervised = _PRCTL is not None
     if supervised:
         _check_program(argv[0], env, cwd)
-        if spares is not None and stdout == asyncio.subprocess.PIPE and spares.kill_grace == kill_grace:
+        if spares is not None and stdout == subprocess.PIPE and spares.kill_grace == kill_grace:
             proc = await spares.take(argv, env, cwd)
             if proc is not None:
                 return proc
         argv = _supervisor(kill_grace, argv)
-    return await _exec(argv, env, cwd, stdout, asyncio.subprocess.DEVNULL, supervised)
+    proc = _popen(argv, env, cwd, stdout, subprocess.DEVNULL, supervised)
+    await proc.watch()
+    return proc
 
 
 def _start_time(pid: int) -> int | None:
@@ -441,7 +466,7 @@ class TrialProcess:
         try:
             worker_procs = await self._start_workers(full_env)
             try:
-                proc = await _spawn(argv, full_env, self.workdir, asyncio.subprocess.PIPE, self.kill_grace, self.spares)
+                proc = await _spawn(argv, full_env, self.workdir, subprocess.PIPE, self.kill_grace, self.spares)
             except OSError as err:
                 log.write(f"cannot start {argv[0]!r}: {err}\n".encode())
                 return self.finish(judge(objective=self.objective, value=None, failure=launch_failure(argv[0], err)))
@@ -451,8 +476,8 @@ class TrialProcess:
             except OSError as err:
                 self.warn(f"{self.trial_dir / _RECORD}: {err.strerror or err}; a resume after a crash of this "
                           "runner could not kill what this trial leaves running")
-            pump = asyncio.ensure_future(self._pump(proc.process, collecting, log))
-            tail = asyncio.ensure_future(self._tail(proc.process, collecting))
+            pump = asyncio.ensure_future(self._pump(proc, collecting, log))
+            tail = asyncio.ensure_future(self._tail(proc, collecting))
             # the trial lasts as long as its main process (and, under the supervisor, as the processes
             # it left behind, for their short grace); not as long as whoever holds its output open
             try:
@@ -502,7 +527,7 @@ class TrialProcess:
                 log: Any = open(self.trial_dir / f"worker-{rank}.log", "wb")
             except OSError as err:
                 self.warn(f"{self.trial_dir / f'worker-{rank}.log'}: {err.strerror or err}; the worker logs nowhere")
-                log = asyncio.subprocess.DEVNULL
+                log = subprocess.DEVNULL
             try:
                 proc = await _spawn(worker.argv, {**env, **worker.env, "RANK": str(rank)}, self.workdir, log,
                                     self.kill_grace)
@@ -524,7 +549,7 @@ class TrialProcess:
                 p.kill()
         return [await p.exited() for p in procs]
 
-    async def _pump(self, proc: asyncio.subprocess.Process, collecting: Collector, log: Any) -> None:
+    async def _pump(self, proc: _Proc, collecting: Collector, log: Any) -> None:
         """Copy the trial's output to its log and feed each line to the metrics collector."""
         assert proc.stdout is not None
         written = 0
@@ -545,7 +570,7 @@ class TrialProcess:
         if last:
             collecting.feed_output(last)
 
-    async def _tail(self, proc: asyncio.subprocess.Process, collecting: Collector) -> None:
+    async def _tail(self, proc: _Proc, collecting: Collector) -> None:
         """While the trial runs, what it reports outside its output (a File collector's file), every
         :data:`_TAIL_EVERY` seconds, so early stopping sees those values too."""
         while proc.returncode is None:
