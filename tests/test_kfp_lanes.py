@@ -11,6 +11,7 @@ against the real store. Where the backend cannot run here, its rule is modelled 
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -230,3 +231,38 @@ def test_lanes_run_under_kfp_local_with_uneven_trials_a_dying_one_and_an_evicted
     assert len(lanes[slow]) < len(lanes[next(iter(set(lanes) - {slow}))])  # the fast lane refilled its slot
     trial_pods = handler.trial_commands()  # 5 trials, the evicted one twice; the wrapper is the artifact
     assert len(trial_pods) == 6 and all(Path(c[1]).read_text() == WRAPPER_SOURCE for c in trial_pods)
+
+
+# --------------------------------------------------------------------------- pipelines/kfp-lanes-example.yaml
+
+
+def test_compiled_lanes_example_is_fresh_and_holds_no_password(tmp_path: Path) -> None:
+    """The checked-in example matches a fresh compile (KFP numbers nested components in no stable
+    order, so executors, component names, the platform spec and the interface are compared)."""
+    import re
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "kfp-lanes-example.yaml"
+    subprocess.run([sys.executable, str(ROOT / "pipelines" / "kfp_lanes_example.py"), "-o", str(out)], check=True,
+                   capture_output=True, cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "HP_IMAGE"})
+
+    def essence(path: Path) -> tuple:
+        ir, platform = _ir(path)
+        executors = sorted(json.dumps(e, sort_keys=True) for e in ir["deploymentSpec"]["executors"].values())
+        names = sorted(re.sub(r"(-\d+)+$", "", k) for k in ir["components"])
+        return executors, names, platform, ir["root"].get("outputDefinitions"), ir["pipelineInfo"]
+
+    checked_in = ROOT / "pipelines" / "kfp-lanes-example.yaml"
+    assert essence(out) == essence(checked_in), \
+        "pipelines/kfp-lanes-example.yaml is stale: run python pipelines/kfp_lanes_example.py"
+    ir, platform = _ir(checked_in)
+    assert "katib-postgres" in checked_in.read_text() and ":5432/hp" in checked_in.read_text()
+    import sqlalchemy
+
+    urls = set(re.findall(r"postgresql\+psycopg://[^\s\"']+", checked_in.read_text()))
+    assert urls and all(sqlalchemy.engine.make_url(u).password is None for u in urls)
+    assert {c["secretAsEnv"][0]["secretName"] for c in
+            platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()} == {"hp-db"}
