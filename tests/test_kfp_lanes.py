@@ -266,3 +266,4 @@ def test_compiled_lanes_example_is_fresh_and_holds_no_password(tmp_path: Path) -
     assert urls and all(sqlalchemy.engine.make_url(u).password is None for u in urls)
     assert {c["secretAsEnv"][0]["secretName"] for c in
             platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"].values()} == {"hp-db"}
+

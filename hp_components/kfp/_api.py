@@ -168,7 +168,8 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
          parallel_trial_count: int = 3, max_failed_trial_count: int | None = None,
          objective_output: str | None = None, metrics_output: str | None = None, image: str | None = None,
          name: str | None = None, arguments: Mapping[str, Any] | None = None,
-         configure: Any = None, catch_failures: bool = True) -> Any:
+         configure: Any = None, catch_failures: bool = True, storage: str | None = None,
+         storage_secret: str | None = None) -> Any:
     """Add a hyperparameter search over ``train`` to the pipeline being defined; returns its task.
 
     Give the search either as ``parameters`` (+ ``objective``, ``max_trial_count``, ...) or as a
@@ -177,9 +178,23 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
     may set resources on each trial task (e.g. ``lambda t: t.set_accelerator_type("nvidia.com/gpu")``).
     With ``catch_failures`` (the default, for lightweight Python components whose objective is a
     returned value) an exception or ``sys.exit`` in ``train`` is a recorded ``Failed`` trial instead of
-    a failed run (see :mod:`hp_components.kfp._safe`).
+    a failed run (see :mod:`hp_components.kfp._safe`). With ``storage`` (a PostgreSQL/MySQL URL
+    without its password, the cluster's pods reach it; ``storage_secret``: the Kubernetes Secret
+    ``NAME[:KEY]`` holding the password) the search runs as ``parallel_trial_count`` lanes over that
+    store instead of rounds (see :mod:`hp_components.kfp._lanes`).
     """
     from hp_components.kfp._pipeline import tuning_graph
+
+    store = None
+    if storage is not None:
+        from hp_components.kfp._lanes import LaneStore
+
+        store = LaneStore(storage, storage_secret)
+        if metrics_output is not None:
+            raise KfpError("tune(storage=...): lanes read a float or str objective output, not a Metrics "
+                           "artifact (metrics_output); use objective_output or rounds (no storage)")
+    elif storage_secret is not None:
+        raise KfpError("tune(storage_secret=...): give storage= too (the lanes' store)")
 
     spec_inputs = train.component_spec.inputs or {}
     spec_outputs = train.component_spec.outputs or {}
@@ -237,8 +252,13 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
             configure(task)
         return task, task.outputs[out_name]
 
-    graph = tuning_graph(exp, {"fields": fields}, trial, image=image, metrics_artifacts=metrics_output is not None,
-                         name=exp.name)
+    if store is not None:
+        from hp_components.kfp._lanes import lanes_graph
+
+        graph = lanes_graph(exp, {"fields": fields}, trial, store, image=image, name=exp.name)
+    else:
+        graph = tuning_graph(exp, {"fields": fields}, trial, image=image,
+                             metrics_artifacts=metrics_output is not None, name=exp.name)
     task = graph()
     task.set_caching_options(False)
     task.set_display_name(f"tune {exp.name}")
