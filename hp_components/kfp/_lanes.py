@@ -1,23 +1,27 @@
 """Lanes on KFP: ``parallelTrialCount`` lanes over a shared experiment store, no round barrier.
 
-KFP v2 has no recursion, so each lane is unrolled at compile time into ``L`` nested steps::
+KFP v2 has no recursion, so each lane is unrolled at compile time into ``L`` nested step
+sub-pipelines::
 
     wrapper                                   -> the metrics wrapper (artifact), once per run
     ParallelFor(lanes 0..P-1, parallelism=P):
-        suggest-1   (hp-tune step lane-suggest: claim a slot, suggest one trial, or end the lane)
-        If(suggest-1.done == False):
-            ParallelFor(suggest-1.trials)  -> trial      (the rounds' trial: wrapper, GPU limits,
+        suggest   (hp-tune step lane-suggest: claim a slot, suggest one trial, or end the lane)
+        step-1(done, trials, name):                      a sub-pipeline
+            If(done == False):
+                ParallelFor(trials) -> trial             (the rounds' trial: wrapper, GPU limits,
                                                           retries, stop rule)
-            record-1(Collected(trial.observation))       (hp-tune step lane-record)
-            suggest-2 (after record-1)
-            If(suggest-2.done == False): ...             (down to step L)
+                record(Collected(trial.observation))     (hp-tune step lane-record)
+                suggest (after record) -> step-2(its done, trials, name) ... down to step L
+                                          (after step L the suggest only logs why the lane ends)
     summary (after the lanes)                 -> best_parameters, best_objective, best_trial, status
 
 Nested, not chained: once a lane ends nothing more of it runs (on the backend every task, even a
-skipped one, costs a driver pod). Each step nests one more Argo template (a condition), so the
-k-th trial pod runs at depth k + 10 (root 2, lanes loop 3, k conditions, trial loop 3, pod 2):
-:data:`MAX_LANE_STEPS` keeps 5 levels spare for a caller. The trial runs in a one-item loop
-because only a loop item's fields can reach a component's inputs.
+skipped one, costs a driver pod). Each step is a sub-pipeline with its guard on its own input:
+its own scope keeps the IR linear in ``L`` (KFP passes every enclosing condition's inputs down a
+nested ``If``) and kfp.local resolves a condition on a parent input. Each step nests two Argo
+templates, so the k-th trial pod runs at depth 2k + 10 (root 2, lanes loop 3, 2 per step, trial
+loop 3, pod 2): :data:`MAX_LANE_STEPS`. The trial runs in a one-item loop because only a loop
+item's fields can reach a component's inputs.
 
 How many steps: ``ceil(maxTrialCount / parallelTrialCount)`` is enough for exactly
 ``maxTrialCount`` trials (a lane ends before its cap only when the experiment is done, so if every
