@@ -456,9 +456,9 @@ def compile_(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the compiled YAML"),
     kind: Optional[str] = typer.Option(None, help="argo: workflowtemplate (default) or workflow"),
     image: Optional[str] = typer.Option(None, envvar="HP_IMAGE", help=_IMAGE_HELP),
-    lanes: bool = typer.Option(False, "--lanes", help="argo: parallelTrialCount asynchronous lanes over --storage (no round barrier)"),
-    storage: Optional[str] = typer.Option(None, help="argo --lanes: the experiment store's URL, without its password"),
-    storage_secret: Optional[str] = typer.Option(None, help="argo --lanes: the Kubernetes Secret NAME[:KEY] holding the store's password"),
+    lanes: bool = typer.Option(False, "--lanes", help="argo, kfp: parallelTrialCount asynchronous lanes over --storage (no round barrier)"),
+    storage: Optional[str] = typer.Option(None, help="argo, kfp --lanes: the experiment store's URL, without its password"),
+    storage_secret: Optional[str] = typer.Option(None, help="argo, kfp --lanes: the Kubernetes Secret NAME[:KEY] holding the store's password"),
 ) -> None:
     """Compile an experiment for an engine (KFP v2 IR YAML, Argo YAML, or the defaulted spec for local)."""
     exp = _load(file)

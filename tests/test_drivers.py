@@ -119,7 +119,7 @@ def test_the_cli_names_the_driver_and_its_options(tmp_path):
     assert done.returncode == 2 and "--target must be one of argo, kfp, local" in done.stderr
     done = subprocess.run([*cli, "submit", str(spec), "--target", "kfp", "--argo-server", "http://x"],
                           capture_output=True, text=True, cwd=ROOT)
-    assert done.returncode == 2 and "--argo-server: not an option of --target kfp (its options: --host, --token)" in done.stderr
+    assert done.returncode == 2 and "--argo-server: not an option of --target kfp (its options: --host, --token, --lanes, --storage, --storage-secret)" in done.stderr
     done = subprocess.run([*cli, "compile", str(spec), "--target", "local", "-o", str(tmp_path / "out.yaml")],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr

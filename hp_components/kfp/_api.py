@@ -47,16 +47,26 @@ _KFP_TYPES = {"NUMBER_DOUBLE": "float", "NUMBER_INTEGER": "int", "STRING": "str"
               "Float": "float", "Integer": "int", "String": "str", "Boolean": "bool"}
 
 
-def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_backoff: str | None = None) -> Any:
+def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_backoff: str | None = None,
+                        lanes: Any = None) -> Any:
     """A compiled-to-be KFP pipeline (graph component) running Katib Experiment ``exp``.
 
     ``retry_backoff`` (default :data:`hp_components.kfp._pipeline.RETRY_BACKOFF`) is the wait before
-    the first retry of a failed pod.
+    the first retry of a failed pod. ``lanes``: a :class:`hp_components.kfp._lanes.LaneStore` for
+    ``parallelTrialCount`` lanes over that store instead of rounds (see :mod:`hp_components.kfp._lanes`).
     """
     from hp_components.kfp._pipeline import RETRY_BACKOFF
 
     retry_backoff = retry_backoff or RETRY_BACKOFF
     from hp_components.kfp._pipeline import tuning_graph
+
+    if lanes is not None:
+        from hp_components.kfp._lanes import lanes_graph
+
+        def graph(exp: Experiment, config: dict, trial: Any, **kw: Any) -> Any:
+            return lanes_graph(exp, config, trial, lanes, **kw)
+    else:
+        graph = tuning_graph
 
     check_experiment(exp)
     fields = trial_fields(exp)
@@ -68,7 +78,7 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_back
             task.set_display_name("trial")
             return task, task.outputs["observation"]
 
-        return tuning_graph(exp, {"fields": fields}, launched, image=image, retry_backoff=retry_backoff)
+        return graph(exp, {"fields": fields}, launched, image=image, retry_backoff=retry_backoff)
 
     comp = trial_component(exp)
 
@@ -78,18 +88,30 @@ def experiment_pipeline(exp: Experiment, *, image: str | None = None, retry_back
         task.set_display_name("trial")
         return task, task.outputs["observation"]
 
-    return tuning_graph(exp, {"fields": fields}, trial, image=image, uses_wrapper=True, retry_backoff=retry_backoff)
+    return graph(exp, {"fields": fields}, trial, image=image, uses_wrapper=True, retry_backoff=retry_backoff)
 
 
 def compile_experiment(exp: Experiment, output: Path | str, *, kind: str | None = None, image: str | None = None,
-                       storage: str | None = None) -> None:
-    """Compile Katib Experiment ``exp`` into a KFP v2 IR YAML at ``output`` (``kind``/``storage`` unused).
+                       storage: str | None = None, lanes: bool = False, storage_secret: str | None = None) -> None:
+    """Compile Katib Experiment ``exp`` into a KFP v2 IR YAML at ``output`` (``kind`` unused).
 
+    With ``lanes``, ``parallelTrialCount`` lanes over the store at ``storage`` (a URL without its
+    password; ``storage_secret``: the Kubernetes Secret ``NAME[:KEY]`` holding it) instead of rounds.
     Raises :class:`UnsupportedExperiment` (a ValueError naming the field) for what KFP cannot run.
     """
     from kfp import compiler
 
-    pipeline = experiment_pipeline(exp, image=image)
+    store = None
+    if lanes:
+        from hp_components.kfp._lanes import LaneStore
+
+        if not storage:
+            raise UnsupportedExperiment("--storage", "--lanes needs the experiment store the lanes share "
+                                        "(--storage postgresql+psycopg://user@host:5432/db)")
+        store = LaneStore(storage, storage_secret)
+    elif storage or storage_secret:
+        raise UnsupportedExperiment("--storage", "is for --lanes only (rounds keep their state in an artifact)")
+    pipeline = experiment_pipeline(exp, image=image, lanes=store)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline, str(output))
 
@@ -146,7 +168,8 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
          parallel_trial_count: int = 3, max_failed_trial_count: int | None = None,
          objective_output: str | None = None, metrics_output: str | None = None, image: str | None = None,
          name: str | None = None, arguments: Mapping[str, Any] | None = None,
-         configure: Any = None, catch_failures: bool = True) -> Any:
+         configure: Any = None, catch_failures: bool = True, storage: str | None = None,
+         storage_secret: str | None = None) -> Any:
     """Add a hyperparameter search over ``train`` to the pipeline being defined; returns its task.
 
     Give the search either as ``parameters`` (+ ``objective``, ``max_trial_count``, ...) or as a
@@ -155,9 +178,23 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
     may set resources on each trial task (e.g. ``lambda t: t.set_accelerator_type("nvidia.com/gpu")``).
     With ``catch_failures`` (the default, for lightweight Python components whose objective is a
     returned value) an exception or ``sys.exit`` in ``train`` is a recorded ``Failed`` trial instead of
-    a failed run (see :mod:`hp_components.kfp._safe`).
+    a failed run (see :mod:`hp_components.kfp._safe`). With ``storage`` (a PostgreSQL/MySQL URL
+    without its password, the cluster's pods reach it; ``storage_secret``: the Kubernetes Secret
+    ``NAME[:KEY]`` holding the password) the search runs as ``parallel_trial_count`` lanes over that
+    store instead of rounds (see :mod:`hp_components.kfp._lanes`).
     """
     from hp_components.kfp._pipeline import tuning_graph
+
+    store = None
+    if storage is not None:
+        from hp_components.kfp._lanes import LaneStore
+
+        store = LaneStore(storage, storage_secret)
+        if metrics_output is not None:
+            raise KfpError("tune(storage=...): lanes read a float or str objective output, not a Metrics "
+                           "artifact (metrics_output); use objective_output or rounds (no storage)")
+    elif storage_secret is not None:
+        raise KfpError("tune(storage_secret=...): give storage= too (the lanes' store)")
 
     spec_inputs = train.component_spec.inputs or {}
     spec_outputs = train.component_spec.outputs or {}
@@ -215,8 +252,13 @@ def tune(train: Any, *, parameters: Mapping[str, Any] | Sequence[Mapping[str, An
             configure(task)
         return task, task.outputs[out_name]
 
-    graph = tuning_graph(exp, {"fields": fields}, trial, image=image, metrics_artifacts=metrics_output is not None,
-                         name=exp.name)
+    if store is not None:
+        from hp_components.kfp._lanes import lanes_graph
+
+        graph = lanes_graph(exp, {"fields": fields}, trial, store, image=image, name=exp.name)
+    else:
+        graph = tuning_graph(exp, {"fields": fields}, trial, image=image,
+                             metrics_artifacts=metrics_output is not None, name=exp.name)
     task = graph()
     task.set_caching_options(False)
     task.set_display_name(f"tune {exp.name}")

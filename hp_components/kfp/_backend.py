@@ -139,20 +139,28 @@ def workflow_spec_bytes(ir: dict[str, Any], platform: dict[str, Any] | None = No
     return total
 
 
-def _trial_components(ir: dict[str, Any]) -> list[str]:
-    """The components run inside a ParallelFor (the trial tasks)."""
+def _loop_leaves(ir: dict[str, Any]) -> list[tuple[str, int]]:
+    """(container component, how many ParallelFors enclose it) for every leaf task."""
     out = []
 
-    def walk(dag_spec: dict[str, Any], in_loop: bool) -> None:
+    def walk(dag_spec: dict[str, Any], loops: int) -> None:
         for task in (dag_spec.get("tasks") or {}).values():
             comp = _component(ir, task)
-            loop = in_loop or "parameterIterator" in task
+            inner = loops + ("parameterIterator" in task)
             if "dag" in comp:
-                walk(comp["dag"], loop)
-            elif loop:
-                out.append(task["componentRef"]["name"])
-    walk(ir["root"]["dag"], False)
+                walk(comp["dag"], inner)
+            else:
+                out.append((task["componentRef"]["name"], inner))
+    walk(ir["root"]["dag"], 0)
     return out
+
+
+def _trial_components(ir: dict[str, Any]) -> list[str]:
+    """The trial tasks' components: those inside the innermost ParallelFors (a round's trial loop,
+    a lane's one-item trial loop inside the lanes loop)."""
+    leaves = _loop_leaves(ir)
+    deepest = max((n for _, n in leaves), default=0)
+    return [name for name, n in leaves if deepest and n == deepest]
 
 
 def _leaves_below_root(ir: dict[str, Any]) -> list[str]:
@@ -318,6 +326,8 @@ def workflow_status_bytes(ir: dict[str, Any], trials: int, rounds: int, values: 
     # the steps of a round: leaves inside the root's sub-DAGs but outside the loop (ours: collect,
     # gather, no-trials; a round runs collect and gather or no-trials)
     step_comps = sorted(set(_leaves_below_root(ir)) - {trial_comp})
+    if not step_comps:  # lanes: the suggest and record steps sit in the lanes loop, outside the trial loop
+        step_comps = sorted({name for name, n in _loop_leaves(ir) if n and name != trial_comp})
     for i in range(trials):
         if trial_comp:
             container_task(trial_comp, trial_inputs[0], i)

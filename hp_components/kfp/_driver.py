@@ -21,11 +21,15 @@ class KfpDriver(Driver):
     options = {
         "host": "the KFP API endpoint (default: kfp.Client's, in-cluster or ~/.config/kfp)",
         "token": "bearer token for the KFP API",
+        "lanes": "compile: parallelTrialCount asynchronous lanes over a shared store instead of rounds",
+        "storage": "compile --lanes: the experiment store's URL, without its password",
+        "storage_secret": "compile --lanes: the Kubernetes Secret NAME[:KEY] holding the store's password",
     }
 
     def compile(self, exp: Experiment, output: Path, *, image: str | None = None, **options: Any) -> list[Path]:
-        self.check_options(options)
-        compile_experiment(exp, output, image=image)
+        chosen = self.check_options(options)
+        compile_experiment(exp, output, image=image, lanes=bool(chosen.get("lanes")), storage=chosen.get("storage"),
+                           storage_secret=chosen.get("storage_secret"))
         return [Path(output)]
 
     def submit(self, exp: Experiment, *, image: str | None = None, namespace: str | None = None, **options: Any) -> str:

@@ -253,3 +253,47 @@ def collect_state(experiment: Any, state_path: str, items: Sequence[dict[str, An
     out = collect_round(experiment, state["history"], items, observations, config)
     write_state(out_path, out["history"], out["status"])
     return out["next_trials"], bool(out["done"]), out["status"]
+
+
+# --------------------------------------------------------------------------- lanes (hp-tune step lane-*)
+
+
+def _lane_step(command: str, args: Sequence[str]) -> dict[str, Any]:
+    """Run ``hp-tune step <command> <args>`` (the engine-independent lane step) and read its JSON result.
+
+    Its stderr goes to this step's log; a non-zero exit (2: bad input, 3: the store unreachable,
+    naming the host and the Secret) ends this step with the same code.
+    """
+    import subprocess
+    import sys
+
+    proc = subprocess.run(["hp-tune", "step", command, *args], capture_output=True, text=True)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode != 0:
+        raise SystemExit(proc.returncode)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def lane_claim(experiment: str, storage: str, config: dict[str, Any], *, lane: str, run: str, depth: int,
+               max_per_lane: int) -> tuple[list[dict[str, Any]], str, bool, str]:
+    """``lane-suggest`` for lane ``lane`` of run ``run``: (loop items: the one claimed trial or none, its
+    name, whether the lane ends, why)."""
+    out = _lane_step("lane-suggest", ["--experiment", experiment, "--storage", storage, "--lane", str(lane),
+                                      "--run", run, "--depth", str(depth), "--max-per-lane", str(max_per_lane)])
+    if out["done"]:
+        return [], "", True, out["reason"]
+    return [_flat(out["trial"], config)], out["trial"]["name"], False, out["reason"]
+
+
+def lane_record_trial(experiment: str, storage: str, name: str, observations: Sequence[Any]) -> dict[str, Any]:
+    """``lane-record`` of trial ``name`` with the trial step's outputs (wrapper JSON, a bare objective
+    value, or none: recorded Failed ``NoObservation``)."""
+    objective = experiment_from(experiment).spec.objective.objective_metric_name
+    obs = [o for o in (observation_of(v, objective) for v in observations or []) if o is not None]
+    return _lane_step("lane-record", ["--experiment", experiment, "--storage", storage, "--name", name,
+                                      "--observations", json.dumps([{**o, "name": name} for o in obs])])
+
+
+def lane_results(experiment: str, storage: str) -> dict[str, Any]:
+    """``lane-summary``: ``{"status", "done", "best": {name, parameters, objective}}`` from the store."""
+    return _lane_step("lane-summary", ["--experiment", experiment, "--storage", storage])
