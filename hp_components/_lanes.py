@@ -32,6 +32,7 @@ import zlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
+from hp_components.drivers import LaneStore
 from hp_components.experiment import Experiment
 from hp_components.status import experiment_status, remaining_slots
 from hp_components.steps import _as_dict, stop_rules_for, suggest_step, trial_from_observation
@@ -42,10 +43,9 @@ from hp_components.trials import Trial
 __all__ = ["LANE_BACKENDS", "PASSWORD_ENV", "SECRET_ENV", "Claim", "StoreUnreachable", "lane_record", "lane_suggest",
            "lane_summary", "open_store", "with_password"]
 
-#: the environment variable the store's password comes from (mapped from a Kubernetes Secret)
-PASSWORD_ENV = "HP_STORAGE_PASSWORD"
-#: the environment variable naming that Secret (``name/key``), for error messages only
-SECRET_ENV = "HP_STORAGE_SECRET"
+#: the environment variable the store's password comes from (mapped from a Kubernetes Secret), and the
+#: one naming that Secret (``name/key``, for error messages only): the drivers' LaneStore sets them
+PASSWORD_ENV, SECRET_ENV = LaneStore.PASSWORD_ENV, LaneStore.SECRET_ENV
 #: the databases lanes run on (SQLite: lanes on one machine only), and what needs them (for messages)
 LANE_BACKENDS, LANE_NEED = ("postgresql", "mysql", "sqlite"), "lanes need a database their steps share"
 #: how long a lane waits for a free slot, or for an algorithm that holds back, before it ends

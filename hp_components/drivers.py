@@ -25,12 +25,13 @@ from __future__ import annotations
 import abc
 import importlib
 import importlib.metadata
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from hp_components.experiment import Experiment
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "STATUS_KEYS", "Driver", "DriverError", "available", "get_driver"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "STATUS_KEYS", "Driver", "DriverError", "LaneStore", "available", "get_driver"]
 
 ENTRY_POINT_GROUP = "hp_components.drivers"
 #: the drivers that come with hp-components: name -> "module:class" (imported on first use)
@@ -90,6 +91,51 @@ class Driver(abc.ABC):
     def after_submit(self, exp: Experiment, spec_file: str) -> str:
         """A note for the user once a run started ("" for none)."""
         return ""
+
+
+class LaneStore:
+    """The experiment store a cluster's lanes share (``--lanes --storage URL --storage-secret NAME[:KEY]``),
+    checked once for every driver: a PostgreSQL or MySQL URL without a password (it would be written
+    into the compiled pipeline) and the Kubernetes Secret ``name`` or ``name:key`` (key ``password`` by
+    default) whose value reaches the lane steps as :attr:`PASSWORD_ENV`. Raises ``error(field,
+    message)`` (the driver's own ValueError) naming ``--storage`` or ``--storage-secret``::
+
+        store = LaneStore("postgresql+psycopg://katib@katib-postgres:5432/hp", "hp-db", CompileError)
+        store.secret_name, store.secret_key   # ('hp-db', 'password')
+    """
+
+    #: the environment variable the lane steps read the password from, and the one naming its Secret
+    PASSWORD_ENV, SECRET_ENV = "HP_STORAGE_PASSWORD", "HP_STORAGE_SECRET"
+    _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # a Secret's name: a DNS subdomain
+    _KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")  # a Secret's data key
+
+    def __init__(self, storage: str, secret: str | None = None, error: type[ValueError] = DriverError):
+        from hp_components.store import StoreConflict, parse_storage
+
+        def fail(field: str, message: str) -> ValueError:
+            return error(field, message) if error is not DriverError else DriverError(f"{field}: {message}")
+
+        try:
+            url = parse_storage(storage, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
+        except StoreConflict as e:
+            raise fail("--storage", str(e)) from None
+        if url.password:
+            raise fail("--storage", "holds a password, which would be written into the pipeline; drop it from the "
+                                    "URL and give the Secret that holds it (--storage-secret NAME[:KEY])")
+        self.secret_name: str | None = None
+        self.secret_key: str | None = None
+        if secret is not None:
+            name, _, key = secret.partition(":")
+            if not self._NAME.fullmatch(name) or (key and not self._KEY.fullmatch(key)):
+                raise fail("--storage-secret", f"{secret!r}: give a Secret name (lower-case letters, digits, '-', "
+                                               "'.') and optionally :KEY (letters, digits, '-', '_', '.')")
+            self.secret_name, self.secret_key = name, key or "password"
+        self.storage = storage
+
+    @property
+    def secret(self) -> str:
+        """``name/key`` of the Secret, for the lane steps' messages ("" without one)."""
+        return f"{self.secret_name}/{self.secret_key}" if self.secret_name else ""
 
 
 def _flag(option: str) -> str:

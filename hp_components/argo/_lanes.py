@@ -27,9 +27,9 @@ from typing import Any
 
 from hera.workflows import Container, Parameter, Step, Steps, Workflow, WorkflowTemplate, models as m
 
+from hp_components.drivers import LaneStore
 from hp_components.experiment import Experiment
 from hp_components.jobs import created_as_job
-from hp_components.store import StoreConflict, parse_storage
 from hp_components.template import deadline
 from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, STOP_RULE_KEY, uses_stop_rules
 
@@ -43,34 +43,20 @@ __all__ = ["Lanes", "MAX_LANE_TRIALS", "lanes_workflow", "lanes_workflow_templat
 #: maxAllowedStackDepth); a lane's k-th trial pod runs at depth k + 3 (main, k lane levels, trial, pod)
 MAX_LANE_TRIALS = MAX_ROUNDS
 #: the environment variables the lane steps read (hp_components._lanes)
-PASSWORD_ENV, SECRET_ENV = "HP_STORAGE_PASSWORD", "HP_STORAGE_SECRET"
+PASSWORD_ENV, SECRET_ENV = LaneStore.PASSWORD_ENV, LaneStore.SECRET_ENV
 
 
-class Lanes:
+class Lanes(LaneStore):
     """Compile the lane shape against the experiment store at ``storage`` (a SQLAlchemy URL without a
     password; PostgreSQL or MySQL, reachable from the cluster's pods); ``secret``: the Kubernetes
-    Secret ``name`` or ``name:key`` (default key ``password``) holding the database password::
+    Secret ``name`` or ``name:key`` (default key ``password``) holding the database password
+    (:class:`hp_components.drivers.LaneStore` checks both)::
 
         workflow_template(exp, lanes=Lanes("postgresql+psycopg://katib@katib-postgres:5432/hp", "hp-db"))
     """
 
     def __init__(self, storage: str, secret: str | None = None):
-        try:
-            url = parse_storage(storage, ("postgresql", "mysql"), "lanes need a database server the cluster's pods reach")
-        except StoreConflict as e:
-            raise CompileError("--storage", str(e)) from None
-        if url.password:
-            raise CompileError("--storage", "holds a password, which would be written into the YAML; drop it from "
-                               "the URL and give the Secret that holds it (--storage-secret NAME[:KEY])")
-        if secret is not None:
-            name, _, key = secret.partition(":")
-            if not name or not _DNS.fullmatch(name) or (key and not _KEY.fullmatch(key)):
-                raise CompileError("--storage-secret", f"{secret!r}: give a Secret name (lower-case letters, digits, "
-                                   "'-', '.') and optionally :KEY (letters, digits, '-', '_', '.')")
-            self.secret_name, self.secret_key = name, key or "password"
-        else:
-            self.secret_name = self.secret_key = None
-        self.storage = storage
+        super().__init__(storage, secret, CompileError)
 
     def env(self) -> list[m.EnvVar]:
         """The lane steps' environment: the password from the Secret, and the Secret's name for messages."""
@@ -78,11 +64,9 @@ class Lanes:
             return []
         return [m.EnvVar(name=PASSWORD_ENV, value_from=m.EnvVarSource(
                     secret_key_ref=m.SecretKeySelector(name=self.secret_name, key=self.secret_key))),
-                m.EnvVar(name=SECRET_ENV, value=f"{self.secret_name}/{self.secret_key}")]
+                m.EnvVar(name=SECRET_ENV, value=self.secret)]
 
 
-_DNS = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
 def lost_after(exp: Experiment, opts: Options) -> int:

@@ -38,6 +38,7 @@ import re
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from hp_components import drivers
 from hp_components.experiment import Experiment
 from hp_components.steps import DEFAULT_IMAGE
 
@@ -50,44 +51,20 @@ __all__ = ["LaneStore", "MAX_LANE_STEPS", "lane_steps", "lanes_graph"]
 #: for a pipeline that calls the tuning (and stays under the depth warning of _backend.check_ir)
 MAX_LANE_STEPS = 34
 #: the environment variables the lane steps read (hp_components/_lanes.py)
-PASSWORD_ENV, SECRET_ENV = "HP_STORAGE_PASSWORD", "HP_STORAGE_SECRET"
-_DNS = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+PASSWORD_ENV, SECRET_ENV = drivers.LaneStore.PASSWORD_ENV, drivers.LaneStore.SECRET_ENV
 
 
-class LaneStore:
+class LaneStore(drivers.LaneStore):
     """The experiment store the lanes share: a SQLAlchemy URL without a password (PostgreSQL or
     MySQL the cluster's pods reach) and the Kubernetes Secret ``name[:key]`` (key ``password`` by
-    default) whose value the steps get as ``HP_STORAGE_PASSWORD``::
+    default) whose value the steps get as ``HP_STORAGE_PASSWORD`` (:class:`hp_components.drivers.LaneStore`
+    checks both)::
 
         LaneStore("postgresql+psycopg://hp@katib-postgres.kubeflow:5432/hp", "hp-db")
     """
 
     def __init__(self, storage: str, secret: Optional[str] = None):
-        import sqlalchemy
-
-        try:
-            url = sqlalchemy.engine.make_url(storage)
-        except sqlalchemy.exc.ArgumentError:
-            raise UnsupportedExperiment("--storage", f"{storage!r} is not a database URL; write "
-                                        "postgresql+psycopg://user@host:5432/db or mysql+pymysql://user@host/db") from None
-        if url.get_backend_name() not in ("postgresql", "mysql"):
-            raise UnsupportedExperiment("--storage", "lanes need a database server the cluster's pods reach "
-                                        f"(PostgreSQL or MySQL), not {url.get_backend_name()}")
-        if url.password:
-            raise UnsupportedExperiment("--storage", "holds a password, which would be written into the pipeline; "
-                                        "drop it from the URL and give the Secret that holds it "
-                                        "(--storage-secret NAME[:KEY])")
-        self.secret_name: Optional[str] = None
-        self.secret_key: Optional[str] = None
-        if secret is not None:
-            name, _, key = secret.partition(":")
-            if not _DNS.fullmatch(name) or (key and not _KEY.fullmatch(key)):
-                raise UnsupportedExperiment("--storage-secret", f"{secret!r}: give a Secret name (lower-case "
-                                            "letters, digits, '-', '.') and optionally :KEY (letters, digits, "
-                                            "'-', '_', '.')")
-            self.secret_name, self.secret_key = name, key or "password"
-        self.storage = storage
+        super().__init__(storage, secret, UnsupportedExperiment)
 
     def configure(self, task: Any) -> Any:
         """The password from the Secret as ``HP_STORAGE_PASSWORD`` (kfp-kubernetes ``use_secret_as_env``)."""
@@ -95,7 +72,7 @@ class LaneStore:
             from kfp import kubernetes
 
             kubernetes.use_secret_as_env(task, self.secret_name, {self.secret_key: PASSWORD_ENV})
-            task.set_env_variable(SECRET_ENV, f"{self.secret_name}/{self.secret_key}")
+            task.set_env_variable(SECRET_ENV, self.secret)
         return task
 
 
