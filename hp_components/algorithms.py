@@ -550,33 +550,20 @@ def _compress_bad_tail(frozen: list[optuna.trial.FrozenTrial], direction: str) -
 
 
 def _sobol_points(space: "SearchSpace", random_state: int, skip: int, count: int) -> list[dict[str, Any]]:
-    """Points ``skip`` .. ``skip + count - 1`` of the scrambled Sobol sequence of ``random_state``."""
+    """Points ``skip`` .. ``skip + count - 1`` of the scrambled Sobol sequence of ``random_state``
+    (SciPy's, drawn without importing scipy.stats: hp_components._sobol)."""
     if count <= 0:
         return []
-    from scipy.stats import qmc  # imported here: only the quasi-random designs need scipy
+    from hp_components._sobol import sobol
 
-    engine = qmc.Sobol(d=len(space), scramble=True, seed=random_state)
-    if skip:
-        engine.fast_forward(skip)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # scipy prefers powers of two; any count is fine here
-        points = engine.random(count)
-    return [space.from_unit(p) for p in points]
+    return [space.from_unit(p) for p in sobol(len(space), random_state, skip, count)]
 
 
 class Sobol(Algorithm):
     name = "sobol"
 
     def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
-        from scipy.stats import qmc  # imported here: only this algorithm needs scipy
-
-        engine = qmc.Sobol(d=len(space), scramble=True, seed=self.options.get("random_state", 0))
-        if history:
-            engine.fast_forward(len(history))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scipy prefers powers of two; any count is fine here
-            points = engine.random(count)
-        return [(space.from_unit(p), {}) for p in points]
+        return [(p, {}) for p in _sobol_points(space, self.options.get("random_state", 0), len(history), count)]
 
 
 class Grid(Algorithm):
