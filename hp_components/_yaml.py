@@ -28,6 +28,8 @@ from typing import Any, Iterator
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from hp_components.spec import shown  # noqa: F401  re-exported: how an error message shows a value
+
 __all__ = ["load_documents", "YamlRefused", "ALIAS_BUDGET", "shown"]
 
 #: how many nodes aliases may add to a document beyond the nodes written out (a Katib
@@ -37,16 +39,6 @@ ALIAS_BUDGET = 10_000
 _TAG = "tag:yaml.org,2002:"
 _JSON_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map")}
 _MERGE = _TAG + "merge"
-_SHOWN = 60
-
-
-def shown(value: Any, limit: int = _SHOWN) -> str:
-    """``repr(value)``, cut to about ``limit`` characters for error messages (a 50 MB name is not echoed)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value)} characters" if isinstance(value, (str, bytes, list, dict)) else f"{len(text)} characters shown"
-    return f"{text[:limit]}... ({size})"
 
 
 class YamlRefused(ValueError):

@@ -29,12 +29,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import re2  # noqa: F401  google-re2: filters are validated with RE2 (metrics.py would fall back to re without it)
-import yaml
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from hp_components import algorithms
-from hp_components._yaml import YamlRefused, load_documents, shown
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
 from hp_components.metrics import COLLECTORS, Collector, collector
@@ -44,7 +42,7 @@ from hp_components.spec import *  # noqa: F403  the model, re-exported: hp_compo
 from hp_components.spec import __all__ as _spec_names
 from hp_components.spec import (KUBEFLOW_JOB_KINDS, META_KEYS, Experiment, ExperimentSpec,
                                  FileSystemPath, MetricsCollectorSpec, MetricStrategy, ObjectiveSpec, SourceSpec, SpecError,
-                                 find_containers, is_meta_reference, placeholders)
+                                 find_containers, is_meta_reference, placeholders, shown)
 
 __all__ = ["load_experiment", "new_experiment", "parse_experiment", "trial_collector", *_spec_names]
 
@@ -159,6 +157,10 @@ def load_experiment(source: Union[str, Path, Mapping[str, Any]]) -> Experiment:
             ) from None
     else:
         text = str(source)
+    import yaml  # imported here: the pipeline steps hand their Experiment as JSON (a dict by then)
+
+    from hp_components._yaml import YamlRefused, load_documents
+
     try:
         docs = [d for d in load_documents(text) if d is not None]
     except YamlRefused as err:

@@ -13,7 +13,6 @@ import json
 import re
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -39,6 +38,15 @@ def _cut(text: str, limit: int) -> str:
         return text
     head, tail = limit * 3 // 5, limit // 5
     return f"{text[:head]} ... ({len(text) - head - tail} characters cut) ... {text[-tail:]}"
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to about ``limit`` characters for error messages (a 50 MB name is not echoed)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, (str, bytes, list, dict)) else f"{len(text)} characters shown"
+    return f"{text[:limit]}... ({size})"
 
 
 class SpecError(ValueError):
@@ -261,6 +269,8 @@ class Experiment(_Model):
 
     def to_yaml(self) -> str:
         """The spec as Katib YAML, ready for ``kubectl apply`` or ``hp-tune run``."""
+        import yaml  # imported here: the pipeline steps read and write JSON only
+
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def to_json(self) -> str:

@@ -80,6 +80,31 @@ def test_the_steps_import_neither_typer_rich_nor_sqlalchemy(script: Path, tmp_pa
     assert loaded.stdout.strip() == "True"  # the probe would see typer if the fast path used the CLI
 
 
+def test_the_steps_import_only_what_they_use(tmp_path: Path) -> None:
+    """Every suggest and collect pod pays its imports: with the Experiment as inline JSON (as the compiled
+    pipelines hand it) neither PyYAML nor scipy.stats is loaded, at history 0 with the GP's Sobol design
+    (``auto``) and later with multivariate TPE; the CLI's libraries never are."""
+    from hp_components.experiment import load_experiment
+    from hp_components.trials import Trial, dump_history
+
+    data = load_experiment(EXAMPLE).to_dict()
+    data["spec"].update(algorithm={"algorithmName": "auto"}, maxTrialCount=500)
+    exp = json.dumps(data)
+    space = {p["name"]: p["feasibleSpace"] for p in data["spec"]["parameters"]}
+    history = [Trial(name=f"t-{i}", assignments={n: str(f.get("min") or f["list"][0]) for n, f in space.items()},
+                     condition="Succeeded", objective_value=0.5) for i in range(120)]
+    (tmp_path / "h.json").write_text(dump_history(history))
+    banned = {"yaml", "scipy.stats", "typer", "rich", "sqlalchemy", "hp_components.cli", "hp_components.store"}
+    for history_arg in ("", str(tmp_path / "h.json")):
+        probe = [sys.executable, "-X", "importtime", "-m", "hp_components._entry", "step", "suggest", "--experiment", exp,
+                 "--history", history_arg, "--count", "4", "--trials-out", str(tmp_path / "b.json")]
+        res = subprocess.run(probe, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
+        assert "hp_components.steps" in imported and not banned & imported, banned & imported
+        assert len(json.loads((tmp_path / "b.json").read_text())) == 4
+
+
 @pytest.mark.parametrize("args, message", [
     (["step", "suggest", "--experiment", "missing.yaml"], "error: --experiment"),
     (["step", "suggest", "--experiment", str(EXAMPLE), "--history", "[oops"], "error: --history: not valid JSON"),
