@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algorithms", help="latency/quality/model: comma-separated subset")
     p.add_argument("--sizes", help="latency/steps: history sizes (default 0,100,1000); size: maxTrialCounts (default 10,100,1000)")
     p.add_argument("--repeats", type=int, help="latency: timed repeats per cell (default 3, --quick 1); steps: interleaved runs (default 5, --quick 1)")
-    p.add_argument("--modes", help="quality: batch8,sequential (with --modes or --functions, the other cells' last numbers are kept)")
+    p.add_argument("--modes", help="quality: sequential,batch3,batch8 (with --modes or --functions, the other cells' last numbers are kept)")
+    p.add_argument("--merge", help="quality: comma-separated --out folders of runs made side by side; their cells "
+                   "replace the same cells of --out's quality.json (each row keeps its command, date and load)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
     p.add_argument("--before", default="main", help="slots: the git commit to compare this tree with (default main)")
     p.add_argument("--cases", help="slots: comma-separated subset (gp-3s,random-0.2s)")
@@ -49,11 +51,14 @@ def main(argv: list[str] | None = None) -> int:
             gp.run(sizes=sizes, repeats=a.repeats or (1 if q else 3), out_dir=a.out)
         elif part == "quality":
             from benchmarks import quality
+            if a.merge:
+                quality.merge([Path(d) for d in a.merge.split(",")], a.out)
+                continue
             functions = a.functions.split(",") if a.functions else ("branin", "hartmann6", "mixed")
             default = ["auto", "tpe", "optuna-tpe", "optuna-random"] if q else quality.OURS + quality.PEERS
             quality.run(functions=functions, algorithms=algos or default, seeds=a.seeds or (2 if q else 10),
                         trials=a.trials or (24 if q else 48), out_dir=a.out, keep_other_modes=bool(a.modes or a.functions),
-                        modes=a.modes.split(",") if a.modes else ("batch8",) if q else ("batch8", "sequential"))
+                        modes=a.modes.split(",") if a.modes else ("batch8",) if q else ("batch8", "batch3", "sequential"))
         elif part == "model":
             from benchmarks import model
             model.run(algorithms=algos or (["random", "auto"] if q else model.run.__defaults__[0]),

@@ -153,3 +153,41 @@ def test_no_local_point_inside_the_box_or_for_a_sequential_ask():
     edge = local_history({"x": 0.0, "y": 0.5})
     assert _local_point(edge, LOCAL_SPACE, "minimize", 3, True, 0) is not None
     assert _local_point(edge[:-1], LOCAL_SPACE, "minimize", 1, False, 0) is None  # nothing running, one point
+
+
+def _plain_gpsampler_ask(exp, history):
+    """What a fresh Optuna GPSampler asks after ``history`` with the seed suggest() gives this ask."""
+    import warnings
+
+    import optuna
+
+    from hp_components.algorithms import _frozen, derive_seed
+    from hp_components.space import SearchSpace
+    from hp_components.suggest import random_state
+
+    space = SearchSpace(exp.spec.parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(direction=exp.spec.objective.type, sampler=optuna.samplers.GPSampler(
+            seed=derive_seed(random_state(exp), len(history)), n_startup_trials=10))
+        study.add_trials([_frozen(t, space) for t in history])
+        return space.assignments(study.ask(space.distributions).params)
+
+
+@pytest.mark.parametrize("n", [3, 12])
+def test_a_sequential_ask_is_optunas_gpsampler_on_the_same_history(basic_dict, n):
+    """One point with nothing running: the random start (n=3) and the fitted GP's log-EI (n=12) are GPSampler's."""
+    pytest.importorskip("torch")
+    exp, history = gp_history(basic_dict, n)
+    (ours,) = suggest(exp, history, 1)
+    assert ours.assignments == _plain_gpsampler_ask(exp, history)
+    assert not ours.system_attrs.get(EXPLOIT_ATTR) and not ours.system_attrs.get(LOCAL_ATTR)
+
+
+def test_a_parallel_ask_is_not_the_plain_gpsampler_path(basic_dict):
+    """With a trial still running, one asked point is the batch path's (here its posterior-mean point)."""
+    pytest.importorskip("torch")
+    exp, history = gp_history(basic_dict, 12)
+    history[-1].condition, history[-1].objective_value = "Running", None
+    (ours,) = suggest(exp, history, 1)
+    assert ours.system_attrs.get(EXPLOIT_ATTR)

@@ -42,3 +42,32 @@ def test_gp_part_compares_with_a_fresh_gpsampler(tmp_path):
     (row,) = json.loads((tmp_path / "gp.json").read_text())["results"]
     assert row["history"] == 12 and row["count"] == 8 and row["repeats"] == 1
     assert row["ratio_cpu"] == row["ours_cpu_median_s"] / row["plain_gpsampler_cpu_median_s"] > 0
+
+
+def test_quality_batch3_runs_every_gp_peer_and_merges_side_by_side_runs(tmp_path):
+    """batch3 asks 3 before any is told; BoTorch's peer models from its first result after the
+    Sobol start; --merge folds another folder's cells in, each row keeping its own command."""
+    import pytest
+
+    pytest.importorskip("botorch")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["quality", "--modes", "batch3", "--functions", "branin", "--algorithms", "botorch-qlognei,auto",
+                 "--seeds", "1", "--trials", "11", "--out", str(a)]) == 0
+    assert main(["quality", "--modes", "sequential", "--functions", "mixed", "--algorithms", "random",
+                 "--seeds", "2", "--trials", "5", "--out", str(b)]) == 0
+    doc = json.loads((a / "quality.json").read_text())
+    assert [(r["mode"], r["algorithm"]) for r in doc["results"]] == [("batch3", "botorch-qlognei"), ("batch3", "auto")]
+    assert all(r["regrets"][0] >= 0 and r["trials"] == 11 for r in doc["results"])
+    trace = doc["median_regret_traces"]["branin/batch3/botorch-qlognei"]
+    assert len(trace) == 11 and trace == sorted(trace, reverse=True)
+    assert main(["quality", "--merge", str(b), "--out", str(a)]) == 0
+    merged = json.loads((a / "quality.json").read_text())
+    assert {(r["function"], r["mode"], r["algorithm"]) for r in merged["results"]} == {
+        ("branin", "batch3", "botorch-qlognei"), ("branin", "batch3", "auto"), ("mixed", "sequential", "random")}
+    assert {r["measured_by"] for r in merged["results"]} == {
+        f"python -m benchmarks quality --modes batch3 --functions branin --algorithms botorch-qlognei,auto --seeds 1 "
+        f"--trials 11 --out {a}",
+        f"python -m benchmarks quality --modes sequential --functions mixed --algorithms random --seeds 2 --trials 5 "
+        f"--out {b}"}
+    assert [m["command"].split(" --out")[0] for m in merged["merged_from"]] == [
+        "python -m benchmarks quality --modes sequential --functions mixed --algorithms random --seeds 2 --trials 5"]
