@@ -120,6 +120,11 @@ class Algorithm:
         """Why this algorithm cannot run in this Python environment, or None."""
         return None
 
+    def problem(self) -> str | None:
+        """Why this algorithm, with its settings, cannot run in this Python environment, or None
+        (:meth:`runtime_problem` unless the settings choose a part that needs less)."""
+        return self.runtime_problem()
+
 
 class _SharedDistributions(optuna.trial.FrozenTrial):
     """A history trial that an in-memory study copies cheaply.
@@ -348,6 +353,10 @@ class GaussianProcess(OptunaAlgorithm):
             return {"acq_optimizer": f"lbfgs needs a differentiable surrogate; base_estimator {values['base_estimator']} "
                                      "is a tree ensemble, use acq_optimizer sampling or auto (as scikit-optimize requires)"}
         return {}
+
+    def problem(self) -> str | None:
+        """The tree surrogates (RF/ET/GBRT) run on scikit-learn (checked with the settings), not PyTorch."""
+        return None if self.options.get("base_estimator", "GP") != "GP" else self.runtime_problem()
 
     def _tree_suggest(self, space, history, count, direction, seed) -> list[Suggestion]:
         """A batch from the tree-ensemble surrogate named by ``base_estimator`` (see hp_components._trees)."""
@@ -754,6 +763,9 @@ class Auto(Algorithm):
         choice = auto_choice(spec) if spec is not None else "multivariate-tpe"
         self.choice = choice  # the first suggestion's algorithm
         self.inner = ALGORITHMS[choice](dict(settings))
+
+    def problem(self) -> str | None:
+        return self.inner.problem()
 
     def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
         choice = auto_choice(self.spec, len(history)) if self.spec is not None else self.choice

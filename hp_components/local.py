@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hp_components.algorithms import Auto, GaussianProcess, find_algorithm
+from hp_components.algorithms import Auto, GaussianProcess, find_algorithm, get_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
@@ -94,11 +94,8 @@ def gpus_per_trial(experiment: Experiment) -> int:
 
 def check_runnable(experiment: Experiment) -> None:
     """Raise :class:`RunnerError` when this experiment cannot run locally (before anything runs)."""
-    name = experiment.spec.algorithm.algorithm_name
-    algo = find_algorithm(name)
-    if algo is Auto:
-        algo = Auto({}, experiment.spec).inner.__class__
-    problem = algo.runtime_problem()
+    algorithm = experiment.spec.algorithm
+    problem = get_algorithm(algorithm.algorithm_name, algorithm.settings(), experiment.spec).problem()
     if problem:
         raise RunnerError(f"spec.algorithm.algorithmName: {problem}")
     probe = _probe_container(experiment)

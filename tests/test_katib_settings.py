@@ -138,6 +138,22 @@ def test_gp_hedge_draws_each_point_from_the_portfolio(basic_dict):
     assert members <= {"EI", "PI", "LCB"} and len(members) >= 2
 
 
+def test_tree_surrogates_run_without_pytorch_and_the_gp_is_refused_naming_it(basic_dict, monkeypatch):
+    """GaussianProcess.runtime_problem asks importlib for torch; here it answers "not installed"."""
+    import importlib.util
+
+    from hp_components.local import RunnerError, check_runnable
+
+    pytest.importorskip("sklearn")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    check_runnable(_exp(basic_dict, "bayesianoptimization", base_estimator="RF"))  # scikit-learn's trees
+    for name, settings in (("bayesianoptimization", {}), ("bayesianoptimization", {"base_estimator": "GP"})):
+        with pytest.raises(RunnerError, match="spec.algorithm.algorithmName: bayesianoptimization runs on Optuna's "
+                                              "GPSampler, which needs PyTorch"):
+            check_runnable(_exp(basic_dict, name, **settings))
+
+
 def test_trees_with_lbfgs_are_refused(basic_dict):
     pytest.importorskip("sklearn")
     with pytest.raises(SpecError) as err:
