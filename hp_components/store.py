@@ -36,6 +36,7 @@ import socket
 import sqlite3
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
@@ -547,9 +548,12 @@ class ExperimentStore:
         self.previous_spec: dict[str, Any] | None = None
         try:
             self.study_id = self.storage.create_new_study([direction], experiment.name)
-            # optuna-dashboard and Optuna's plots name the objective by it, not "Objective 0"
-            optuna.load_study(study_name=experiment.name, storage=self.storage).set_metric_names(
-                [experiment.spec.objective.objective_metric_name])
+            # optuna-dashboard and Optuna's plots name the objective by it, not "Objective 0"; the API has
+            # been "experimental" since Optuna 3.2, a warning the user of hp-tune can do nothing about
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.load_study(study_name=experiment.name, storage=self.storage).set_metric_names(
+                    [experiment.spec.objective.objective_metric_name])
             self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
         except optuna.exceptions.DuplicatedStudyError:
             self.study_id = self.storage.get_study_id_from_name(experiment.name)

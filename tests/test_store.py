@@ -10,6 +10,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,16 @@ def test_store_round_trip(storage_url, basic_dict):
     assert [x.condition for x in again] == ["Created", "Succeeded", "Created"]
     assert again[1].objective_value == 0.5 and again[1].intermediate_values == [(0, 0.1), (1, 0.3)]
     assert again[1].assignments == created[1].assignments
+
+
+def test_creating_and_reopening_a_store_warns_nothing(storage_url, basic_dict):
+    """hp-tune run printed Optuna's ExperimentalWarning for set_metric_names on every new experiment."""
+    exp = parse_experiment(basic_dict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = ExperimentStore(storage_url, exp)
+        store.create(suggest(exp, store.history(), 1))
+        assert len(ExperimentStore(storage_url, exp).history()) == 1
 
 
 def test_non_finite_values_round_trip_and_a_finished_trial_stays_as_written(storage_url, basic_dict):
