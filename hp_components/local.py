@@ -451,7 +451,9 @@ class _Runner:
             self._collect_all(done)
 
     async def _abandon(self) -> None:
-        """Stop every trial's processes without writing anything (the store failed; a resume reruns them)."""
+        """Stop every trial's processes without writing anything (the store failed; a resume reruns them),
+        then take in the error of every writer job still in flight (the failing store fails them too;
+        asyncio would print each one nobody took in as "Future exception was never retrieved")."""
         for tp in self.running.values():
             tp.signal(signal.SIGTERM)
         if self.tasks:
@@ -460,6 +462,10 @@ class _Runner:
                 tp.signal(signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending)
+        jobs = [*self.commits, *([self.creating] if self.creating is not None else [])]
+        await asyncio.gather(*jobs, return_exceptions=True)
+        self.commits.clear()
+        self.creating = None
 
     def _stop_message(self) -> str:
         return "stopped because the experiment ended" if self.stop_as and self.stop_as[0] == "Killed" \

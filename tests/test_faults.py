@@ -96,3 +96,35 @@ def test_a_damaged_store_is_a_runtime_fault(tmp_path):
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr and "not a database" in done.stderr, done.stderr
     assert "damaged" in done.stderr
+
+
+def test_a_failing_store_leaves_no_unretrieved_writer_error(tmp_path, monkeypatch, caplog):
+    """Every writer job in flight when the store fails has its error taken in: asyncio logs an error no
+    one retrieved as "Future exception was never retrieved" with a traceback on stderr (CI saw it under
+    the full-store test above, when two writes failed at once). Here every save waits, then fails as a
+    full SQLite file does, so that several writes are queued when the first failure reaches the runner."""
+    import gc
+    import logging
+    import sqlite3
+    import time as _time
+
+    import optuna
+    import pytest
+
+    from hp_components.local import run_local
+    from hp_components.store import StoreFault
+
+    def failing_save(self, trial):
+        _time.sleep(0.3)
+        try:
+            raise sqlite3.OperationalError("disk I/O error")
+        except sqlite3.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") from err
+
+    monkeypatch.setattr(ExperimentStore, "save", failing_save)
+    exp = parse_experiment(script_experiment("inflight", "print('loss=1')", maxTrialCount=40, parallelTrialCount=4))
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    with pytest.raises(StoreFault, match="disk I/O error"):
+        run_local(exp, storage=f"sqlite:///{tmp_path}/s.db", run_dir=tmp_path / "runs", kill_grace=1.0)
+    gc.collect()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()], caplog.text
