@@ -137,6 +137,22 @@ class LaneStore:
         """``name/key`` of the Secret, for the lane steps' messages ("" without one)."""
         return f"{self.secret_name}/{self.secret_key}" if self.secret_name else ""
 
+    @staticmethod
+    def lost_after(trial_limit: float | None, retries: int, pending: float, backoff: float = 0.0,
+                   ceiling: float | None = None) -> int | None:
+        """Seconds after which a lane trial still Running in the store is lost (``lane-suggest
+        --lost-after``): the longest its trial step can run, each of its ``retries + 1`` attempts its
+        trial deadline ``trial_limit`` + 60 s (the wrapper's kill and upload) + ``pending`` (the pod's
+        start) + 300 s, plus the retries' ``backoff`` and 600 s for the steps around it; at most
+        ``ceiling`` (a run deadline no trial outlives). None (never lost) without either bound::
+
+            LaneStore.lost_after(600, retries=2, pending=600)   # 3 * (600 + 60 + 600 + 300) + 600 = 5280
+        """
+        if not trial_limit:
+            return int(ceiling) if ceiling else None
+        bound = int((retries + 1) * (trial_limit + 60 + pending + 300) + backoff + 600)
+        return min(int(ceiling), bound) if ceiling else bound
+
 
 def _flag(option: str) -> str:
     return "--" + option.replace("_", "-")

@@ -141,6 +141,57 @@ def test_steps_per_lane_cover_the_worst_case_or_say_so() -> None:
         lane_steps(_exp(12, 3), cap=3)
 
 
+def _suggest_lost_after(ir: dict[str, Any]) -> set[Any]:
+    """The ``lost_after`` argument of every lane-suggest task anywhere in the IR (root and sub-DAGs)."""
+    found: set[Any] = set()
+    for comp in [ir["root"], *ir["components"].values()]:
+        for task in comp.get("dag", {}).get("tasks", {}).values():
+            params = task.get("inputs", {}).get("parameters", {})
+            if "lost_after" in params:
+                found.add(params["lost_after"]["runtimeValue"]["constant"])
+    return found
+
+
+def test_a_lane_trial_is_lost_after_the_longest_its_trial_step_runs(tmp_path: Path) -> None:
+    """With a trial deadline every lane-suggest gets --lost-after: 3 attempts (RETRIES 2) of deadline + 60 s +
+    1800 s to start + 300 s, the retries' backoff (30 s, doubling) and 600 s; without one, 0 (never lost:
+    KFP has no run deadline to bound a trial by)."""
+    from hp_components.kfp._lanes import lost_after
+
+    spec = script_experiment("lanes", LOSS, maxTrialCount=4, parallelTrialCount=2)
+    spec["spec"]["trialTemplate"]["trialSpec"]["spec"]["activeDeadlineSeconds"] = 600
+    timed = load_experiment(spec)
+    assert lost_after(timed) == 3 * (600 + 60 + 1800 + 300) + (30 + 60) + 600
+    assert lost_after(timed, "1m") == 3 * (600 + 60 + 1800 + 300) + (60 + 120) + 600
+    assert lost_after(_exp(4, 2)) is None
+    compile_experiment(timed, tmp_path / "timed.yaml", lanes=True, storage=URL)
+    assert _suggest_lost_after(_ir(tmp_path / "timed.yaml")[0]) == {lost_after(timed)}
+    compile_experiment(_exp(4, 2), tmp_path / "untimed.yaml", lanes=True, storage=URL)
+    assert _suggest_lost_after(_ir(tmp_path / "untimed.yaml")[0]) == {0}
+
+
+def test_the_kfp_lane_claim_records_a_dead_pods_trial_lost_and_takes_its_slot(pg: str, monkeypatch) -> None:
+    """A trial pod that fails after its retries ends its lane on KFP and leaves its trial Running. The
+    lane-suggest step of another lane (kfp/_runtime.lane_claim, running the real hp-tune step) records it
+    Failed (TrialLost) past --lost-after and claims the slot (without --lost-after it would wait:
+tests/test_lanes.py test_a_trial_of_a_deleted_workflow_is_recorded_lost_and_frees_its_slot)."""
+    from hp_components._lanes import lane_suggest
+    from hp_components.kfp._runtime import lane_claim
+    from tests.test_lanes import _backdate
+
+    bare, password = split_password(pg)
+    monkeypatch.setenv(PASSWORD_ENV, password)
+    exp = _exp(3, 1)
+    dead = lane_suggest(exp, pg, lane=0, run="run-1")
+    _backdate(pg, exp, dead.item["name"], 601)
+    items, name, done, reason = lane_claim(exp.to_json(), bare, {}, lane="1", run="run-1", depth=0, max_per_lane=3,
+                                           lost_after=600)
+    assert not done and name != dead.item["name"] and len(items) == 1
+    stored = {t.name: t for t in ExperimentStore(pg, exp).history()}
+    assert (stored[dead.item["name"]].condition, stored[dead.item["name"]].reason) == ("Failed", "TrialLost")
+    assert stored[name].condition == "Running"
+
+
 def test_depth_grows_two_levels_per_step_and_stays_under_argos_limit(tmp_path: Path) -> None:
     # D1 2 + lanes ParallelFor D3 3 + per step a sub-pipeline and its guard D2 2 + trial loop 3 + pod D4 2
     for trials, steps in ((3, 2), (6, 5)):

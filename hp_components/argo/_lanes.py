@@ -70,16 +70,14 @@ class Lanes(LaneStore):
 
 
 def lost_after(exp: Experiment, opts: Options) -> int:
-    """Seconds after which a lane trial still Running in the store is lost (``lane-suggest --lost-after``):
-    the longest its trial step can run with its retries (trial deadline + 60 s pod safety net + the
-    pendingTimeout + 300 s, per attempt) and the steps around it (600 s), as the round shape's deadline
-    counts a round; without a trial deadline, the workflow's own deadline (no trial outlives it)."""
-    limit = deadline(exp.spec.trial_template.trial_spec or {})
-    workflow = _deadline(exp, opts)
-    if not limit:
-        return workflow
+    """Seconds after which a lane trial still Running in the store is lost (``lane-suggest --lost-after``,
+    :meth:`LaneStore.lost_after`): the trial step with its retries (its pod's start bounded by the
+    pendingTimeout, 1800 s by default), at most the workflow's own deadline (no trial outlives it)."""
     pending = _seconds(opts.pending_timeout) if opts.pending_timeout else 1800
-    return min(workflow, int((opts.retries + 1) * (limit + 60 + pending + 300) + 600))
+    bound = LaneStore.lost_after(deadline(exp.spec.trial_template.trial_spec or {}), opts.retries, pending,
+                                 ceiling=_deadline(exp, opts))
+    assert bound is not None  # the workflow deadline is always set
+    return bound
 
 
 def build_lanes(exp: Experiment, image: str | None, holder: Any, opts: Options, extras: dict[str, dict[str, Any]],

@@ -21,15 +21,17 @@ __all__ = ["LaneComponents", "lane_components"]
 
 
 def lane_suggest(experiment: str, config: dict, storage: str, lane: str, run: str, depth: int,
-                 max_per_lane: int) -> NamedTuple("LaneClaim", [("trials", list), ("name", str), ("done", bool)]):
+                 max_per_lane: int, lost_after: int = 0) -> NamedTuple("LaneClaim", [("trials", list), ("name", str),
+                                                                                   ("done", bool)]):
     """Claim a slot in the store and suggest one trial for this lane: ``trials`` is that one loop
-    item (none when the lane ends: the experiment is done, or this lane ran ``max_per_lane``)."""
+    item (none when the lane ends: the experiment is done, or this lane ran ``max_per_lane``).
+    ``lost_after`` (seconds, 0: never): a lane trial Running longer is recorded Failed (TrialLost)."""
     from collections import namedtuple
 
     from hp_components.kfp._runtime import lane_claim
 
     items, name, done, reason = lane_claim(experiment, storage, config, lane=lane, run=run, depth=depth,
-                                           max_per_lane=max_per_lane)
+                                           max_per_lane=max_per_lane, lost_after=lost_after or None)
     print(f"lane {lane}, step {depth + 1}: " + (f"ends ({reason})" if done else f"runs {name}"))
     return namedtuple("LaneClaim", ["trials", "name", "done"])(items, name, done)
 

@@ -44,7 +44,7 @@ from hp_components.steps import DEFAULT_IMAGE
 
 from hp_components.kfp._errors import UnsupportedExperiment
 
-__all__ = ["LaneStore", "MAX_LANE_STEPS", "lane_steps", "lanes_graph"]
+__all__ = ["LaneStore", "MAX_LANE_STEPS", "lane_steps", "lanes_graph", "lost_after"]
 
 #: steps one lane is unrolled to at most: Argo nests templates at most 100 deep (controller.go
 #: getMaxStackDepth); a lane's k-th trial pod runs at depth 2k + 10, so 34 (depth 78) keeps 20 levels
@@ -130,6 +130,7 @@ def lanes_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, st
     steps = lane_components(image or DEFAULT_IMAGE)
     p = exp.spec.parallel_trial_count
     backoff = retry_backoff or RETRY_BACKOFF
+    lost = lost_after(exp, backoff)
     base = name or exp.name
 
     def retried(task: Any) -> Any:
@@ -139,7 +140,7 @@ def lanes_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, st
         def suggest(experiment: Any, config: Any, lane: Any, depth: int) -> Any:
             s = retried(store.configure(steps.suggest(
                 experiment=experiment, config=config, storage=store.storage, lane=lane,
-                run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, depth=depth, max_per_lane=count)))
+                run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, depth=depth, max_per_lane=count, lost_after=lost or 0)))
             return s.set_display_name("suggest" if depth < count else "lane-end")
 
         def lane_step(k: int) -> Any:
@@ -211,6 +212,37 @@ def lanes_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, st
                       "idles while slower lanes finish (raise spec.parallelTrialCount or lower spec.maxTrialCount "
                       "to avoid it)", UserWarning, stacklevel=3)
     return graph
+
+
+#: the longest a trial pod may wait to start (Pending) before its trial counts as lost: KFP has no
+#: pendingTimeout, so this is Argo's default for the rounds (hp_components/argo Options.pending_timeout)
+PENDING_SECONDS = 1800
+
+
+def lost_after(exp: Experiment, retry_backoff: str = "30s") -> Optional[int]:
+    """Seconds after which a lane trial still Running in the store is lost (``lane-suggest
+    --lost-after``, :meth:`hp_components.drivers.LaneStore.lost_after`): its trial step with its
+    :data:`~hp_components.kfp._pipeline.RETRIES` retries and their backoff (doubling from
+    ``retry_backoff``), each attempt bounded by the trial's ``activeDeadlineSeconds`` (the metrics
+    wrapper's ``--timeout``) and :data:`PENDING_SECONDS` to start. None without a trial deadline: KFP
+    has no run deadline, so no bound says a trial is lost, and a lane's dead pod keeps its slot.
+
+    >>> from hp_components.experiment import new_experiment
+    >>> exp = new_experiment("e", [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "0", "max": "1"}}],
+    ...                      {"name": "t", "image": "i", "command": ["run", "${trialParameters.x}"],
+    ...                       "activeDeadlineSeconds": 600}, objective_metric_name="loss", objective_type="minimize",
+    ...                      algorithm_name="random", max_trial_count=12, parallel_trial_count=3)
+    >>> lost_after(exp, "30s")   # 3 * (600 + 60 + 1800 + 300) + (30 + 60) + 600
+    8970
+    """
+    from hp_components.kfp._pipeline import RETRIES
+    from hp_components.template import deadline
+
+    unit = re.fullmatch(r"(\d+)([smh]?)", retry_backoff.strip())
+    first = int(unit.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[unit.group(2)] if unit else 3600
+    backoff = sum(min(first * 2 ** k, 3600) for k in range(RETRIES))  # the backend caps a backoff at 1 h
+    return drivers.LaneStore.lost_after(deadline(exp.spec.trial_template.trial_spec or {}), RETRIES,
+                                        PENDING_SECONDS, backoff)
 
 
 def _fitting_steps(exp: Experiment, spec_of: Callable[[int], Dict[str, Any]]) -> Tuple[int, int]:

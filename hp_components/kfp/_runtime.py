@@ -275,11 +275,12 @@ def _lane_step(command: str, args: Sequence[str]) -> dict[str, Any]:
 
 
 def lane_claim(experiment: str, storage: str, config: dict[str, Any], *, lane: str, run: str, depth: int,
-               max_per_lane: int) -> tuple[list[dict[str, Any]], str, bool, str]:
+               max_per_lane: int, lost_after: float | None = None) -> tuple[list[dict[str, Any]], str, bool, str]:
     """``lane-suggest`` for lane ``lane`` of run ``run``: (loop items: the one claimed trial or none, its
-    name, whether the lane ends, why)."""
+    name, whether the lane ends, why); ``lost_after``: its ``--lost-after`` (None: no trial is ever lost)."""
+    lost = ["--lost-after", f"{lost_after:g}"] if lost_after else []
     out = _lane_step("lane-suggest", ["--experiment", experiment, "--storage", storage, "--lane", str(lane),
-                                      "--run", run, "--depth", str(depth), "--max-per-lane", str(max_per_lane)])
+                                      "--run", run, "--depth", str(depth), "--max-per-lane", str(max_per_lane), *lost])
     if out["done"]:
         return [], "", True, out["reason"]
     return [_flat(out["trial"], config)], out["trial"]["name"], False, out["reason"]
