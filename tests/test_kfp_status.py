@@ -339,3 +339,92 @@ def test_a_finished_run_replays_every_round_and_skips_the_rounds_after_done(api,
     assert len(out["trials"]) == 4 and rows[nxt[1]["hp_trial"]]["condition"] == "Failed"  # the failing command
     assert out["status"]["trialsSucceeded"] == 3 and out["status"]["trialsFailed"] == 1
     assert out["trialCounts"] == {"started": 4, "finished": 4, "running": 0, "task_failed": 0}
+
+
+# --------------------------------------------------------------------------- a lanes run (--lanes)
+
+@pytest.fixture
+def lanes_run(tmp_path: Path, monkeypatch) -> Iterator[dict[str, Any]]:
+    """A lanes run's executions with real values: claims by the real ``hp-tune step lane-suggest``
+    (kfp/_runtime.lane_claim) against a real PostgreSQL, observations from the real wrapper, verdicts
+    from the real ``lane-record``. Lane 0 ran one trial (recorded) and ended; lane 1's first trial pod
+    failed after its retries (its lane ended, no record), its claim still Running in the store."""
+    from hp_components.kfp._lanes import PASSWORD_ENV
+    from hp_components.kfp._runtime import lane_claim, lane_record_trial
+    from tests.lanes_store import postgres_database, split_password
+
+    for url in postgres_database():
+        bare, password = split_password(url)
+        monkeypatch.setenv(PASSWORD_ENV, password)
+        exp = load_experiment(script_experiment("lanes-status", "print('loss=1')", maxTrialCount=2, parallelTrialCount=2))
+        exp_json, config = exp.to_json(), {"fields": trial_fields(exp)}
+        base = {"experiment": exp_json, "config": config, "storage": bare, "run": RUN_ID, "max_per_lane": 2}
+        e: list[dict[str, Any]] = []
+
+        def add(name: str, state: int, inputs: dict[str, Any], outputs: dict[str, Any] | None) -> None:
+            e.append({"id": 300 + len(e), "display_name": name, "state": state, "inputs": inputs, "outputs": outputs})
+
+        claimed = {}
+        for lane in ("0", "1"):
+            items, name, done, _ = lane_claim(exp_json, bare, config, lane=lane, run=RUN_ID, depth=0, max_per_lane=2)
+            claimed[lane] = items[0]
+            add("suggest", COMPLETE, {**base, "lane": lane, "depth": 0}, {"trials": items, "name": name, "done": done})
+        first = claimed["0"]
+        obs = _observe(tmp_path, exp, 0.25, first["hp_trial"])
+        add("trial", COMPLETE, {k: v for k, v in first.items() if k != "hp_item"}, {"observation": obs})
+        verdict = lane_record_trial(exp_json, bare, first["hp_trial"], [obs])
+        add("record", COMPLETE, {"experiment": exp_json, "storage": bare, "name": first["hp_trial"], "observations": [obs]},
+            {"Output": json.dumps(verdict)})
+        _, _, done, reason = lane_claim(exp_json, bare, config, lane="0", run=RUN_ID, depth=1, max_per_lane=2)
+        add("suggest", COMPLETE, {**base, "lane": "0", "depth": 1},
+            {"trials": [], "name": "", "done": done})
+        add("trial", 4, {k: v for k, v in claimed["1"].items() if k != "hp_item"}, None)  # FAILED after its retries
+        yield {"executions": e, "claimed": claimed, "first_done": (done, reason), "url": url, "exp": exp}
+
+
+def test_status_of_a_lanes_run_replays_its_claims_and_records(api, fixture_run, lanes_run, capsys, monkeypatch) -> None:
+    """Through the fake UI host (R1, then R2's grpc-web pages): what hp-tune status prints."""
+    from hp_components.store import ExperimentStore
+
+    monkeypatch.setitem(fixture_run, "executions", lanes_run["executions"])
+    out = _status(api, capsys)
+    one, two = lanes_run["claimed"]["0"], lanes_run["claimed"]["1"]
+    rows = {t["name"]: t for t in out["trials"]}
+    assert list(rows) == [one["hp_trial"], two["hp_trial"]]
+    assert (rows[one["hp_trial"]]["condition"], rows[one["hp_trial"]]["objectiveValue"]) == ("Succeeded", 0.25)
+    assert rows[one["hp_trial"]]["parameters"] == {a["name"]: a["value"] for a in one["hp_item"]["parameterAssignments"]}
+    # the pod that failed after its retries: its trial is Running in the store too, and says why
+    assert (rows[two["hp_trial"]]["condition"], rows[two["hp_trial"]]["reason"]) == ("Running", "TrialPodFailed")
+    stored = {t.name: t.condition for t in ExperimentStore(lanes_run["url"], lanes_run["exp"]).history()}
+    assert stored == {one["hp_trial"]: "Succeeded", two["hp_trial"]: "Running"}
+    assert out["best"] == {"name": one["hp_trial"], "objective": 0.25, "parameters": rows[one["hp_trial"]]["parameters"]}
+    assert out["status"]["trialsSucceeded"] == 1 and out["status"]["trialsRunning"] == 1
+    assert out["trialCounts"] == {"started": 2, "finished": 2, "running": 0, "task_failed": 1}
+    assert out["lanes"] == {"trials_recorded": 1, "ended": 1} and lanes_run["first_done"][0] is True
+    assert out["rounds_collected"] is None and "best_note" not in out
+
+
+def test_a_lanes_record_that_found_its_trial_lost_keeps_it_lost(api, fixture_run, lanes_run, capsys, monkeypatch) -> None:
+    """lane-record's verdict is the store's: a trial recorded TrialLost before its late record stays Failed."""
+    executions = [dict(e) for e in lanes_run["executions"]]
+    record = next(e for e in executions if e["display_name"] == "record")
+    name = record["inputs"]["name"]
+    record["outputs"] = {"Output": json.dumps({"name": name, "condition": "Failed", "reason": "TrialLost"})}
+    monkeypatch.setitem(fixture_run, "executions", executions)
+    out = _status(api, capsys)
+    row = next(t for t in out["trials"] if t["name"] == name)
+    assert (row["condition"], row["reason"], row["objectiveValue"]) == ("Failed", "TrialLost", None)
+    assert out["best"] is None and out["status"]["trialsFailed"] == 1
+
+
+def test_the_compiled_lanes_pipeline_names_the_tasks_status_reads(tmp_path: Path) -> None:
+    from hp_components.kfp import compile_experiment
+
+    exp = load_experiment(script_experiment("names", "print('loss=1')", maxTrialCount=4, parallelTrialCount=2))
+    compile_experiment(exp, tmp_path / "p.yaml", lanes=True, storage="postgresql+psycopg://hp@db:5432/hp")
+    ir = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    tasks = [t for c in [ir["root"], *ir["components"].values()] for t in ((c.get("dag") or {}).get("tasks") or {}).values()]
+    names = {t["taskInfo"]["name"] for t in tasks}
+    assert {"suggest", "lane-end", "record", "trial", "summary"} <= names
+    suggest = next(t for t in tasks if t["taskInfo"]["name"] == "suggest")
+    assert "storage" in suggest["inputs"]["parameters"]  # how status tells a lanes run from rounds

@@ -20,6 +20,9 @@ R2 ML Metadata through grpc-web (:mod:`hp_components.kfp._mlmd`): every task's e
    step's ``history`` input; a batch not collected yet comes from the last step's
    ``next_trials``/``trials`` output, each item with its trial execution's state and observation.
 
+A lanes run (``--lanes``) has no collect steps: its trials are the ``suggest`` steps' claims, judged
+from their ``record`` steps' inputs and verdicts (:func:`_from_lane_executions`).
+
 Without R2 (a ``--host`` that is the API server itself, or an older UI), the answer has the run's
 state and the trial tasks counted from R1, ``best`` is None and ``best_note`` says why.
 """
@@ -84,8 +87,77 @@ def _trial_name(execution: dict[str, Any]) -> str | None:
         return None
 
 
+def _from_lane_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """A lanes run (``--lanes``, :mod:`hp_components.kfp._lanes`) replayed from its executions: each
+    ``suggest``/``lane-end`` step's claimed trial (its ``trials`` output, one loop item), judged from its
+    ``record`` step's ``observations`` input as ``lane-record`` judged it (its JSON output gives the
+    store's verdict: a trial recorded lost stays lost), else from its trial execution (running, or its
+    pod failed after its retries); Katib's status over them. None when the run is not a lanes run. The
+    store is the full truth (``hp-tune report --storage URL``): another run's trials are not here."""
+    from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY
+    from hp_components.kfp._runtime import experiment_from, observation_of
+    from hp_components.status import experiment_status
+    from hp_components.steps import status_summary, trial_from_observation
+    from hp_components.trials import Trial
+
+    claims = [e for e in executions if e["display_name"] in ("suggest", "lane-end") and "storage" in e["inputs"]]
+    if not claims:
+        return None
+    exp = experiment_from(claims[0]["inputs"]["experiment"])
+    objective = exp.spec.objective.objective_metric_name
+    items: dict[str, dict[str, Any]] = {}
+    for c in claims:
+        for item in (c.get("outputs") or {}).get("trials") or []:
+            items.setdefault(str(item.get(TRIAL_KEY)), item)
+    records = {str(e["inputs"].get("name")): e for e in executions
+               if e["display_name"] == "record" and e["state"] in ("COMPLETE", "CACHED")}
+    trial_runs = {_trial_name(e): e for e in executions if e["display_name"] == "trial"}
+    trials: list[Trial] = []
+    for name, item in items.items():
+        record = item.get(ITEM_KEY) or {"name": name, "parameterAssignments": []}
+        done, run = records.get(name), trial_runs.get(name)
+        if done is not None:
+            seen = [o for o in (observation_of(v, objective) for v in done["inputs"].get("observations") or [])
+                    if o is not None]
+            trial = trial_from_observation(exp, record, next((o for o in seen if o.get("name") in (None, name)), None))
+            try:
+                verdict = json.loads((done.get("outputs") or {}).get("Output") or "{}")
+            except ValueError:
+                verdict = {}
+            if verdict.get("condition") and verdict["condition"] != trial.condition:
+                trial = Trial(name=trial.name, assignments=trial.assignments, condition=verdict["condition"],
+                              reason=verdict.get("reason") or "")
+        else:
+            failed = run is not None and run["state"] == "FAILED"
+            trial = Trial(name=name, assignments={a["name"]: str(a["value"]) for a in record.get("parameterAssignments", [])},
+                          condition="Running", reason="TrialPodFailed" if failed else "")
+        trials.append(trial)
+    status = experiment_status(exp, trials, suggestion_done=any(
+        (c.get("outputs") or {}).get("done") for c in claims) and not any(t.active for t in trials))
+    best = status.best
+    states = Counter(e["state"] for e in trial_runs.values())
+    return {
+        "status": status_summary(status.to_dict()),
+        "best": ({"name": best.name, "parameters": dict(best.assignments), "objective": best.objective_value}
+                 if best is not None else None),
+        "trials": [{"name": t.name, "condition": t.condition, "objectiveValue": t.objective_value,
+                    "parameters": dict(t.assignments), **({"reason": t.reason} if t.reason else {})} for t in trials],
+        "trialCounts": {"started": len(trial_runs), "finished": sum(n for s, n in states.items() if s in MLMD_FINISHED),
+                        "running": states.get("RUNNING", 0) + states.get("NEW", 0),
+                        "task_failed": states.get("FAILED", 0)},
+        "rounds_collected": None,
+        "lanes": {"trials_recorded": len(records),
+                  "ended": sum(bool((c.get("outputs") or {}).get("done")) for c in claims)},
+        "report": next((e["state"] for e in executions if e["display_name"] == "summary"), None),
+    }
+
+
 def _from_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """Trials, Katib's status and the best trial replayed from the run's executions (R2)."""
+    """Trials, Katib's status and the best trial replayed from the run's executions (R2); a lanes run
+    by :func:`_from_lane_executions`."""
+    lanes = _from_lane_executions(executions)
+    if lanes is not None:
+        return lanes
     from hp_components.kfp._fields import ITEM_KEY, TRIAL_KEY
     from hp_components.kfp._runtime import experiment_from, observation_of, record_round
     from hp_components.steps import status_summary, trial_from_observation
