@@ -64,11 +64,20 @@ def _record(a: argparse.Namespace) -> None:
         obs = json.loads(text) if text else []
     except json.JSONDecodeError:
         obs = []  # a truncated observation is no observation
+    exp, storage = experiment_arg(a.experiment), _storage(a.storage)
     try:
-        trial = lane_record(experiment_arg(a.experiment), _storage(a.storage), a.name, obs)
+        trial = lane_record(exp, storage, a.name, obs)
     except ValueError as e:
         raise BadInput(str(e)) from None
     write(None, {"name": trial.name, "condition": trial.condition, "reason": trial.reason})
+    if a.summary_out or a.best_out:  # the experiment so far (the engine's progress while the lanes run)
+        from hp_components._lanes import lane_summary
+        from hp_components.steps import status_summary
+
+        result = lane_summary(exp, storage)
+        for path, value in ((a.summary_out, status_summary(result["status"])), (a.best_out, result["best"])):
+            if path:
+                write(path, value)
 
 
 def _summary(a: argparse.Namespace) -> None:
@@ -115,6 +124,8 @@ def _add_record(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", required=True, help="The trial lane-suggest claimed")
     p.add_argument("--observations", default="[]", help="The trial step's outputs (an engine's aggregate, the "
                                                         "wrapper's JSON, or a file); none: recorded NoObservation")
+    p.add_argument("--summary-out", type=Path, help="Write the experiment's status so far (no trial lists) here")
+    p.add_argument("--best-out", type=Path, help="Write the best trial so far {name, parameters, objective} here")
 
 
 def _add_summary(p: argparse.ArgumentParser) -> None:

@@ -120,6 +120,13 @@ def test_lanes_run_exactly_max_trials_and_a_dead_pod_is_recorded(pg_url, tmp_pat
     assert max(trials_per_lane.values()) > min(trials_per_lane.values()), "short trials' lanes ran more of them"
     status = json.loads(engine.globals["status"])
     assert status["reason"] == "ExperimentMaxTrialsReached" and status["trialsSucceeded"] == 7
+    # while the lanes run, every record sets the global status and best so far (the summary the last ones)
+    records = [n for n in engine.nodes if n["templateName"] == "lane-record" and n["type"] == "Pod"]
+    progress = [json.loads({p["name"]: p["value"] for p in n["outputs"]["parameters"]}["status"]) for n in records]
+    assert min(p["trialsSucceeded"] + p["trialsFailed"] for p in progress) < 8
+    template = next(t for t in doc["spec"]["templates"] if t["name"] == "lane-record")
+    assert {p["name"]: p.get("globalName") for p in template["outputs"]["parameters"]} == {"status": "status",
+                                                                                         "best-trial": "best"}
     assert json.loads(result["parameters"]["best"]) and float(result["parameters"]["objective"]) >= 0
     assert engine.max_seen_depth == max(trials_per_lane.values()) + 3  # main, one level per iteration, trial, pod
 

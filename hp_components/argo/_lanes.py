@@ -101,11 +101,16 @@ def build_lanes(exp: Experiment, image: str | None, holder: Any, opts: Options, 
             inputs=[Parameter(name="lane"), Parameter(name="depth")],
             outputs=[Parameter(name=n, value_from=m.ValueFrom(path=out[f]))
                      for n, f in (("trials", "items.json"), ("name", "name"), ("done", "done"), ("depth", "depth"))])
+        # each record also sets the workflow's global status and best trial so far (Argo keeps the last
+        # one written), so hp-tune status and the Argo UI show the lanes' progress; the summary sets the final ones
         record = Container(
             name="lane-record", image=image, command=["hp-tune", "step"], env=env or None,
             args=["lane-record", *base, "--name", "{{inputs.parameters.name}}",
-                  "--observations", "{{inputs.parameters.observations}}"],
-            inputs=[Parameter(name="name"), Parameter(name="observations")])
+                  "--observations", "{{inputs.parameters.observations}}",
+                  "--summary-out", out["status.json"], "--best-out", out["best.json"]],
+            inputs=[Parameter(name="name"), Parameter(name="observations")],
+            outputs=[Parameter(name="status", value_from=m.ValueFrom(path=out["status.json"]), global_name=GLOBALS["status"]),
+                     Parameter(name="best-trial", value_from=m.ValueFrom(path=out["best.json"]), global_name=GLOBALS["best"])])
         summary = Container(
             name="lane-summary", image=image, command=["hp-tune", "step"], env=env or None,
             args=["lane-summary", *base, "--best-out", out["best.json"], "--summary-out", out["status.json"],
