@@ -97,6 +97,9 @@ class Algorithm:
     settings: ClassVar[dict[str, Setting]] = {"random_state": _SEED}
     #: Katib settings that are accepted so existing experiments load, but have no effect here
     accepted: ClassVar[dict[str, str]] = {}
+    #: its model is slow to fit (seconds per point): while it computes, the local runner gives a slot
+    #: that frees a random point (``suggest.filler``) instead of letting it wait
+    fills_while_fitting: ClassVar[bool] = False
 
     def __init__(self, settings: dict[str, Any]):
         self.options = settings
@@ -327,6 +330,7 @@ class CMAES(OptunaAlgorithm):
 
 class GaussianProcess(OptunaAlgorithm):
     name = "bayesianoptimization"
+    fills_while_fitting = True
     settings = {
         "random_state": _SEED,
         "n_initial_points": int_setting(0),
@@ -766,6 +770,10 @@ class Auto(Algorithm):
 
     def problem(self) -> str | None:
         return self.inner.problem()
+
+    @property
+    def fills_while_fitting(self) -> bool:  # type: ignore[override]
+        return self.inner.fills_while_fitting
 
     def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
         choice = auto_choice(self.spec, len(history)) if self.spec is not None else self.choice

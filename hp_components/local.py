@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hp_components.algorithms import Auto, GaussianProcess, find_algorithm, get_algorithm
+from hp_components.algorithms import get_algorithm
 from hp_components.earlystop import get_early_stopping
 from hp_components.experiment import Experiment, parse_experiment, trial_collector
 from hp_components._gpus import GpuPool, detect_gpus
@@ -129,9 +129,9 @@ class _Runner:
         self.ahead: asyncio.Future[list[Trial]] | None = None
         self.ahead_ready: list[Trial] = []
         self.ahead_key: tuple[int, int] | None = None
-        algo = find_algorithm(experiment.spec.algorithm.algorithm_name)
+        algorithm = experiment.spec.algorithm
         #: a model slow to fit (the GP): while it computes, a slot that frees gets a random point (suggest.filler)
-        self.fills = (Auto({}, experiment.spec).inner.__class__ if algo is Auto else algo) is GaussianProcess
+        self.fills = get_algorithm(algorithm.algorithm_name, algorithm.settings(), experiment.spec).fills_while_fitting
         self.suggest_s: float | None = None  # how long one suggestion computed ahead takes (moving average)
         self.trial_s: collections.deque[float] = collections.deque(maxlen=20)  # lengths of the last trials
         self.known: dict[str, Trial] = {}

@@ -177,3 +177,26 @@ def test_the_slots_benchmark_takes_the_times_from_the_trials_themselves():
     assert 6 * 0.1 <= r["busy_slot_s"] < 2 * r["wall_s"]  # each trial slept 0.1 s between its two lines
     assert 0 < r["utilisation"] <= r["steady_utilisation"] <= 1
     assert r["startup_s"] > 0 and r["shutdown_s"] >= 0 and r["fillers"] == 0
+
+
+def test_only_a_model_slow_to_fit_gets_fillers():
+    """The configured algorithm says whether the local runner hands out fillers while it computes
+    (Algorithm.fills_while_fitting): the GP does, TPE and random do not, auto as the algorithm it starts with."""
+    from hp_components.algorithms import get_algorithm
+    from hp_components.local import _Runner
+
+    def fills(name: str, **spec) -> bool:
+        exp = parse_experiment(script_experiment("fills", "print('loss=1')", algorithm={"algorithmName": name},
+                                                 maxTrialCount=8, parallelTrialCount=4, **spec))
+        a = exp.spec.algorithm
+        chosen = get_algorithm(a.algorithm_name, a.settings(), exp.spec).fills_while_fitting
+        runner = _Runner.__new__(_Runner)
+        _Runner.__init__(runner, exp, None, Path("."), Path("."), lambda *_: None, 1.0, 1.0, None, {}, None)
+        assert runner.fills == chosen
+        return chosen
+
+    assert fills("bayesianoptimization") and not fills("tpe") and not fills("random")
+    # auto starts with the GP on a small continuous space (hp_components.algorithms.auto_choice)
+    assert fills("auto") == (get_algorithm("auto", {}, parse_experiment(script_experiment(
+        "fills", "print('loss=1')", algorithm={"algorithmName": "auto"}, maxTrialCount=8, parallelTrialCount=4)).spec).choice
+        == "bayesianoptimization")
