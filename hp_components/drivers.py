@@ -31,7 +31,8 @@ from typing import Any, ClassVar, Mapping
 
 from hp_components.experiment import Experiment
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "STATUS_KEYS", "Driver", "DriverError", "LaneStore", "available", "get_driver"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "STATUS_KEYS", "Driver", "DriverError", "LaneStore", "available", "get_driver",
+           "seconds"]
 
 ENTRY_POINT_GROUP = "hp_components.drivers"
 #: the drivers that come with hp-components: name -> "module:class" (imported on first use)
@@ -152,6 +153,16 @@ class LaneStore:
             return int(ceiling) if ceiling else None
         bound = int((retries + 1) * (trial_limit + 60 + pending + 300) + backoff + 600)
         return min(int(ceiling), bound) if ceiling else bound
+
+
+def seconds(duration: str) -> int | None:
+    """A duration as the engines write it (``"30"``, ``"30s"``, ``"5m"``, ``"1h"``) in seconds; None for
+    anything else (the driver names the field)::
+
+        seconds("5m")   # 300
+    """
+    found = re.fullmatch(r"(\d+)(s|m|h)?", duration.strip())
+    return int(found.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[found.group(2)] if found else None
 
 
 def _flag(option: str) -> str:

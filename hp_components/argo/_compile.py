@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from hera.workflows import Artifact, Container, Parameter, RawArtifact, Resource, Step, Steps, Workflow, WorkflowTemplate, models as m
 
+from hp_components.drivers import seconds
 from hp_components.experiment import Experiment
 from hp_components.jobs import JobTrialError, check_job_trial, created_as_job, label_job, replica_specs, resource_path
 from hp_components.steps import DEFAULT_IMAGE, ITEM_NAME_KEY, STOP_RULE_KEY, WRAPPER_PROGRAM, uses_stop_rules, wrapper_args
@@ -434,10 +435,10 @@ def _deadline(exp: Experiment, opts: Options) -> int:
 
 
 def _seconds(duration: str) -> int:
-    m_ = re.fullmatch(r"(\d+)(s|m|h)?", duration.strip())
-    if not m_:
+    found = seconds(duration)
+    if found is None:
         raise CompileError("pending_timeout", f"{duration!r}: give seconds, or a number with s, m or h")
-    return int(m_.group(1)) * {"s": 1, None: 1, "m": 60, "h": 3600}[m_.group(2)]
+    return found
 
 
 def _spec_fields(exp: Experiment, opts: Options) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def lane_suggest(experiment: str, config: dict, storage: str, lane: str, run: st
     from hp_components.kfp._runtime import lane_claim
 
     items, name, done, reason = lane_claim(experiment, storage, config, lane=lane, run=run, depth=depth,
-                                           max_per_lane=max_per_lane, lost_after=lost_after or None)
+                                           max_per_lane=max_per_lane, lost_after=lost_after)
     print(f"lane {lane}, step {depth + 1}: " + (f"ends ({reason})" if done else f"runs {name}"))
     return namedtuple("LaneClaim", ["trials", "name", "done"])(items, name, done)
 

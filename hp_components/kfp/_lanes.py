@@ -130,7 +130,7 @@ def lanes_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, st
     steps = lane_components(image or DEFAULT_IMAGE)
     p = exp.spec.parallel_trial_count
     backoff = retry_backoff or RETRY_BACKOFF
-    lost = lost_after(exp, backoff)
+    lost = lost_after(exp, backoff) or 0  # the component's 0: never lost
     base = name or exp.name
 
     def retried(task: Any) -> Any:
@@ -140,7 +140,7 @@ def lanes_graph(exp: Experiment, config: Dict[str, Any], trial: TrialFactory, st
         def suggest(experiment: Any, config: Any, lane: Any, depth: int) -> Any:
             s = retried(store.configure(steps.suggest(
                 experiment=experiment, config=config, storage=store.storage, lane=lane,
-                run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, depth=depth, max_per_lane=count, lost_after=lost or 0)))
+                run=dsl.PIPELINE_JOB_ID_PLACEHOLDER, depth=depth, max_per_lane=count, lost_after=lost)))
             return s.set_display_name("suggest" if depth < count else "lane-end")
 
         def lane_step(k: int) -> Any:
@@ -238,8 +238,7 @@ def lost_after(exp: Experiment, retry_backoff: str = "30s") -> Optional[int]:
     from hp_components.kfp._pipeline import RETRIES
     from hp_components.template import deadline
 
-    unit = re.fullmatch(r"(\d+)([smh]?)", retry_backoff.strip())
-    first = int(unit.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[unit.group(2)] if unit else 3600
+    first = drivers.seconds(retry_backoff) or 3600
     backoff = sum(min(first * 2 ** k, 3600) for k in range(RETRIES))  # the backend caps a backoff at 1 h
     return drivers.LaneStore.lost_after(deadline(exp.spec.trial_template.trial_spec or {}), RETRIES,
                                         PENDING_SECONDS, backoff)
