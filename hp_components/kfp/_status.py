@@ -87,6 +87,12 @@ def _trial_name(execution: dict[str, Any]) -> str | None:
         return None
 
 
+def _trial_counts(states: Counter[str]) -> dict[str, int]:
+    """``trialCounts`` from the trial executions' ML Metadata states."""
+    return {"started": sum(states.values()), "finished": sum(n for s, n in states.items() if s in MLMD_FINISHED),
+            "running": states.get("RUNNING", 0) + states.get("NEW", 0), "task_failed": states.get("FAILED", 0)}
+
+
 def _from_lane_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """A lanes run (``--lanes``, :mod:`hp_components.kfp._lanes`) replayed from its executions: each
     ``suggest``/``lane-end`` step's claimed trial (its ``trials`` output, one loop item), judged from its
@@ -135,16 +141,13 @@ def _from_lane_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any
     status = experiment_status(exp, trials, suggestion_done=any(
         (c.get("outputs") or {}).get("done") for c in claims) and not any(t.active for t in trials))
     best = status.best
-    states = Counter(e["state"] for e in trial_runs.values())
     return {
         "status": status_summary(status.to_dict()),
         "best": ({"name": best.name, "parameters": dict(best.assignments), "objective": best.objective_value}
                  if best is not None else None),
         "trials": [{"name": t.name, "condition": t.condition, "objectiveValue": t.objective_value,
                     "parameters": dict(t.assignments), **({"reason": t.reason} if t.reason else {})} for t in trials],
-        "trialCounts": {"started": len(trial_runs), "finished": sum(n for s, n in states.items() if s in MLMD_FINISHED),
-                        "running": states.get("RUNNING", 0) + states.get("NEW", 0),
-                        "task_failed": states.get("FAILED", 0)},
+        "trialCounts": _trial_counts(Counter(e["state"] for e in trial_runs.values())),
         "rounds_collected": None,
         "lanes": {"trials_recorded": len(records),
                   "ended": sum(bool((c.get("outputs") or {}).get("done")) for c in claims)},
@@ -206,10 +209,7 @@ def _from_executions(executions: Sequence[dict[str, Any]]) -> dict[str, Any] | N
         "best": ({"name": best["name"], "parameters": best["parameters"], "objective": best["objective"]}
                  if best.get("name") else None),
         "trials": rows,
-        "trialCounts": {"started": sum(states.values()),
-                        "finished": sum(n for s, n in states.items() if s in MLMD_FINISHED),
-                        "running": states.get("RUNNING", 0) + states.get("NEW", 0),
-                        "task_failed": states.get("FAILED", 0)},
+        "trialCounts": _trial_counts(states),
         "rounds_collected": rounds,
         "report": (report or {}).get("state"),
     }
