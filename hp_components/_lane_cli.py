@@ -52,7 +52,7 @@ def _suggest(a: argparse.Namespace) -> None:
 
 def _record(a: argparse.Namespace) -> None:
     """Record the trial's observation (the engine's aggregated trial outputs, or the wrapper's JSON)."""
-    from hp_components._lanes import lane_record
+    from hp_components._lanes import lane_record, open_store
 
     text = a.observations.strip()
     if text and not text.startswith(("[", "{")):
@@ -65,8 +65,9 @@ def _record(a: argparse.Namespace) -> None:
     except json.JSONDecodeError:
         obs = []  # a truncated observation is no observation
     exp, storage = experiment_arg(a.experiment), _storage(a.storage)
+    store = open_store(storage, exp)  # one store for the record and the summary
     try:
-        trial = lane_record(exp, storage, a.name, obs)
+        trial = lane_record(exp, storage, a.name, obs, store=store)
     except ValueError as e:
         raise BadInput(str(e)) from None
     write(None, {"name": trial.name, "condition": trial.condition, "reason": trial.reason})
@@ -74,7 +75,7 @@ def _record(a: argparse.Namespace) -> None:
         from hp_components._lanes import lane_summary
         from hp_components.steps import status_summary
 
-        result = lane_summary(exp, storage)
+        result = lane_summary(exp, storage, store=store)
         for path, value in ((a.summary_out, status_summary(result["status"])), (a.best_out, result["best"])):
             if path:
                 write(path, value)

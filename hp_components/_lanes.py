@@ -281,12 +281,14 @@ def _observation_for(name: str, observations: Any) -> dict[str, Any] | None:
     return None
 
 
-def lane_record(experiment: Experiment, url: str, name: str, observations: Any) -> Trial:
+def lane_record(experiment: Experiment, url: str, name: str, observations: Any,
+                store: ExperimentStore | None = None) -> Trial:
     """Record the wrapper's observation of trial ``name`` (none: Failed ``NoObservation``); the lane goes on.
 
-    Recording a trial already finished in the store (a retried step) changes nothing.
+    Recording a trial already finished in the store (a retried step) changes nothing. ``store``: one
+    already open (:func:`open_store`), else it is opened here.
     """
-    store = open_store(url, experiment)
+    store = store if store is not None else open_store(url, experiment)
     try:
         stored = {t.name: t for t in store.history()}
     except Exception as e:  # noqa: BLE001
@@ -308,9 +310,10 @@ def lane_record(experiment: Experiment, url: str, name: str, observations: Any) 
     return trial
 
 
-def lane_summary(experiment: Experiment, url: str) -> dict[str, Any]:
-    """Katib's status and the best trial from the store (what the entry point outputs after the lanes)."""
-    store = open_store(url, experiment)
+def lane_summary(experiment: Experiment, url: str, store: ExperimentStore | None = None) -> dict[str, Any]:
+    """Katib's status and the best trial from the store (what the entry point outputs after the lanes);
+    ``store``: one already open, else it is opened here."""
+    store = store if store is not None else open_store(url, experiment)
     history = store.history()
     status = experiment_status(experiment, history, suggestion_done=not any(t.active for t in history))
     best = status.best
