@@ -37,6 +37,7 @@ import sqlite3
 import time
 import uuid
 import warnings
+import weakref
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Sequence
 
@@ -426,20 +427,25 @@ def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_n
     models; the same result as building them from ``get_all_trials``, without its ORM objects, its
     parameters and their distributions (a trial record takes its assignments from its attributes).
 
-    Reads the store's schema revision first (alembic's ``alembic_version`` table, in the same
-    connection); with another schema than :data:`KNOWN_SCHEMA`, or without Optuna's models, it reads
-    through ``get_all_trials``::
+    Reads the store's schema revision first (alembic's ``alembic_version`` table, once per engine);
+    with another schema than :data:`KNOWN_SCHEMA`, or without Optuna's models, it reads through
+    ``get_all_trials``::
 
         pairs = read_trials(store.storage, store.study_id, exp.name)   # [(Trial, {"host": ..}), ...]
     """
     if _models is not None:
         with storage.engine.connect() as conn:
-            if conn.execute(_VERSION).scalar() == KNOWN_SCHEMA:
+            version = _schema_versions.get(storage.engine)
+            if version is None:
+                version = _schema_versions[storage.engine] = conn.execute(_VERSION).scalar()
+            if version == KNOWN_SCHEMA:
                 return _read_rows(conn, study_id, experiment_name)
     return [(_to_trial(ft, experiment_name), ft.user_attrs.get("owner") or {})
             for ft in storage.get_all_trials(study_id, deepcopy=False)]
 
 
+#: an engine's schema revision as read once (a store's schema does not change under a running process)
+_schema_versions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _VERSION = sqlalchemy.text("SELECT version_num FROM alembic_version")
 #: the user attributes a trial record is made of (:func:`_trial_of`), and its owner
 _RECORD_KEYS = ("assignments", "condition", "reason", "message", "observation", "objectiveValue", "startTime",
