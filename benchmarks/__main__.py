@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", help="quality: sequential,batch3,batch8 (with --modes or --functions, the other cells' last numbers are kept)")
     p.add_argument("--merge", help="quality: comma-separated --out folders of runs made side by side; their cells "
                    "replace the same cells of --out's quality.json (each row keeps its command, date and load)")
+    p.add_argument("--count", type=int, default=8, help="steps: the batch each step suggests (default 8)")
     p.add_argument("--trials", type=int, help="quality/model/overhead: trial budget")
     p.add_argument("--before", default="main", help="slots: the git commit to compare this tree with (default main)")
     p.add_argument("--cases", help="slots: comma-separated subset (gp-3s,random-0.2s)")
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "steps":
             from benchmarks import steps
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (0, 100) if q else (0, 100, 1000)
-            steps.run(sizes=sizes, repeats=a.repeats or (1 if q else 5), out_dir=a.out)
+            steps.run(sizes=sizes, repeats=a.repeats or (1 if q else 5), count=a.count, out_dir=a.out)
         elif part == "gp":
             from benchmarks import gp
             sizes = tuple(int(s) for s in a.sizes.split(",")) if a.sizes else (12,) if q else (50, 99)

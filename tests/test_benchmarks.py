@@ -25,16 +25,17 @@ def test_quick_latency_writes_a_result_file(tmp_path):
 
 
 def test_steps_part_times_the_step_processes_against_plain_optuna(tmp_path):
-    assert main(["steps", "--sizes", "0,20", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    assert main(["steps", "--sizes", "0,100", "--repeats", "1", "--count", "2", "--out", str(tmp_path)]) == 0
     doc = json.loads((tmp_path / "steps.json").read_text())
-    assert doc["command"] == "python -m benchmarks steps --sizes 0,20 --repeats 1 --out " + str(tmp_path)
+    assert doc["command"] == "python -m benchmarks steps --sizes 0,100 --repeats 1 --count 2 --out " + str(tmp_path)
     assert len(doc["load_average_at_start"]) == 3 and "optuna" in doc["versions"]
-    assert [r["history"] for r in doc["results"]] == [0, 20]
+    assert [r["history"] for r in doc["results"]] == [0, 100]
     for r in doc["results"]:
         for k in ("suggest", "collect", "plain_suggest", "plain_collect"):
             assert r[f"{k}_median_s"] > 0 and r[f"{k}_cpu_median_s"] > 0 and len(r[f"{k}_all_s"]) == 1
+        assert r["count"] == 2
         assert r["ratio_suggest_to_plain"] == r["suggest_median_s"] / r["plain_suggest_median_s"]
-    assert [r["plain_sampler"] for r in doc["results"]] == ["gp", "gp"]
+    assert [r["plain_sampler"] for r in doc["results"]] == ["gp", "tpe"]  # auto: the GP under 100 trials, TPE from 100
 
 
 def test_gp_part_compares_with_a_fresh_gpsampler(tmp_path):
