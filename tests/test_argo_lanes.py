@@ -118,6 +118,8 @@ def test_lanes_run_exactly_max_trials_and_a_dead_pod_is_recorded(pg_url, tmp_pat
                                  and n["name"].startswith(f"wf[0].lanes({lane}:{lane})")) for lane in lanes}
     assert sum(trials_per_lane.values()) == 8
     assert max(trials_per_lane.values()) > min(trials_per_lane.values()), "short trials' lanes ran more of them"
+    # one globalName, many writers (records, then the summary): a later differing value replaces the earlier (argo-workflows
+    # f016ad89, same in v4.1.2: workflow/util/util.go `AddParamToGlobalScope`, from operator.go `addOutputsToGlobalScope`)
     status = json.loads(engine.globals["status"])
     assert status["reason"] == "ExperimentMaxTrialsReached" and status["trialsSucceeded"] == 7
     # while the lanes run, every record sets the global status and best so far (the summary the last ones)

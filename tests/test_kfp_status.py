@@ -373,6 +373,8 @@ def lanes_run(tmp_path: Path, monkeypatch) -> Iterator[dict[str, Any]]:
         obs = _observe(tmp_path, exp, 0.25, first["hp_trial"])
         add("trial", COMPLETE, {k: v for k, v in first.items() if k != "hp_item"}, {"observation": obs})
         verdict = lane_record_trial(exp_json, bare, first["hp_trial"], [obs])
+        # a single unnamed return is the output parameter `Output` (kfp 2.17.3 and kubeflow/pipelines 7b70c7b9:
+        # sdk/python/kfp/dsl/component_factory.py `get_name_to_specs`, SINGLE_OUTPUT_NAME; executor.py `write_executor_output`)
         add("record", COMPLETE, {"experiment": exp_json, "storage": bare, "name": first["hp_trial"], "observations": [obs]},
             {"Output": json.dumps(verdict)})
         _, _, done, reason = lane_claim(exp_json, bare, config, lane="0", run=RUN_ID, depth=1, max_per_lane=2)
