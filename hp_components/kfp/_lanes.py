@@ -34,7 +34,6 @@ lanes take the rest. :func:`lane_steps` says which, at compile time.
 """
 
 import math
-import re
 import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
