@@ -29,10 +29,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import re2  # noqa: F401  google-re2: filters are validated with RE2 (metrics.py would fall back to re without it)
-from pydantic import ValidationError
-from pydantic.alias_generators import to_camel
-
 from hp_components import algorithms
+from hp_components._records import build, camel
 from hp_components.conditions import ConditionError, parse as parse_condition
 from hp_components.earlystop import validate_early_stopping
 from hp_components.metrics import COLLECTORS, Collector, collector
@@ -184,56 +182,16 @@ def load_experiment(source: Union[str, Path, Mapping[str, Any]]) -> Experiment:
 def parse_experiment(data: dict[str, Any]) -> Experiment:
     """Validate a dict holding a Katib Experiment (see :func:`load_experiment`)."""
     try:
-        exp = Experiment.model_validate(data)
-    except ValidationError as err:
-        raise SpecError(_pydantic_problems(err)) from None
+        exp, problems = build(Experiment, data)
     except RecursionError:
         raise SpecError([("(input)", "is nested too deeply to be an Experiment")]) from None
+    if problems:
+        raise SpecError(problems)
     _apply_defaults(exp)
     problems = _check(exp)
     if problems:
         raise SpecError(problems)
     return exp
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "(input)"
-
-
-def _pydantic_problems(err: ValidationError) -> list[tuple[str, str]]:
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = tuple(e["loc"])
-        kind = e["type"]
-        given = e.get("input")
-        if kind == "missing":
-            msg = "is required"
-        elif kind == "extra_forbidden":
-            msg = "is not a Katib v1beta1 field (check the spelling)"
-        elif kind == "literal_error":
-            msg = f"must be {e['ctx']['expected']}, not {shown(given)}"
-        elif kind in ("int_type", "int_parsing", "int_from_float"):
-            msg = f"must be a whole number, not {shown(given)}"
-        elif kind in ("float_type", "float_parsing"):
-            msg = f"must be a number, not {shown(given)}"
-        elif kind in ("string_type",):
-            msg = f"must be a string, not {type(given).__name__}"
-        elif kind in ("list_type",):
-            msg = f"must be a list, not {type(given).__name__}"
-        elif kind in ("dict_type", "model_type", "model_attributes_type"):
-            msg = f"must be a mapping, not {type(given).__name__}"
-        elif kind == "bool_type" or kind == "bool_parsing":
-            msg = f"must be true or false, not {shown(given)}"
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-        problems.append((_path(loc), msg))
-    return problems
 
 
 def _apply_defaults(exp: Experiment) -> None:
@@ -288,7 +246,7 @@ def _check(exp: Experiment) -> list[tuple[str, str]]:
         )
     for field in ("max_trial_count", "parallel_trial_count", "max_failed_trial_count"):
         value = getattr(spec, field)
-        path = "spec." + to_camel(field)
+        path = "spec." + camel(field)
         if value is None:
             continue
         low = 0 if field == "max_failed_trial_count" else 1

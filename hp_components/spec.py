@@ -1,7 +1,8 @@
 """The Katib ``kubeflow.org/v1beta1`` Experiment as data: the spec model, no validation.
 
-The model alone, importing nothing of the project, so every module can use it (the search space,
-the algorithms, the drivers) while :mod:`hp_components.experiment` loads, defaults and validates it::
+The model alone, plain dataclasses importing nothing of the project but the standard-library record
+reader, so every module can use it (the search space, the algorithms, the drivers; the pipeline steps
+without pydantic's import cost) while :mod:`hp_components.experiment` loads, defaults and validates it::
 
     from hp_components.experiment import load_experiment   # validated
     from hp_components.spec import ParameterSpec            # the types
@@ -11,10 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic.alias_generators import to_camel
+from hp_components._records import dump, shown
 
 __all__ = [
     "PLACEHOLDER_RE", "placeholders", "meta_key", "META_KEYS", "KUBEFLOW_JOB_KINDS",
@@ -40,15 +41,6 @@ def _cut(text: str, limit: int) -> str:
     return f"{text[:head]} ... ({len(text) - head - tail} characters cut) ... {text[-tail:]}"
 
 
-def shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to about ``limit`` characters for error messages (a 50 MB name is not echoed)."""
-    text = repr(value)
-    if len(text) <= limit:
-        return text
-    size = f"{len(value)} characters" if isinstance(value, (str, bytes, list, dict)) else f"{len(text)} characters shown"
-    return f"{text[:limit]}... ({size})"
-
-
 class SpecError(ValueError):
     """A spec that cannot run. ``problems`` lists ``(field path, message)`` pairs, all of them."""
 
@@ -62,12 +54,10 @@ class SpecError(ValueError):
 
 
 # --------------------------------------------------------------------------- model
+# Plain dataclasses, read from a dict by :func:`hp_components._records.build` (each field's type is its
+# check; JSON keys are the camelCase names) and written back by :meth:`Experiment.to_dict`.
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
-    )
+_record = dataclass(kw_only=True)
 
 
 def _stringify(value: Any) -> Any:
@@ -79,24 +69,26 @@ def _stringify(value: Any) -> Any:
     return value
 
 
-class MetricStrategy(_Model):
+def _stringify_all(value: Any) -> Any:
+    return [_stringify(x) for x in value] if isinstance(value, list) else value
+
+
+_AS_STRING = {"before": _stringify}
+
+
+@_record
+class MetricStrategy:
     name: str
     value: Literal["min", "max", "latest"]
 
 
-class ObjectiveSpec(_Model):
+@_record
+class ObjectiveSpec:
     type: Literal["minimize", "maximize"]
     goal: float | None = None
     objective_metric_name: str
-    additional_metric_names: list[str] = Field(default_factory=list)
-    metric_strategies: list[MetricStrategy] = Field(default_factory=list)
-
-    @field_validator("goal", mode="before")
-    @classmethod
-    def _goal_number(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("must be a number")
-        return v
+    additional_metric_names: list[str] = field(default_factory=list)
+    metric_strategies: list[MetricStrategy] = field(default_factory=list)
 
     def strategies(self) -> dict[str, str]:
         """Metric name -> ``min``/``max``/``latest``, with Katib's defaults filled in."""
@@ -111,59 +103,47 @@ class ObjectiveSpec(_Model):
         return [self.objective_metric_name, *self.additional_metric_names]
 
 
-class AlgorithmSetting(_Model):
+@_record
+class AlgorithmSetting:
     name: str
-    value: str = ""
-
-    _v = field_validator("value", mode="before")(lambda cls, v: _stringify(v))
+    value: str = field(default="", metadata=_AS_STRING)
 
 
-class AlgorithmSpec(_Model):
+@_record
+class AlgorithmSpec:
     algorithm_name: str
-    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
+    algorithm_settings: list[AlgorithmSetting] = field(default_factory=list)
 
     def settings(self) -> dict[str, str]:
         return {s.name: s.value for s in self.algorithm_settings}
 
 
-class FeasibleSpace(_Model):
-    max: str | None = None
-    min: str | None = None
-    values: list[str] | None = Field(None, alias="list")
-    step: str | None = None
-    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] = "uniform"
-
-    @field_validator("max", "min", "step", mode="before")
-    @classmethod
-    def _num_str(cls, v: Any) -> Any:
-        return _stringify(v)
-
-    @field_validator("values", mode="before")
-    @classmethod
-    def _list_str(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            return [_stringify(x) for x in v]
-        return v
-
-    @field_validator("distribution", mode="before")
-    @classmethod
-    def _dist_default(cls, v: Any) -> Any:
-        return "uniform" if v in (None, "") else v
+@_record
+class FeasibleSpace:
+    max: str | None = field(default=None, metadata=_AS_STRING)
+    min: str | None = field(default=None, metadata=_AS_STRING)
+    values: list[str] | None = field(default=None, metadata={"key": "list", "before": _stringify_all})
+    step: str | None = field(default=None, metadata=_AS_STRING)
+    distribution: Literal["uniform", "logUniform", "normal", "logNormal"] = field(
+        default="uniform", metadata={"before": lambda v: "uniform" if v in (None, "") else v})
 
 
-class ParameterSpec(_Model):
+@_record
+class ParameterSpec:
     name: str
     parameter_type: Literal["double", "int", "discrete", "categorical"]
     feasible_space: FeasibleSpace
 
 
-class TrialParameterSpec(_Model):
+@_record
+class TrialParameterSpec:
     name: str
     description: str = ""
     reference: str
 
 
-class TrialTemplate(_Model):
+@_record
+class TrialTemplate:
     retain: bool = False
     trial_parameters: list[TrialParameterSpec] | None = None
     trial_spec: dict[str, Any] | None = None
@@ -174,32 +154,35 @@ class TrialTemplate(_Model):
     failure_condition: str = ""
 
 
-class FileSystemPath(_Model):
+@_record
+class FileSystemPath:
     path: str = ""
     kind: Literal["File", "Directory"] = "File"
     format: Literal["TEXT", "JSON", ""] = ""
 
 
-class FilterSpec(_Model):
-    metrics_format: list[str] = Field(default_factory=list)
+@_record
+class FilterSpec:
+    metrics_format: list[str] = field(default_factory=list)
 
 
-class SourceSpec(_Model):
+@_record
+class SourceSpec:
     file_system_path: FileSystemPath | None = None
     filter: FilterSpec | None = None
     http_get: dict[str, Any] | None = None
 
 
-class CollectorSpec(_Model):
-    kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"] = (
-        "StdOut"
-    )
+@_record
+class CollectorSpec:
+    kind: Literal["StdOut", "File", "TensorFlowEvent", "PrometheusMetric", "Custom", "None", "Push"] = "StdOut"
     custom_collector: dict[str, Any] | None = None
 
 
-class MetricsCollectorSpec(_Model):
+@_record
+class MetricsCollectorSpec:
     source: SourceSpec | None = None
-    collector: CollectorSpec = Field(default_factory=CollectorSpec)
+    collector: CollectorSpec = field(default_factory=CollectorSpec)
 
     @property
     def filters(self) -> list[str]:
@@ -220,37 +203,43 @@ class MetricsCollectorSpec(_Model):
         return "TEXT"
 
 
-class EarlyStoppingSpec(_Model):
+@_record
+class EarlyStoppingSpec:
     algorithm_name: str
-    algorithm_settings: list[AlgorithmSetting] = Field(default_factory=list)
+    algorithm_settings: list[AlgorithmSetting] = field(default_factory=list)
 
     def settings(self) -> dict[str, str]:
         return {s.name: s.value for s in self.algorithm_settings}
 
 
-class ExperimentSpec(_Model):
-    parameters: list[ParameterSpec] = Field(default_factory=list)
+@_record
+class ExperimentSpec:
+    parameters: list[ParameterSpec] = field(default_factory=list)
     objective: ObjectiveSpec
     algorithm: AlgorithmSpec
     early_stopping: EarlyStoppingSpec | None = None
     trial_template: TrialTemplate
-    parallel_trial_count: int = Field(3, strict=True)
-    max_trial_count: int | None = Field(None, strict=True)
-    max_failed_trial_count: int | None = Field(None, strict=True)
-    metrics_collector_spec: MetricsCollectorSpec = Field(default_factory=MetricsCollectorSpec)
+    parallel_trial_count: int = 3
+    max_trial_count: int | None = None
+    max_failed_trial_count: int | None = None
+    metrics_collector_spec: MetricsCollectorSpec = field(default_factory=MetricsCollectorSpec)
     nas_config: dict[str, Any] | None = None
     resume_policy: Literal["Never", "LongRunning", "FromVolume", ""] = "Never"
 
 
-class Metadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@_record
+class Metadata:
+    #: keys other than these four (``generateName``, ``uid``, ...) are kept in ``extra`` and written back
+    EXTRA: ClassVar[str] = "extra"
     name: str
     namespace: str | None = None
     labels: dict[str, str] | None = None
     annotations: dict[str, str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Experiment(_Model):
+@_record
+class Experiment:
     """A Katib Experiment with Katib's defaults applied. Build it with :func:`load_experiment`."""
 
     api_version: Literal["kubeflow.org/v1beta1"] = "kubeflow.org/v1beta1"
@@ -265,7 +254,9 @@ class Experiment(_Model):
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as Katib YAML would hold it (camelCase, defaults filled in, no status)."""
-        return self.model_dump(by_alias=True, exclude_none=True, exclude={"status"}, mode="json")
+        out = dump(self)
+        out.pop("status", None)
+        return out
 
     def to_yaml(self) -> str:
         """The spec as Katib YAML, ready for ``kubectl apply`` or ``hp-tune run``."""

@@ -82,8 +82,8 @@ def test_the_steps_import_neither_typer_rich_nor_sqlalchemy(script: Path, tmp_pa
 
 def test_the_steps_import_only_what_they_use(tmp_path: Path) -> None:
     """Every suggest and collect pod pays its imports: with the Experiment as inline JSON (as the compiled
-    pipelines hand it) neither PyYAML nor scipy.stats is loaded, at history 0 with the GP's Sobol design
-    (``auto``) and later with multivariate TPE; the CLI's libraries never are."""
+    pipelines hand it) neither PyYAML, pydantic nor scipy.stats is loaded, at history 0 with the GP's Sobol
+    design (``auto``) and later with multivariate TPE; the CLI's libraries never are."""
     from hp_components.experiment import load_experiment
     from hp_components.trials import Trial, dump_history
 
@@ -94,7 +94,7 @@ def test_the_steps_import_only_what_they_use(tmp_path: Path) -> None:
     history = [Trial(name=f"t-{i}", assignments={n: str(f.get("min") or f["list"][0]) for n, f in space.items()},
                      condition="Succeeded", objective_value=0.5) for i in range(120)]
     (tmp_path / "h.json").write_text(dump_history(history))
-    banned = {"yaml", "scipy.stats", "typer", "rich", "sqlalchemy", "hp_components.cli", "hp_components.store"}
+    banned = {"yaml", "pydantic", "scipy.stats", "typer", "rich", "sqlalchemy", "hp_components.cli", "hp_components.store"}
     for history_arg in ("", str(tmp_path / "h.json")):
         probe = [sys.executable, "-X", "importtime", "-m", "hp_components._entry", "step", "suggest", "--experiment", exp,
                  "--history", history_arg, "--count", "4", "--trials-out", str(tmp_path / "b.json")]
