@@ -51,6 +51,9 @@ from hp_components.trials import Trial, trial_name
 __all__ = ["run_local", "RunResult", "RunnerError", "RunnerFault", "detect_gpus"]
 
 _HEARTBEAT = 15.0
+#: with a model slow to fit, how long a free slot waits for a fit just begun before it gets a random
+#: point: a fast suggestion (the GP's Sobol design, a fit on a short history) still fills it
+_FILL_AFTER = 0.25
 _EARLY_SPARES = 8  # at most this many trial supervisors started before the store is opened
 
 #: called with ("started" | "finished", trial), ("status", ExperimentStatus) and ("warning" | "note", text)
@@ -129,6 +132,7 @@ class _Runner:
         self.ahead: asyncio.Future[list[Trial]] | None = None
         self.ahead_ready: list[Trial] = []
         self.ahead_key: tuple[int, int] | None = None
+        self.ahead_since = 0.0  # when the suggestion coming began (time.monotonic)
         algorithm = experiment.spec.algorithm
         #: a model slow to fit (the GP): while it computes, a slot that frees gets a random point (suggest.filler)
         self.fills = get_algorithm(algorithm.algorithm_name, algorithm.settings(), experiment.spec).fills_while_fitting
@@ -289,6 +293,11 @@ class _Runner:
         if self.ahead is not None or self.exp.spec.parallel_trial_count < 2 \
                 or self._free_slots(view) > 0 or not self.tasks or len(self.ahead_ready) >= self._ahead_wanted():
             return
+        self._fit(view, 1)
+
+    def _fit(self, view: list[Trial], count: int) -> None:
+        """Compute ``count`` suggestions on the thinking thread, the trials running and those ready
+        as pending points; not when the last one computed from this history gave nothing."""
         pending = [*view, *self.ahead_ready]  # the ones ready are pending points too
         left = remaining_slots(self.exp, pending)
         if left is not None and left <= 0:
@@ -297,12 +306,13 @@ class _Runner:
         if key == self.ahead_key:
             return  # the last one computed from this history gave nothing: wait for a change
         self.ahead_key = key
-        self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending))
+        self.ahead_since = time.monotonic()
+        self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending, count))
 
-    def _timed_suggest(self, history: list[Trial]) -> list[Trial]:
-        """On the thinking thread: one suggestion, its time kept (a moving average)."""
+    def _timed_suggest(self, history: list[Trial], count: int = 1) -> list[Trial]:
+        """On the thinking thread: ``count`` suggestions, the time taken kept (a moving average)."""
         t0 = time.monotonic()
-        out = suggest(self.exp, history, 1, self.prior)
+        out = suggest(self.exp, history, count, self.prior)
         took = time.monotonic() - t0
         self.suggest_s = took if self.suggest_s is None else 0.7 * self.suggest_s + 0.3 * took
         return out
@@ -327,11 +337,18 @@ class _Runner:
 
     async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
         """Up to ``count`` suggestions computed ahead (see :meth:`_fitting`); the rest stay ready. When fewer are
-        ready and one is coming, it is waited for; with the GP, random points
-        (:func:`~hp_components.suggest.filler`) take the slots it cannot fill yet instead."""
-        if self.ahead is not None and len(self.ahead_ready) < count and not self.fills:
-            await asyncio.wait({self.ahead})
-            self._took_ahead()
+        ready and one is coming, it is waited for. With the GP, a slot does not wait for a fit: with
+        none coming, one starts on the thinking thread; a fit that has not returned within
+        ``_FILL_AFTER`` seconds of its start leaves the slots it cannot fill yet to random points
+        (:func:`~hp_components.suggest.filler`), and its own points go to the next slots to free."""
+        short = len(self.ahead_ready) < count
+        if short and self.fills and self.ahead is None and self.exp.spec.parallel_trial_count > 1:
+            self._fit(view, count - len(self.ahead_ready))
+        if short and self.ahead is not None:
+            grace = max(0.0, self.ahead_since + _FILL_AFTER - time.monotonic()) if self.fills else None
+            await asyncio.wait({self.ahead}, timeout=grace)
+            if self.ahead.done():
+                self._took_ahead()
         ready = self._fitting(view)
         self.ahead_ready = ready[count:]
         ready = ready[:count]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -155,23 +156,50 @@ def test_fillers_are_untried_marked_random_points_within_the_budget():
 
 
 def test_with_the_gp_a_slot_that_frees_while_it_fits_gets_a_random_point(tmp_path, monkeypatch):
-    """Trials far shorter than a GP fit: the slots do not wait for it, every configuration is new,
-    and exactly maxTrialCount trials run."""
+    """Trials shorter than a GP fit: the slots do not wait for it (a random point each while it fits),
+    the GP's own points still run, every configuration is new, and exactly maxTrialCount trials run.
+
+    The real GP, with each fit of its model (past the 4 initial points) made a second longer, so that
+    every fit outlasts a 0.5 s trial however fast the machine, and warmed up first (torch's first fit
+    took 7-13 s, longer than the whole run, which left no fit to finish inside it)."""
     pytest.importorskip("torch")
+    from hp_components.algorithms import GaussianProcess
+    from hp_components.suggest import suggest
+    from hp_components.trials import Trial
+
     monkeypatch.setenv("TIMES", str(tmp_path / "times.log"))
-    monkeypatch.setenv("TRIAL_SLEEP", "0.3")  # every slot busy when the GP starts, one frees while it fits
+    monkeypatch.setenv("TRIAL_SLEEP", "0.5")
     params = [{"name": "x", "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}},
               {"name": "k", "parameterType": "int", "feasibleSpace": {"min": "1", "max": "50"}}]
     spec = script_experiment("gpfill", TIMED_TRIAL, params=params, maxTrialCount=24, parallelTrialCount=3)
     spec["spec"]["algorithm"] = {"algorithmName": "bayesianoptimization",
                                  "algorithmSettings": [{"name": "n_initial_points", "value": "4"}]}
-    result = run_local(parse_experiment(spec), storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
+    exp = parse_experiment(spec)
+    warm = [Trial(name=f"w-{i}", assignments={"x": str(i / 3 - 1), "k": str(i * 9 + 1)}, condition="Succeeded",
+                  objective_value=float(i)) for i in range(6)]
+    assert len(suggest(exp, warm, 1)) == 1
+    real = GaussianProcess.suggest
+
+    def slow_fit(self, space, history, count, *, direction, seed):
+        if len(history) >= 4:
+            time.sleep(1.0)
+        return real(self, space, history, count, direction=direction, seed=seed)
+
+    monkeypatch.setattr(GaussianProcess, "suggest", slow_fit)
+    result = run_local(exp, storage=f"sqlite:///{tmp_path}/hp.db", run_dir=tmp_path / "runs")
     assert result.status.counts["trialsSucceeded"] == 24 == len(result.history)
     assert len({tuple(sorted(t.assignments.items())) for t in result.history}) == 24
     fillers = [t for t in result.history if t.system_attrs.get("hp:filler")]
     model = [t for t in result.history if not t.system_attrs.get("hp:filler")][4:]
     assert fillers, "no slot was filled while the GP fitted"
     assert model, "the GP's own points still run"
+    # no slot waited for a fit: the i-th slot to free (by end) runs the (i + 3)-th trial to start; a slot
+    # that waited for a fit would wait at least the fit's one-second sleep, on any machine
+    spans = sorted((float(a), float(b)) for _, a, b in
+                   (line.split() for line in (tmp_path / "times.log").read_text().splitlines()))
+    starts, ends = [a for a, _ in spans], sorted(b for _, b in spans)
+    waits = [round(start - end, 2) for start, end in zip(starts[3:], ends)]
+    assert len(waits) == 21 and max(waits) < 1.0, waits
 
 
 def test_the_slots_benchmark_takes_the_times_from_the_trials_themselves():
