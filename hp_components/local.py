@@ -132,7 +132,6 @@ class _Runner:
         self.ahead: asyncio.Future[list[Trial]] | None = None
         self.ahead_ready: list[Trial] = []
         self.ahead_key: tuple[int, int] | None = None
-        self.ahead_since = 0.0  # when the suggestion coming began (time.monotonic)
         algorithm = experiment.spec.algorithm
         #: a model slow to fit (the GP): while it computes, a slot that frees gets a random point (suggest.filler)
         self.fills = get_algorithm(algorithm.algorithm_name, algorithm.settings(), experiment.spec).fills_while_fitting
@@ -295,19 +294,20 @@ class _Runner:
             return
         self._fit(view, 1)
 
-    def _fit(self, view: list[Trial], count: int) -> None:
+    def _fit(self, view: list[Trial], count: int) -> bool:
         """Compute ``count`` suggestions on the thinking thread, the trials running and those ready
-        as pending points; not when the last one computed from this history gave nothing."""
+        as pending points; not when the last one computed from this history gave nothing. True when
+        it started."""
         pending = [*view, *self.ahead_ready]  # the ones ready are pending points too
         left = remaining_slots(self.exp, pending)
         if left is not None and left <= 0:
-            return
+            return False
         key = (len(pending), sum(not t.active for t in view))
         if key == self.ahead_key:
-            return  # the last one computed from this history gave nothing: wait for a change
+            return False  # the last one computed from this history gave nothing: wait for a change
         self.ahead_key = key
-        self.ahead_since = time.monotonic()
         self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending, count))
+        return True
 
     def _timed_suggest(self, history: list[Trial], count: int = 1) -> list[Trial]:
         """On the thinking thread: ``count`` suggestions, the time taken kept (a moving average)."""
@@ -337,16 +337,15 @@ class _Runner:
 
     async def _ready(self, view: list[Trial], count: int) -> list[Trial]:
         """Up to ``count`` suggestions computed ahead (see :meth:`_fitting`); the rest stay ready. When fewer are
-        ready and one is coming, it is waited for. With the GP, a slot does not wait for a fit: with
-        none coming, one starts on the thinking thread; a fit that has not returned within
-        ``_FILL_AFTER`` seconds of its start leaves the slots it cannot fill yet to random points
-        (:func:`~hp_components.suggest.filler`), and its own points go to the next slots to free."""
+        ready and one is coming, it is waited for. With the GP, a slot does not wait for a fit: random
+        points (:func:`~hp_components.suggest.filler`) take the slots it cannot fill yet while one is
+        coming, and the fit's own points go to the next slots to free. With none coming, one starts on
+        the thinking thread and is given ``_FILL_AFTER`` seconds before the fillers."""
         short = len(self.ahead_ready) < count
-        if short and self.fills and self.ahead is None and self.exp.spec.parallel_trial_count > 1:
-            self._fit(view, count - len(self.ahead_ready))
-        if short and self.ahead is not None:
-            grace = max(0.0, self.ahead_since + _FILL_AFTER - time.monotonic()) if self.fills else None
-            await asyncio.wait({self.ahead}, timeout=grace)
+        started = short and self.fills and self.ahead is None and self.exp.spec.parallel_trial_count > 1 \
+            and self._fit(view, count - len(self.ahead_ready))
+        if short and self.ahead is not None and (started or not self.fills):
+            await asyncio.wait({self.ahead}, timeout=_FILL_AFTER if self.fills else None)
             if self.ahead.done():
                 self._took_ahead()
         ready = self._fitting(view)
