@@ -169,9 +169,7 @@ def build(cls: type, data: Any, path: str = "") -> tuple[Any, Problems]:
     """``cls`` read from ``data``, with every problem as ``(field path, message)``; the record is only
     complete when there are none."""
     problems: Problems = []
-    if not isinstance(data, dict):
-        return None, [(_where(path), f"must be a mapping, not {type(data).__name__}")]
-    return _record(cls, data, path, problems), problems
+    return _check(cls, data, path, problems), problems
 
 
 def dump(value: Any) -> Any:

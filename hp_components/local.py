@@ -309,7 +309,7 @@ class _Runner:
         self.ahead = asyncio.wrap_future(self.thinker.submit(self._timed_suggest, pending, count))
         return True
 
-    def _timed_suggest(self, history: list[Trial], count: int = 1) -> list[Trial]:
+    def _timed_suggest(self, history: list[Trial], count: int) -> list[Trial]:
         """On the thinking thread: ``count`` suggestions, the time taken kept (a moving average)."""
         t0 = time.monotonic()
         out = suggest(self.exp, history, count, self.prior)
