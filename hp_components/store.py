@@ -373,10 +373,70 @@ if _models is not None:
     ).where(_models.TrialModel.study_id == sqlalchemy.bindparam("study_id"))
 
 
-def _upsert(session: Any, dialect: str, model: Any, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+
+@dataclass(frozen=True)
+class _WriteStatements:
+    """:meth:`ExperimentStore._write_rows`' own statements, built once (see :func:`_write_statements`)."""
+
+    lock_trial: Any
+    finish_trial: Any
+
+
+@functools.lru_cache(maxsize=None)
+def _write_statements() -> _WriteStatements:
+    """A trial's state read with its row locked (``trial_id``), and its final state and completion time set
+    (``id``, ``final``, ``complete``)."""
+    trials, bind = _models.TrialModel.__table__, sqlalchemy.bindparam
+    return _WriteStatements(
+        lock_trial=sqlalchemy.select(trials.c.state).where(trials.c.trial_id == bind("trial_id")).with_for_update(),
+        finish_trial=sqlalchemy.update(trials).where(trials.c.trial_id == bind("id")).values(
+            state=bind("final"), datetime_complete=bind("complete")))
+
+
+@dataclass(frozen=True)
+class _InsertStatements:
+    """:meth:`ExperimentStore._insert`'s statements over Optuna's tables, built once (see :func:`_insert_statements`)."""
+
+    lock_study: Any
+    claim_rerun: Any
+    insert_trial: Any
+    counts: Any
+    set_number: Any
+    insert_params: Any
+    insert_user_attrs: Any
+    insert_system_attrs: Any
+    name_rerun: Any
+
+
+@functools.lru_cache(maxsize=None)
+def _insert_statements() -> _InsertStatements:
+    """The statements of a trial's insert: the study's row locked, a rerun claimed, the trial inserted, the
+    RUNNING trials (but those ``ended``) and the trials before it counted in one scan, its number set, its
+    parameters and attributes inserted, the rerun named; bound by name (``study_id``, ``trial_id``, ...)."""
+    m, bind = _models, sqlalchemy.bindparam
+    studies, trials = m.StudyModel.__table__, m.TrialModel.__table__
+    ua = m.TrialUserAttributeModel.__table__
+    rerun = sqlalchemy.and_(ua.c.trial_id == bind("rerun_of"), ua.c.key == _RERUN_KEY)
+    running = sqlalchemy.and_(trials.c.state == TrialState.RUNNING, trials.c.trial_id.not_in(bind("ended", expanding=True)))
+    count = lambda condition: sqlalchemy.func.coalesce(  # noqa: E731
+        sqlalchemy.func.sum(sqlalchemy.case((condition, 1), else_=0)), 0)
+    return _InsertStatements(
+        lock_study=sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == bind("study_id")).with_for_update(),
+        claim_rerun=sqlalchemy.update(ua).where(rerun, ua.c.value_json == bind("pending")).values(value_json=bind("claimed")),
+        insert_trial=sqlalchemy.insert(trials),
+        counts=sqlalchemy.select(count(running), count(trials.c.trial_id < bind("trial_id"))).where(
+            trials.c.study_id == bind("study_id")),
+        set_number=sqlalchemy.update(trials).where(trials.c.trial_id == bind("id")).values(number=bind("n")),
+        insert_params=sqlalchemy.insert(m.TrialParamModel.__table__),
+        insert_user_attrs=sqlalchemy.insert(ua),
+        insert_system_attrs=sqlalchemy.insert(m.TrialSystemAttributeModel.__table__),
+        name_rerun=sqlalchemy.update(ua).where(rerun).values(value_json=bind("name")),
+    )
+
+def _upsert(conn: Any, dialect: str, model: Any, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` into ``model``'s table, updating those whose ``keys`` exist (one statement)."""
     if rows:
-        session.execute(_upsert_statement(dialect, model, keys, tuple(rows[0])), rows)
+        conn.execute(_upsert_statement(dialect, model, keys, tuple(rows[0])), rows)
 
 
 @functools.lru_cache(maxsize=None)
@@ -641,7 +701,7 @@ class ExperimentStore:
         if _models is None:
             return None
         with _create_scoped_session(self.storage.scoped_session) as session:
-            total, done = session.execute(_COUNTS, {"study_id": self.study_id}).one()
+            total, done = session.connection().execute(_COUNTS, {"study_id": self.study_id}).one()
         return int(total), int(done or 0)
 
     def sync(self, force: bool = False) -> list[Trial] | None:
@@ -685,16 +745,16 @@ class ExperimentStore:
             if state != TrialState.RUNNING:
                 self.storage.set_trial_state_values(trial_id, state, [value] if value is not None else None)
             return
-        m = _models
+        m, q = _models, _write_statements()
         with _create_scoped_session(self.storage.scoped_session) as session:
-            current = session.scalar(sqlalchemy.select(m.TrialModel.state)
-                                     .where(m.TrialModel.trial_id == trial_id).with_for_update())
+            conn = session.connection()  # plain statements: none of the ORM's work per statement
+            current = conn.execute(q.lock_trial, {"trial_id": trial_id}).scalar()
             if current is None:
                 raise KeyError(f"no trial with id {trial_id}")
             self.storage.check_trial_is_updatable(trial_id, current)
-            _upsert(session, dialect, m.TrialUserAttributeModel, ("trial_id", "key"),
+            _upsert(conn, dialect, m.TrialUserAttributeModel, ("trial_id", "key"),
                     [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
-            _upsert(session, dialect, m.TrialIntermediateValueModel, ("trial_id", "step"), [
+            _upsert(conn, dialect, m.TrialIntermediateValueModel, ("trial_id", "step"), [
                 dict(zip(("trial_id", "step", "intermediate_value", "intermediate_value_type"),
                          (trial_id, step, *m.TrialIntermediateValueModel.intermediate_value_to_stored_repr(v))))
                 for step, v in steps])
@@ -702,10 +762,9 @@ class ExperimentStore:
                 return
             if value is not None:
                 stored, kind = m.TrialValueModel.value_to_stored_repr(value)
-                _upsert(session, dialect, m.TrialValueModel, ("trial_id", "objective"),
+                _upsert(conn, dialect, m.TrialValueModel, ("trial_id", "objective"),
                         [{"trial_id": trial_id, "objective": 0, "value": stored, "value_type": kind}])
-            session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
-                            .values(state=state, datetime_complete=datetime.datetime.now()))
+            conn.execute(q.finish_trial, {"id": trial_id, "final": state, "complete": datetime.datetime.now()})
 
     def _insert(self, params: dict[str, Any], user_attrs: dict[str, Any], system_attrs: dict[str, Any],
                 rerun_of: int | None = None, ended: frozenset[int] = frozenset()) -> tuple[int, int] | None:
@@ -722,8 +781,9 @@ class ExperimentStore:
         (SQLite: the database's, taken at the insert; PostgreSQL: the study row's), and rolled back,
         None, when there are more than the limit.
 
-        With the RDB models, in six statements (Optuna's create_new_trial takes two per attribute and
-        three per parameter, and the number a query of its own); else through Optuna's public API.
+        With the RDB models, in six or seven plain statements built once (:func:`_insert_statements`;
+        Optuna's create_new_trial takes two per attribute and three per parameter, and the number a query
+        of its own); else through Optuna's public API.
         """
         if _models is None:
             if rerun_of is not None:  # not atomic across runners: Optuna's API has no conditional write
@@ -734,36 +794,30 @@ class ExperimentStore:
                                     user_attrs=user_attrs, system_attrs=system_attrs)
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
             return trial_id, self.storage.get_trial_number_from_id(trial_id)
-        m, dists = _models, self.space.distributions
+        dists, q = self.space.distributions, _insert_statements()
         with _create_scoped_session(self.storage.scoped_session) as session:
-            m.StudyModel.find_or_raise_by_id(self.study_id, session, for_update=True)  # numbering: one at a time
-            attr = m.TrialUserAttributeModel
-            claim = (sqlalchemy.update(attr.__table__)
-                     .where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY, attr.value_json == json.dumps("pending")))
-            if rerun_of is not None and session.execute(claim.values(value_json=json.dumps(""))).rowcount != 1:
+            conn = session.connection()  # plain statements: none of the ORM's work per statement
+            if conn.execute(q.lock_study, {"study_id": self.study_id}).first() is None:  # numbering: one at a time
+                raise KeyError(f"no study with id {self.study_id}")
+            pending = {"rerun_of": rerun_of, "pending": json.dumps("pending"), "claimed": json.dumps("")}
+            if rerun_of is not None and conn.execute(q.claim_rerun, pending).rowcount != 1:
                 return None
-            trial_id = session.execute(sqlalchemy.insert(m.TrialModel.__table__).values(
-                study_id=self.study_id, state=TrialState.RUNNING, datetime_start=datetime.datetime.now(),
-            )).inserted_primary_key[0]
-            running = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
-                m.TrialModel.study_id == self.study_id, m.TrialModel.state == TrialState.RUNNING,
-                m.TrialModel.trial_id.not_in(ended)))
+            trial_id = conn.execute(q.insert_trial, {"study_id": self.study_id, "state": TrialState.RUNNING,
+                                                     "datetime_start": datetime.datetime.now()}).inserted_primary_key[0]
+            running, number = conn.execute(q.counts, {"study_id": self.study_id, "trial_id": trial_id,
+                                                      "ended": list(ended)}).one()
             if running > self.experiment.spec.parallel_trial_count:
                 raise _NoSlot  # rolls the insert (and a rerun's claim) back
-            number = session.scalar(sqlalchemy.select(sqlalchemy.func.count(m.TrialModel.trial_id)).where(
-                m.TrialModel.study_id == self.study_id, m.TrialModel.trial_id < trial_id))
-            session.execute(sqlalchemy.update(m.TrialModel.__table__).where(m.TrialModel.trial_id == trial_id)
-                            .values(number=number))
-            session.execute(sqlalchemy.insert(m.TrialParamModel.__table__), [
+            conn.execute(q.set_number, {"id": trial_id, "n": number})
+            conn.execute(q.insert_params, [
                 {"trial_id": trial_id, "param_name": k, "param_value": dists[k].to_internal_repr(v),
                  "distribution_json": distribution_to_json(dists[k])} for k, v in params.items()])
-            for model, attrs in ((m.TrialUserAttributeModel, user_attrs), (m.TrialSystemAttributeModel, system_attrs)):
+            for statement, attrs in ((q.insert_user_attrs, user_attrs), (q.insert_system_attrs, system_attrs)):
                 if attrs:
-                    session.execute(sqlalchemy.insert(model.__table__), [
-                        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()])
+                    conn.execute(statement, [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                                             for k, v in attrs.items()])
             if rerun_of is not None:
-                session.execute(sqlalchemy.update(attr.__table__).where(attr.trial_id == rerun_of, attr.key == _RERUN_KEY)
-                                .values(value_json=json.dumps(trial_name(self.experiment.name, number))))
+                conn.execute(q.name_rerun, {"rerun_of": rerun_of, "name": json.dumps(trial_name(self.experiment.name, number))})
         return trial_id, number
 
     def create(self, trials: Iterable[Trial], ended: Iterable[str] = ()) -> list[Trial]:
