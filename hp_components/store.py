@@ -255,6 +255,10 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
             if "?" not in path and not path.startswith("file:"):
                 kwargs = {"creator": functools.partial(_sqlite_connection, path)}
                 copied = _new_sqlite_file(path)
+    if not url.startswith("sqlite:"):
+        known = _open_known_schema(url, kwargs)
+        if known is not None:
+            return known
     for attempt in range(6):
         try:
             # a copy of the empty store has Optuna's tables at this version's schema: nothing to create or check
@@ -266,6 +270,47 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
                 raise
             time.sleep(0.2 + random.random() * 0.5)
     raise AssertionError("unreachable")
+
+
+def _open_known_schema(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage | None:
+    """The storage of a database that has Optuna's tables at :data:`KNOWN_SCHEMA`, the installed Optuna's
+    own schema, opened without creating its tables or checking its schema (Optuna's check loads every alembic
+    migration script, ~30 ms, and creating the tables asks for each of them, ~20 ms: a lane step pays both
+    at each start); None when the database has no such tables, or another schema (the caller then opens
+    it the full way, which creates or checks them). A database that cannot be reached raises as it does there.
+    """
+    if _models is None or _installed_schema() != KNOWN_SCHEMA:
+        return None
+    storage = None
+    try:
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, skip_compatibility_check=True,
+                                             skip_table_creation=True)
+        with storage.engine.connect() as conn:
+            version = conn.execute(_VERSION).scalar()
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        cause = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) else e
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            raise cause from None  # not reached, or gone: as the full way would say
+        version = None  # no Optuna tables yet (or not all): created the full way
+    if version == KNOWN_SCHEMA:
+        assert storage is not None
+        _schema_versions[storage.engine] = version
+        return storage
+    if storage is not None:
+        storage.engine.dispose()
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_schema() -> str:
+    """The schema revision the installed Optuna writes: its newest alembic migration, by the file names
+    (``v3.2.0.a_.py``; tests/test_store.py checks it against alembic's own head)."""
+    folder = os.path.join(os.path.dirname(optuna.storages._rdb.__file__), "alembic", "versions")
+    try:
+        names = [n[:-3].rstrip("_") for n in os.listdir(folder) if n.startswith("v") and n.endswith(".py")]
+    except OSError:
+        return ""
+    return max(names, key=lambda n: [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in n[1:].split(".")], default="")
 
 
 def _new_sqlite_file(path: str) -> bool:
@@ -612,8 +657,14 @@ class ExperimentStore:
         spec = experiment.to_dict()
         #: the spec stored by the previous run of this experiment (None for a new one)
         self.previous_spec: dict[str, Any] | None = None
-        try:
-            self.study_id = self.storage.create_new_study([direction], experiment.name)
+        try:  # an experiment stored already (a resume, every lane step) is looked up, not inserted and refused
+            self.study_id, created = self.storage.get_study_id_from_name(experiment.name), False
+        except KeyError:
+            try:
+                self.study_id, created = self.storage.create_new_study([direction], experiment.name), True
+            except optuna.exceptions.DuplicatedStudyError:  # another runner created it a moment ago
+                self.study_id, created = self.storage.get_study_id_from_name(experiment.name), False
+        if created:
             # optuna-dashboard and Optuna's plots name the objective by it, not "Objective 0"; the API has
             # been "experimental" since Optuna 3.2, a warning the user of hp-tune can do nothing about
             with warnings.catch_warnings():
@@ -621,8 +672,7 @@ class ExperimentStore:
                 optuna.load_study(study_name=experiment.name, storage=self.storage).set_metric_names(
                     [experiment.spec.objective.objective_metric_name])
             self.storage.set_study_user_attr(self.study_id, _SPEC_KEY, spec)
-        except optuna.exceptions.DuplicatedStudyError:
-            self.study_id = self.storage.get_study_id_from_name(experiment.name)
+        else:
             stored = self.storage.get_study_user_attrs(self.study_id).get(_SPEC_KEY)
             for _ in range(20):  # another runner may have created the study a moment ago
                 if stored is not None:

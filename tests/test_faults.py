@@ -79,10 +79,10 @@ def test_a_full_store_is_a_runtime_fault_and_resumes(tmp_path):
 
 def test_a_read_only_store_is_a_runtime_fault(tmp_path):
     spec = script_experiment("rostore", TRIAL, maxTrialCount=2, parallelTrialCount=1)
+    spec["spec"]["resumePolicy"] = "LongRunning"  # a finished experiment may go on (Katib's rule)
     db = tmp_path / "s.db"
     assert _hp_tune(tmp_path, spec, f"sqlite:///{db}").returncode == 0
-    spec["spec"]["maxTrialCount"] = 4  # something to write
-    spec["spec"]["resumePolicy"] = "LongRunning"
+    spec["spec"]["maxTrialCount"] = 4  # something to write (a change a resume may make)
     done = _hp_tune(tmp_path, spec, f"sqlite:///file:{db}?mode=ro&uri=true")
     assert done.returncode == 3, done.stderr
     assert "Traceback" not in done.stderr and "readonly" in done.stderr and "read-only" in done.stderr, done.stderr

@@ -250,3 +250,62 @@ def test_bulk_history_read_knows_the_installed_optuna_schema(storage_url, basic_
         "trial_intermediate_values": {"trial_intermediate_value_id", "trial_id", "step", "intermediate_value",
                                       "intermediate_value_type"},
     }
+
+
+@pytest.fixture
+def postgres_url():
+    yield from postgres_database()
+
+
+def test_a_database_with_the_known_schema_opens_without_optuna_s_checks(postgres_url, monkeypatch):
+    """make_storage on PostgreSQL: an empty database is set up the full way (Optuna creates its tables
+    and stamps its revision); once it has them at KNOWN_SCHEMA, a store opens without creating tables or
+    checking the schema (_open_known_schema); a database at another revision is checked the full way again."""
+    import optuna
+    import sqlalchemy as sa
+
+    from hp_components import store as module
+
+    # the installed Optuna's schema, read from its migration files' names, is alembic's own head
+    assert module._installed_schema() == module.KNOWN_SCHEMA
+    assert module.make_storage("sqlite:///:memory:")._version_manager.get_head_version() == module.KNOWN_SCHEMA
+    url, full = postgres_url, []
+    real = optuna.storages.RDBStorage.__init__
+
+    def spy(self, *args, **kwargs):
+        full.append(not kwargs.get("skip_table_creation", False))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", spy)
+    first = module.make_storage(url)  # no tables: the fast open fails, the full one creates them
+    assert full == [False, True] and first.get_current_version() == module.KNOWN_SCHEMA
+    full.clear()
+    assert module.make_storage(url).get_all_studies() == [] and full == [False]
+    with first.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
+    full.clear()
+    with pytest.raises(RuntimeError, match="optuna storage upgrade"):  # Optuna's own check refuses it
+        module.make_storage(url)
+    assert full == [False, True]
+
+
+def test_an_unreachable_database_is_not_retried_by_the_fast_open(monkeypatch):
+    """A server that refuses connections raises from make_storage's first open (an OperationalError, which
+    the lane steps report as StoreUnreachable), not after the full open's six attempts."""
+    import socket
+
+    import optuna
+    import sqlalchemy as sa
+
+    from hp_components.store import make_storage
+
+    opened = []
+    real = optuna.storages.RDBStorage.__init__
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__",
+                        lambda self, *a, **k: (opened.append(k.get("skip_table_creation")), real(self, *a, **k))[1])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    with pytest.raises(sa.exc.OperationalError, match="127.0.0.1"):
+        make_storage(f"postgresql+psycopg://hp:hp@127.0.0.1:{port}/hp?connect_timeout=5")
+    assert opened == [True]
