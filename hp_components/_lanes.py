@@ -133,7 +133,9 @@ def _claim_lock(store: ExperimentStore) -> Iterator[None]:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
         return
-    with engine.connect() as conn:  # PostgreSQL or MySQL (LANE_BACKENDS, checked by with_password)
+    # PostgreSQL or MySQL (LANE_BACKENDS, checked by with_password): the claim's reads and writes on the
+    # lock's connection (a session lock: it outlives their transactions)
+    with store.one_connection() as conn:
         if engine.name == "postgresql":
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
             unlock = "SELECT pg_advisory_unlock(:k)"
@@ -144,6 +146,7 @@ def _claim_lock(store: ExperimentStore) -> Iterator[None]:
         try:
             yield
         finally:
+            conn.rollback()  # a statement that failed mid-claim leaves its transaction aborted
             conn.execute(sqlalchemy.text(unlock), {"k": key if engine.name == "postgresql" else str(key)})
             conn.commit()
 

@@ -25,6 +25,7 @@ checkpoints only, so a power loss or OS crash may lose the last ones (those tria
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import importlib
@@ -39,7 +40,7 @@ import uuid
 import warnings
 import weakref
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import optuna
 import sqlalchemy
@@ -526,7 +527,8 @@ def _trial_of(experiment_name: str, number: int, state: TrialState, ua: dict[str
 KNOWN_SCHEMA = "v3.2.0.a"
 
 
-def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
+def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str,
+                conn: sqlalchemy.Connection | None = None) -> list[tuple[Trial, dict[str, Any]]]:
     """Every trial of a study as ``(trial record, owner)``, in creation order, in five plain queries
     (trials, user and system attributes, values, intermediate values) over Optuna's tables through its
     models; the same result as building them from ``get_all_trials``, without its ORM objects, its
@@ -537,14 +539,20 @@ def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_n
     ``get_all_trials``::
 
         pairs = read_trials(store.storage, store.study_id, exp.name)   # [(Trial, {"host": ..}), ...]
+
+    ``conn``: a connection to read on (its transaction then ends with the read), else one of the pool.
     """
     if _models is not None:
-        with storage.engine.connect() as conn:
-            version = _schema_versions.get(storage.engine)
-            if version is None:
-                version = _schema_versions[storage.engine] = conn.execute(_VERSION).scalar()
-            if version == KNOWN_SCHEMA:
-                return _read_rows(conn, study_id, experiment_name)
+        with contextlib.nullcontext(conn) if conn is not None else storage.engine.connect() as c:
+            try:
+                version = _schema_versions.get(storage.engine)
+                if version is None:
+                    version = _schema_versions[storage.engine] = c.execute(_VERSION).scalar()
+                if version == KNOWN_SCHEMA:
+                    return _read_rows(c, study_id, experiment_name)
+            finally:
+                if conn is not None:
+                    conn.rollback()  # a read only: what the store writes next on it begins afresh
     return [(_to_trial(ft, experiment_name), ft.user_attrs.get("owner") or {})
             for ft in storage.get_all_trials(study_id, deepcopy=False)]
 
@@ -636,6 +644,7 @@ class ExperimentStore:
         self.space = SearchSpace(experiment.spec.parameters)
         self.storage = make_storage(url)
         self._ids: dict[int, int] = {}  # trial number -> storage trial id
+        self._conn: sqlalchemy.Connection | None = None  # the connection of one_connection(), while it lasts
         self._written: dict[int, dict[str, Any]] = {}  # trial id -> its attributes as this store last wrote them
         self._reported: dict[int, int] = {}  # trial id -> how many of its intermediate values this store wrote
         self._seen = (-1, -1)  # (trials, finished trials) the last sync saw, plus this store's own writes since
@@ -737,7 +746,30 @@ class ExperimentStore:
 
     def history_with_owners(self) -> list[tuple[Trial, dict[str, Any]]]:
         """Every trial, in creation order, with the runner that created it (:meth:`Owner.to_dict`; {} if none)."""
-        return read_trials(self.storage, self.study_id, self.experiment.name)
+        return read_trials(self.storage, self.study_id, self.experiment.name, self._conn)
+
+    @contextlib.contextmanager
+    def one_connection(self) -> Iterator[sqlalchemy.Connection]:
+        """Every statement of this store on one database connection, yielded, until the block ends (each
+        write still its own transaction): a lane's claim holds its lock on it while it reads, decides and
+        creates, instead of opening a second connection (a PostgreSQL connection costs milliseconds)::
+
+            with store.one_connection() as conn:
+                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(1)")); conn.commit()
+                history = store.history()
+                store.create(trials)
+        """
+        registry = self.storage.scoped_session
+        with self.storage.engine.connect() as conn:
+            registry.remove()
+            registry.configure(bind=conn)  # Optuna's sessions (the writes) on it too
+            self._conn = conn
+            try:
+                yield conn
+            finally:
+                self._conn = None
+                registry.remove()
+                registry.configure(bind=self.storage.engine)
 
     def _trial_id(self, trial: Trial) -> int:
         number = int(trial.name.rsplit("-", 1)[1])

@@ -129,6 +129,47 @@ def test_claims_see_running_trials_and_refuse_past_the_limits(any_url):
     assert lane_suggest(exp, pg_url, lane=0, run="r", depth=5, max_per_lane=5).reason == "Reclaimed"
 
 
+def _advisory_locks(url: str) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    with engine.connect() as c:
+        held = c.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar()
+    engine.dispose()
+    return held
+
+
+def test_a_claim_runs_on_one_connection_and_always_unlocks(pg_url, monkeypatch):
+    """On PostgreSQL a claim takes its lock, reads, decides and creates on one connection of its store
+    (ExperimentStore.one_connection: no second connection opened while the lock is held), and unlocks it
+    when a statement fails mid-claim (the aborted transaction rolled back first): no advisory lock is
+    left to stop the next lane."""
+    import sqlalchemy as sa
+
+    import hp_components._lanes as lanes
+    from hp_components._lanes import open_store
+
+    exp = parse_experiment(script_experiment("onecon", "print(1)", maxTrialCount=4, parallelTrialCount=2))
+    lane_record(exp, pg_url, lane_suggest(exp, pg_url, lane=0, run="r").item["name"], [])  # a trial to read
+    store = open_store(pg_url, exp, "r/1")
+    checkouts: list[object] = []
+    sa.event.listen(store.storage.engine.pool, "checkout", lambda dbapi, record, proxy: checkouts.append(dbapi))
+    claim = lane_suggest(exp, pg_url, lane=1, run="r", store=store)
+    assert not claim.done and len(checkouts) == 1
+    assert [t.condition for t in ExperimentStore(pg_url, exp).history()] == ["Failed", "Running"]  # committed
+    assert _advisory_locks(pg_url) == 0
+
+    def failing(experiment, history, count):
+        store._conn.execute(sa.text("SELECT no_such_column FROM trials"))  # aborts the transaction
+
+    monkeypatch.setattr(lanes, "suggest_step", failing)
+    with pytest.raises(sa.exc.ProgrammingError):
+        lane_suggest(exp, pg_url, lane=2, run="r", store=store)
+    assert _advisory_locks(pg_url) == 0
+    monkeypatch.undo()
+    assert not lane_suggest(exp, pg_url, lane=2, run="r").done  # the next lane claims at once
+
+
 def _backdate(url: str, exp, name: str, seconds: float, heartbeat: bool = False) -> None:
     """Make trial ``name`` look as if it started (and last beat) ``seconds`` ago."""
     import datetime
