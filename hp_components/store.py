@@ -256,7 +256,7 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
             if "?" not in path and not path.startswith("file:"):
                 kwargs = {"creator": functools.partial(_sqlite_connection, path)}
                 copied = _new_sqlite_file(path)
-    if not url.startswith("sqlite:"):
+    if not copied:  # an existing store (a resume, a report, every lane step)
         known = _open_known_schema(url, kwargs)
         if known is not None:
             return known
@@ -276,9 +276,10 @@ def make_storage(url: str) -> optuna.storages.RDBStorage:
 def _open_known_schema(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBStorage | None:
     """The storage of a database that has Optuna's tables at :data:`KNOWN_SCHEMA`, the installed Optuna's
     own schema, opened without creating its tables or checking its schema (Optuna's check loads every alembic
-    migration script, ~30 ms, and creating the tables asks for each of them, ~20 ms: a lane step pays both
-    at each start); None when the database has no such tables, or another schema (the caller then opens
-    it the full way, which creates or checks them). A database that cannot be reached raises as it does there.
+    migration script, ~30 ms, ~100 ms more for alembic's first import in a process, and creating the tables
+    asks for each of them, ~20 ms: every lane step and every resume paid them); None when the database has no
+    such tables, or another schema (the caller then opens it the full way, which creates or checks them). A
+    server that cannot be reached raises as it does there (SQLite: every failure goes the full way).
     """
     if _models is None or _installed_schema() != KNOWN_SCHEMA:
         return None
@@ -290,7 +291,8 @@ def _open_known_schema(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBS
             version = conn.execute(_VERSION).scalar()
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
         cause = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) else e
-        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+        if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) \
+                and not url.startswith("sqlite:"):  # SQLite's missing table is an OperationalError too
             raise cause from None  # not reached, or gone: as the full way would say
         version = None  # no Optuna tables yet (or not all): created the full way
     if version == KNOWN_SCHEMA:

@@ -309,3 +309,26 @@ def test_an_unreachable_database_is_not_retried_by_the_fast_open(monkeypatch):
     with pytest.raises(sa.exc.OperationalError, match="127.0.0.1"):
         make_storage(f"postgresql+psycopg://hp:hp@127.0.0.1:{port}/hp?connect_timeout=5")
     assert opened == [True]
+
+
+def test_an_existing_sqlite_store_opens_without_optuna_s_checks(tmp_path, monkeypatch):
+    """A new SQLite file starts as a copy of an empty store (no checks); one that exists opens the fast way
+    too (a resume, a report); a damaged file goes the full way, which says what is wrong with it."""
+    import optuna
+    import sqlalchemy as sa
+
+    from hp_components.store import make_storage
+
+    url = f"sqlite:///{tmp_path}/hp.db"
+    make_storage(url).engine.dispose()
+    opened = []
+    real = optuna.storages.RDBStorage.__init__
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__",
+                        lambda self, *a, **k: (opened.append(k.get("skip_table_creation")), real(self, *a, **k))[1])
+    make_storage(url).engine.dispose()
+    assert opened == [True]
+    (tmp_path / "bad.db").write_bytes(b"this is no database\n" * 500)
+    opened.clear()
+    with pytest.raises(sa.exc.DatabaseError, match="not a database"):
+        make_storage(f"sqlite:///{tmp_path}/bad.db")
+    assert opened[:2] == [True, False]
