@@ -754,7 +754,8 @@ class ExperimentStore:
     def one_connection(self) -> Iterator[sqlalchemy.Connection]:
         """Every statement of this store on one database connection, yielded, until the block ends (each
         write still its own transaction): a lane's claim holds its lock on it while it reads, decides and
-        creates, instead of opening a second connection (a PostgreSQL connection costs milliseconds)::
+        creates, instead of opening a second connection (a PostgreSQL connection costs milliseconds). For a
+        store one thread uses (a step's): Optuna's session factory is bound to the connection meanwhile::
 
             with store.one_connection() as conn:
                 conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(1)")); conn.commit()
