@@ -72,3 +72,18 @@ def test_quality_batch3_runs_every_gp_peer_and_merges_side_by_side_runs(tmp_path
         f"--out {b}"}
     assert [m["command"].split(" --out")[0] for m in merged["merged_from"]] == [
         "python -m benchmarks quality --modes sequential --functions mixed --algorithms random --seeds 2 --trials 5"]
+
+
+def test_lane_pod_part_times_the_whole_step_process_of_both_trees(tmp_path):
+    """benchmarks.lane_pod: each tree's lane-suggest step as a process, alternating, one experiment each (a
+    SQLite store here; the recorded run is on PostgreSQL); every claim a trial of its own tree's experiment."""
+    import optuna
+
+    from benchmarks.lane_pod import run
+
+    url = f"sqlite:///{tmp_path}/hp.db"
+    doc = json.loads(run(url, "HEAD", 2, tmp_path).read_text())
+    assert doc["repeats"] == 2 and len(doc["before_wall_s_all"]) == len(doc["after_wall_s_all"]) == 2
+    assert doc["after_over_before"] == doc["after_wall_median_s"] / doc["before_wall_median_s"] > 0
+    studies = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(url)}
+    assert sorted(studies.values()) == [3, 3] and all(n.startswith("bench-pod-") for n in studies)
