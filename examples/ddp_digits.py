@@ -47,6 +47,9 @@ def main() -> None:
             with torch.no_grad():
                 accuracy = (model(xv).argmax(1) == yv).float().mean().item()
             print(f"epoch={epoch} Validation-accuracy={accuracy:.4f} world-size={world}", flush=True)
+    # every rank reaches the end before any tears the group down: a rank destroying it while another is still
+    # at work can abort that one in gloo's threads ("terminate called without an active exception", SIGABRT)
+    dist.barrier()
     dist.destroy_process_group()
 
 
