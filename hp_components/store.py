@@ -421,29 +421,10 @@ if _models is not None:
     ).where(_models.TrialModel.study_id == sqlalchemy.bindparam("study_id"))
 
 
-
 @dataclass(frozen=True)
 class _WriteStatements:
-    """:meth:`ExperimentStore._write_rows`' own statements, built once (see :func:`_write_statements`)."""
-
-    lock_trial: Any
-    finish_trial: Any
-
-
-@functools.lru_cache(maxsize=None)
-def _write_statements() -> _WriteStatements:
-    """A trial's state read with its row locked (``trial_id``), and its final state and completion time set
-    (``id``, ``final``, ``complete``)."""
-    trials, bind = _models.TrialModel.__table__, sqlalchemy.bindparam
-    return _WriteStatements(
-        lock_trial=sqlalchemy.select(trials.c.state).where(trials.c.trial_id == bind("trial_id")).with_for_update(),
-        finish_trial=sqlalchemy.update(trials).where(trials.c.trial_id == bind("id")).values(
-            state=bind("final"), datetime_complete=bind("complete")))
-
-
-@dataclass(frozen=True)
-class _InsertStatements:
-    """:meth:`ExperimentStore._insert`'s statements over Optuna's tables, built once (see :func:`_insert_statements`)."""
+    """The statements of :meth:`ExperimentStore._insert` and :meth:`ExperimentStore._write_rows` over Optuna's
+    tables, built once (:func:`_write_statements`), bound by name."""
 
     lock_study: Any
     claim_rerun: Any
@@ -454,13 +435,16 @@ class _InsertStatements:
     insert_user_attrs: Any
     insert_system_attrs: Any
     name_rerun: Any
+    lock_trial: Any
+    finish_trial: Any
 
 
 @functools.lru_cache(maxsize=None)
-def _insert_statements() -> _InsertStatements:
-    """The statements of a trial's insert: the study's row locked, a rerun claimed, the trial inserted, the
-    RUNNING trials (but those ``ended``) and the trials before it counted in one scan, its number set, its
-    parameters and attributes inserted, the rerun named; bound by name (``study_id``, ``trial_id``, ...)."""
+def _write_statements() -> _WriteStatements:
+    """A trial's insert: the study's row locked, a rerun claimed, the trial inserted, the RUNNING trials (but
+    those ``ended``) and the trials before it counted in one scan, its number set, its parameters and
+    attributes inserted, the rerun named. A trial's writes: its state read with its row locked, its final
+    state and completion time set (``id``, ``final``, ``complete``)."""
     m, bind = _models, sqlalchemy.bindparam
     studies, trials = m.StudyModel.__table__, m.TrialModel.__table__
     ua = m.TrialUserAttributeModel.__table__
@@ -468,7 +452,7 @@ def _insert_statements() -> _InsertStatements:
     running = sqlalchemy.and_(trials.c.state == TrialState.RUNNING, trials.c.trial_id.not_in(bind("ended", expanding=True)))
     count = lambda condition: sqlalchemy.func.coalesce(  # noqa: E731
         sqlalchemy.func.sum(sqlalchemy.case((condition, 1), else_=0)), 0)
-    return _InsertStatements(
+    return _WriteStatements(
         lock_study=sqlalchemy.select(studies.c.study_id).where(studies.c.study_id == bind("study_id")).with_for_update(),
         claim_rerun=sqlalchemy.update(ua).where(rerun, ua.c.value_json == bind("pending")).values(value_json=bind("claimed")),
         insert_trial=sqlalchemy.insert(trials),
@@ -479,7 +463,11 @@ def _insert_statements() -> _InsertStatements:
         insert_user_attrs=sqlalchemy.insert(ua),
         insert_system_attrs=sqlalchemy.insert(m.TrialSystemAttributeModel.__table__),
         name_rerun=sqlalchemy.update(ua).where(rerun).values(value_json=bind("name")),
+        lock_trial=sqlalchemy.select(trials.c.state).where(trials.c.trial_id == bind("trial_id")).with_for_update(),
+        finish_trial=sqlalchemy.update(trials).where(trials.c.trial_id == bind("id")).values(
+            state=bind("final"), datetime_complete=bind("complete")),
     )
+
 
 def _upsert(conn: Any, dialect: str, model: Any, keys: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
     """Insert ``rows`` into ``model``'s table, updating those whose ``keys`` exist (one statement)."""
@@ -866,7 +854,7 @@ class ExperimentStore:
         (SQLite: the database's, taken at the insert; PostgreSQL: the study row's), and rolled back,
         None, when there are more than the limit.
 
-        With the RDB models, in six or seven plain statements built once (:func:`_insert_statements`;
+        With the RDB models, in six or seven plain statements built once (:func:`_write_statements`;
         Optuna's create_new_trial takes two per attribute and three per parameter, and the number a query
         of its own); else through Optuna's public API.
         """
@@ -879,7 +867,7 @@ class ExperimentStore:
                                     user_attrs=user_attrs, system_attrs=system_attrs)
             trial_id = self.storage.create_new_trial(self.study_id, template_trial=template)
             return trial_id, self.storage.get_trial_number_from_id(trial_id)
-        dists, q = self.space.distributions, _insert_statements()
+        dists, q = self.space.distributions, _write_statements()
         with _create_scoped_session(self.storage.scoped_session) as session:
             conn = session.connection()  # plain statements: none of the ORM's work per statement
             if conn.execute(q.lock_study, {"study_id": self.study_id}).first() is None:  # numbering: one at a time

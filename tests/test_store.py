@@ -257,11 +257,26 @@ def postgres_url():
     yield from postgres_database()
 
 
-def test_a_database_with_the_known_schema_opens_without_optuna_s_checks(postgres_url, monkeypatch):
+@pytest.fixture
+def opens(monkeypatch):
+    """Each RDBStorage constructed from now on, as its skip_table_creation: True the fast way, False the full one."""
+    import optuna
+
+    seen: list[bool] = []
+    real = optuna.storages.RDBStorage.__init__
+
+    def spy(self, *args, **kwargs):
+        seen.append(bool(kwargs.get("skip_table_creation", False)))
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", spy)
+    return seen
+
+
+def test_a_database_with_the_known_schema_opens_without_optuna_s_checks(postgres_url, opens):
     """make_storage on PostgreSQL: an empty database is set up the full way (Optuna creates its tables
     and stamps its revision); once it has them at KNOWN_SCHEMA, a store opens without creating tables or
     checking the schema (_open_known_schema); a database at another revision is checked the full way again."""
-    import optuna
     import sqlalchemy as sa
 
     from hp_components import store as module
@@ -269,66 +284,51 @@ def test_a_database_with_the_known_schema_opens_without_optuna_s_checks(postgres
     # the installed Optuna's schema, read from its migration files' names, is alembic's own head
     assert module._installed_schema() == module.KNOWN_SCHEMA
     assert module.make_storage("sqlite:///:memory:")._version_manager.get_head_version() == module.KNOWN_SCHEMA
-    url, full = postgres_url, []
-    real = optuna.storages.RDBStorage.__init__
-
-    def spy(self, *args, **kwargs):
-        full.append(not kwargs.get("skip_table_creation", False))
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__", spy)
+    url = postgres_url
+    opens.clear()
     first = module.make_storage(url)  # no tables: the fast open fails, the full one creates them
-    assert full == [False, True] and first.get_current_version() == module.KNOWN_SCHEMA
-    full.clear()
-    assert module.make_storage(url).get_all_studies() == [] and full == [False]
+    assert opens == [True, False] and first.get_current_version() == module.KNOWN_SCHEMA
+    opens.clear()
+    assert module.make_storage(url).get_all_studies() == [] and opens == [True]
     with first.engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = 'v3.0.0.d'"))
-    full.clear()
+    opens.clear()
     with pytest.raises(RuntimeError, match="optuna storage upgrade"):  # Optuna's own check refuses it
         module.make_storage(url)
-    assert full == [False, True]
+    assert opens == [True, False]
 
 
-def test_an_unreachable_database_is_not_retried_by_the_fast_open(monkeypatch):
+def test_an_unreachable_database_is_not_retried_by_the_fast_open(opens):
     """A server that refuses connections raises from make_storage's first open (an OperationalError, which
     the lane steps report as StoreUnreachable), not after the full open's six attempts."""
     import socket
 
-    import optuna
     import sqlalchemy as sa
 
     from hp_components.store import make_storage
 
-    opened = []
-    real = optuna.storages.RDBStorage.__init__
-    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__",
-                        lambda self, *a, **k: (opened.append(k.get("skip_table_creation")), real(self, *a, **k))[1])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(sa.exc.OperationalError, match="127.0.0.1"):
         make_storage(f"postgresql+psycopg://hp:hp@127.0.0.1:{port}/hp?connect_timeout=5")
-    assert opened == [True]
+    assert opens == [True]
 
 
-def test_an_existing_sqlite_store_opens_without_optuna_s_checks(tmp_path, monkeypatch):
+def test_an_existing_sqlite_store_opens_without_optuna_s_checks(tmp_path, opens):
     """A new SQLite file starts as a copy of an empty store (no checks); one that exists opens the fast way
     too (a resume, a report); a damaged file goes the full way, which says what is wrong with it."""
-    import optuna
     import sqlalchemy as sa
 
     from hp_components.store import make_storage
 
     url = f"sqlite:///{tmp_path}/hp.db"
     make_storage(url).engine.dispose()
-    opened = []
-    real = optuna.storages.RDBStorage.__init__
-    monkeypatch.setattr(optuna.storages.RDBStorage, "__init__",
-                        lambda self, *a, **k: (opened.append(k.get("skip_table_creation")), real(self, *a, **k))[1])
+    opens.clear()
     make_storage(url).engine.dispose()
-    assert opened == [True]
+    assert opens == [True]
     (tmp_path / "bad.db").write_bytes(b"this is no database\n" * 500)
-    opened.clear()
+    opens.clear()
     with pytest.raises(sa.exc.DatabaseError, match="not a database"):
         make_storage(f"sqlite:///{tmp_path}/bad.db")
-    assert opened[:2] == [True, False]
+    assert opens[:2] == [True, False]
