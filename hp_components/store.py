@@ -519,9 +519,9 @@ KNOWN_SCHEMA = "v3.2.0.a"
 
 def read_trials(storage: optuna.storages.RDBStorage, study_id: int, experiment_name: str,
                 conn: sqlalchemy.Connection | None = None) -> list[tuple[Trial, dict[str, Any]]]:
-    """Every trial of a study as ``(trial record, owner)``, in creation order, in five plain queries
-    (trials, user and system attributes, values, intermediate values) over Optuna's tables through its
-    models; the same result as building them from ``get_all_trials``, without its ORM objects, its
+    """Every trial of a study as ``(trial record, owner)``, in creation order, in three plain queries
+    (trials with their values, their user and system attributes, their intermediate values) over Optuna's
+    tables through its models; the same result as building them from ``get_all_trials``, without its ORM objects, its
     parameters and their distributions (a trial record takes its assignments from its attributes).
 
     Reads the store's schema revision first (alembic's ``alembic_version`` table, once per engine);
@@ -557,41 +557,37 @@ _RECORD_KEYS = ("assignments", "condition", "reason", "message", "observation", 
 
 @functools.lru_cache(maxsize=None)
 def _read_statements() -> tuple[Any, Any, Any]:
-    """:func:`_read_rows`' queries (built once): a study's trials with their value, then the attributes and
-    intermediate values of a list of trials (by id: the index Optuna's tables have, as get_all_trials reads)."""
-    m, ids = _models, sqlalchemy.bindparam("ids", expanding=True)
+    """:func:`_read_rows`' queries (built once): a study's trials with their value, their attributes, and
+    their intermediate values, each selected by the study's id through a join on the trials table (the
+    indexes Optuna's tables have: trials by study, attributes and values by trial), no id list bound."""
+    m, study_id = _models, sqlalchemy.bindparam("study_id")
     trials, tv = m.TrialModel.__table__, m.TrialValueModel.__table__
     by_trial = sqlalchemy.select(trials.c.trial_id, trials.c.number, trials.c.state, tv.c.value, tv.c.value_type).outerjoin(
         tv, sqlalchemy.and_(tv.c.trial_id == trials.c.trial_id, tv.c.objective == 0)
-    ).where(trials.c.study_id == sqlalchemy.bindparam("study_id")).order_by(trials.c.trial_id)
+    ).where(trials.c.study_id == study_id).order_by(trials.c.trial_id)
     ua, sa = m.TrialUserAttributeModel.__table__, m.TrialSystemAttributeModel.__table__
     attrs = sqlalchemy.union_all(
         sqlalchemy.select(sqlalchemy.literal(0).label("kind"), ua.c.trial_id, ua.c.key, ua.c.value_json)
-        .where(ua.c.trial_id.in_(ids), ua.c.key.in_(_RECORD_KEYS)),
+        .join(trials, trials.c.trial_id == ua.c.trial_id).where(trials.c.study_id == study_id, ua.c.key.in_(_RECORD_KEYS)),
         sqlalchemy.select(sqlalchemy.literal(1).label("kind"), sa.c.trial_id, sa.c.key, sa.c.value_json)
-        .where(sa.c.trial_id.in_(ids)))
+        .join(trials, trials.c.trial_id == sa.c.trial_id).where(trials.c.study_id == study_id))
     ti = m.TrialIntermediateValueModel.__table__
-    steps = sqlalchemy.select(ti.c.trial_id, ti.c.step, ti.c.intermediate_value, ti.c.intermediate_value_type).where(
-        ti.c.trial_id.in_(ids))
+    steps = sqlalchemy.select(ti.c.trial_id, ti.c.step, ti.c.intermediate_value, ti.c.intermediate_value_type).join(
+        trials, trials.c.trial_id == ti.c.trial_id).where(trials.c.study_id == study_id)
     return by_trial, attrs, steps
-
-
-#: trial ids per query (SQLite allows 32766 bound values, a union names them twice)
-_CHUNK = 5000
 
 
 def _read_rows(conn: sqlalchemy.Connection, study_id: int, experiment_name: str) -> list[tuple[Trial, dict[str, Any]]]:
     m, (by_trial, attrs, steps) = _models, _read_statements()
     found: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]] = ({}, {})  # user, system attributes
     curves: dict[int, dict[int, float]] = {}
-    rows = conn.execute(by_trial, {"study_id": study_id}).all()
-    for start in range(0, len(rows), _CHUNK):
-        key = {"ids": [row[0] for row in rows[start:start + _CHUNK]]}
-        for kind, trial_id, name, text in conn.execute(attrs, key).all():
-            found[kind].setdefault(trial_id, {})[name] = json.loads(text)
-        for trial_id, step, value, kind in conn.execute(steps, key).all():
-            curves.setdefault(trial_id, {})[step] = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
-                value, kind)
+    key = {"study_id": study_id}
+    rows = conn.execute(by_trial, key).all()
+    for kind, trial_id, name, text in conn.execute(attrs, key).all():
+        found[kind].setdefault(trial_id, {})[name] = json.loads(text)
+    for trial_id, step, value, kind in conn.execute(steps, key).all():
+        curves.setdefault(trial_id, {})[step] = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value(
+            value, kind)
     user, system = found
     out = []
     for trial_id, number, state, value, kind in rows:
