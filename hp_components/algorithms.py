@@ -42,6 +42,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState, create_trial
 
+from hp_components import _persistent_gp
 from hp_components.settings import Setting, choice_setting, float_setting, int_setting, read_settings
 from hp_components.space import SearchSpace, grid_size
 from hp_components.trials import Trial
@@ -386,15 +387,15 @@ class GaussianProcess(OptunaAlgorithm):
     def suggest(self, space, history, count, *, direction, seed):  # type: ignore[override]
         """A sequential ask is Optuna's GPSampler; a parallel one is tuned for batches.
 
-        Sequential (one point asked, nothing running): exactly what a fresh
-        ``GPSampler(seed=seed, n_startup_trials=n_initial_points)`` asks after the same history
-        (:func:`_plain_gp_suggest`): its random initial points, its log-EI on the raw values.
-        Measured (benchmarks/README.md, 48 trials one at a time): the batch path below lost to
-        plain GPSampler there (Hartmann6 median regret 0.22 against 0.009 on seeds 0-9). On
-        seeds 100-104 (not the reported ones) the culprit was the Sobol initial design, not the
-        value transform (never active on Hartmann6) nor the kernel-parameter warm start a
-        persistent GPSampler keeps between asks (a fresh GPSampler per ask: 0.126, a persistent
-        one: 0.123, the batch path: 0.51).
+        Sequential (one point asked, nothing running): Optuna's GPSampler, its random initial points and
+        its log-EI on the raw values. In one process asked one point at a time (the local runner at
+        parallelTrialCount 1) it is one persistent ``GPSampler(seed=random_state)`` told each result
+        (:mod:`hp_components._persistent_gp`): seed for seed the points Optuna asks, its kernel fit warm
+        started; on a history it did not hand out (a pipeline step, a resumed run) it is a fresh
+        ``GPSampler(seed=seed, n_startup_trials=n_initial_points)``. Measured (benchmarks/README.md, 48
+        trials one at a time): the batch path below lost to plain GPSampler there (Hartmann6 median
+        regret 0.22 against 0.009 on seeds 0-9); on seeds 100-104 (not the reported ones) the culprit was
+        its Sobol initial design.
 
         Parallel: ``n_initial_points`` counts every point already placed (running ones too), not only results.
 
@@ -420,7 +421,8 @@ class GaussianProcess(OptunaAlgorithm):
         n_initial = self.options.get("n_initial_points", 10)
         frozen = [f for f in (_frozen(t, space) for t in history) if f is not None]
         if count == 1 and not any(f.state == TrialState.RUNNING for f in frozen):
-            return _plain_gp_suggest(frozen, space, direction, seed, n_initial)
+            return [_persistent_gp.ask(frozen, space, direction, random_state=self.options.get("random_state", seed),
+                                       seed=seed, n_initial=n_initial)]
         completed = sum(f.state == TrialState.COMPLETE for f in frozen)
         placed = len(frozen)
         initial = max(0, min(count, n_initial - placed)) if completed else count
@@ -455,25 +457,6 @@ class GaussianProcess(OptunaAlgorithm):
                 "pip install 'hp-components[gp]' (or use algorithmName tpe)"
             )
         return None
-
-
-def _plain_gp_suggest(frozen: list[optuna.trial.FrozenTrial], space: "SearchSpace", direction: str, seed: int,
-                      n_initial: int) -> list[Suggestion]:
-    """The point a fresh ``optuna.samplers.GPSampler(seed=seed, n_startup_trials=n_initial)`` asks next
-    after ``frozen`` (its independent RandomSampler until ``n_initial`` trials completed, then log-EI)::
-
-        [(params, attrs)] = _plain_gp_suggest(frozen, space, "minimize", seed=7, n_initial=10)
-
-    ``n_initial`` 0 is taken as 1: a GP cannot be fitted to no result, and the first point is random anyway.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        gp = optuna.samplers.GPSampler(seed=seed, n_startup_trials=max(n_initial, 1), warn_independent_sampling=False)
-        study = optuna.create_study(direction=direction, sampler=gp)
-        study.add_trials(frozen)
-        study.ask(space.distributions)
-    trial = study.get_trials(deepcopy=False)[-1]
-    return [(dict(trial.params), dict(trial.system_attrs))]
 
 
 #: system attribute of a trial the GP placed at the optimum of its posterior mean

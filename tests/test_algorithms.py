@@ -191,3 +191,68 @@ def test_a_parallel_ask_is_not_the_plain_gpsampler_path(basic_dict):
     history[-1].condition, history[-1].objective_value = "Running", None
     (ours,) = suggest(exp, history, 1)
     assert ours.system_attrs.get(EXPLOIT_ATTR)
+
+
+def _sequential_gp(basic_dict, seed: int, name: str = "gp-seq"):
+    exp = make_experiment(basic_dict, **{"metadata.name": name, "spec.algorithm.algorithmName": "bayesianoptimization",
+                                         "spec.maxTrialCount": 40,
+                                         "spec.algorithm.algorithmSettings": [{"name": "random_state", "value": str(seed)}]})
+    return exp, []
+
+
+def _ask_and_tell(exp, history):
+    (ours,) = suggest(exp, history, 1)
+    history.append(finish([ours], score)[0])
+    return ours.assignments
+
+
+def test_sequential_asks_in_one_process_are_one_persistent_gpsampler(basic_dict):
+    """From an empty history, one point at a time with each result told (the local runner at
+    parallelTrialCount 1): the points of one ``GPSampler(seed=random_state)`` driven by study.ask/tell,
+    its random start and then its GP, whose kernel fit each ask starts from the last one
+    (hp_components._persistent_gp)."""
+    pytest.importorskip("torch")
+    import warnings
+
+    import optuna
+
+    from hp_components import _persistent_gp
+    from hp_components.space import SearchSpace
+
+    _persistent_gp.forget()
+    exp, history = _sequential_gp(basic_dict, 3)
+    space = SearchSpace(exp.spec.parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(direction=exp.spec.objective.type,
+                                    sampler=optuna.samplers.GPSampler(seed=3, n_startup_trials=10))
+        for i in range(14):
+            ours = _ask_and_tell(exp, history)
+            theirs = study.ask(space.distributions)
+            assert ours == space.assignments(theirs.params), f"ask {i}"
+            study.tell(theirs, score(ours))
+
+
+def test_experiments_tuned_side_by_side_in_one_process_ask_what_each_asks_alone(basic_dict):
+    """Kept samplers are told apart by history: two experiments with the same space and seed, and a third
+    with another seed, asked in turn, get the points each gets alone; a history that does not continue a
+    kept sampler (a resumed run: here the same history asked again) gets a fresh GPSampler's point."""
+    pytest.importorskip("torch")
+    from hp_components import _persistent_gp
+
+    alone = []
+    for seed in (5, 5, 6):
+        _persistent_gp.forget()
+        exp, history = _sequential_gp(basic_dict, seed)
+        alone.append([_ask_and_tell(exp, history) for _ in range(12)])
+    assert alone[0] == alone[1] and alone[0] != alone[2]
+    _persistent_gp.forget()
+    runs = [_sequential_gp(basic_dict, seed) for seed in (5, 5, 6)]
+    together: list[list] = [[], [], []]
+    for _ in range(12):
+        for points, (exp, history) in zip(together, runs):
+            points.append(_ask_and_tell(exp, history))
+    assert together == alone
+    exp, history = runs[0]
+    (again,) = suggest(exp, history[:-1], 1)  # the last point asked again, its result unknown to the sampler
+    assert again.assignments == _plain_gpsampler_ask(exp, history[:-1])

@@ -415,3 +415,37 @@ def test_status_has_katibs_start_completion_and_transition_times(tmp_path):
     assert by_type["Succeeded"]["lastTransitionTime"] == last_end
     time.sleep(1.1)
     assert result.status.to_dict()["conditions"] == st["conditions"]  # not "now" at each writing
+
+
+def test_a_sequential_gp_run_asks_the_points_optunas_gpsampler_asks(tmp_path):
+    """parallelTrialCount 1, bayesianoptimization, random_state 4: the trials' points are those of one
+    ``GPSampler(seed=4)`` told the same results in study.ask/tell (hp_components._persistent_gp), the
+    random start and the GP's asks after it."""
+    pytest.importorskip("torch")
+    import warnings
+
+    import optuna
+
+    from hp_components import _persistent_gp
+    from hp_components.space import SearchSpace
+
+    script = """
+import argparse
+p = argparse.ArgumentParser(); p.add_argument("--x", type=float); p.add_argument("--y", type=float); a = p.parse_args()
+print(f"loss={(a.x - 0.5) ** 2 + abs(a.y + 0.3) + 0.1 * a.x * a.y:.6f}")
+"""
+    params = [{"name": n, "parameterType": "double", "feasibleSpace": {"min": "-2", "max": "2"}} for n in "xy"]
+    _persistent_gp.forget()
+    exp, result = run(tmp_path, script_experiment(
+        "seq-gp", script, params=params, maxTrialCount=13, parallelTrialCount=1,
+        algorithm={"algorithmName": "bayesianoptimization",
+                   "algorithmSettings": [{"name": "random_state", "value": "4"}]}))
+    assert result.status.counts["trialsSucceeded"] == 13
+    space = SearchSpace(exp.spec.parameters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        study = optuna.create_study(sampler=optuna.samplers.GPSampler(seed=4))
+        for trial in result.history:
+            asked = study.ask(space.distributions)
+            assert trial.assignments == space.assignments(asked.params), trial.name
+            study.tell(asked, trial.objective_value)
