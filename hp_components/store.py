@@ -290,17 +290,17 @@ def _open_known_schema(url: str, kwargs: dict[str, Any]) -> optuna.storages.RDBS
         with storage.engine.connect() as conn:
             version = conn.execute(_VERSION).scalar()
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as e:
+        if storage is not None:
+            storage.engine.dispose()
         cause = e.__cause__ if isinstance(e, optuna.exceptions.StorageInternalError) else e
         if isinstance(cause, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) \
                 and not url.startswith("sqlite:"):  # SQLite's missing table is an OperationalError too
             raise cause from None  # not reached, or gone: as the full way would say
-        version = None  # no Optuna tables yet (or not all): created the full way
+        return None  # no Optuna tables yet (or not all): created the full way
     if version == KNOWN_SCHEMA:
-        assert storage is not None
         _schema_versions[storage.engine] = version
         return storage
-    if storage is not None:
-        storage.engine.dispose()
+    storage.engine.dispose()
     return None
 
 
