@@ -3,7 +3,10 @@
 A pure function of its inputs: the same experiment (``random_state`` included) and the same
 history give the same batch, in a local process, a KFP task or an Argo pod. Without a
 ``random_state`` setting the seed comes from the experiment's name, so runs are reproducible
-unless you ask otherwise::
+unless you ask otherwise. One exception: ``bayesianoptimization`` asked one point at a time, nothing
+running, keeps one GPSampler per run within a process (:mod:`hp_components._persistent_gp`), so
+the history it handed out itself continues that sampler's stream; a run from an empty history is
+still reproducible, and any other history gets a fresh sampler as everywhere else::
 
     from hp_components import load_experiment, suggest
     exp = load_experiment("examples/random-digits.yaml")
