@@ -7,14 +7,15 @@ kernel parameters, the next fit's starting point (benchmarks/gp_seeds.py compare
 long-lived process (the local runner, a notebook) asks again and again; here it keeps one study
 and its sampler per experiment and tells it each result as it comes back, so a run of
 ``random_state: s`` from an empty history asks exactly what ``GPSampler(seed=s)`` asks in
-``study.ask``/``study.tell`` (the same points, seed for seed), at a persistent sampler's speed::
+``study.ask``/``study.tell`` (the same points, seed for seed, until ``unique_batch`` replaces one)::
 
     point = ask(frozen, space, "minimize", random_state=7, seed=derived, n_initial=10)
 
 A kept sampler answers a history that is the one it was last asked about plus one trial: the
 point it handed out, whose result it is told, or the point ``unique_batch`` put in its place (the
-handed-out point is then told failed, the replacement added as it is). Any other history (a pipeline step's, a resumed run's)
-starts a new sampler seeded ``seed`` on the whole history: exactly a fresh ``GPSampler(seed=seed)``.
+handed-out point is then told failed, the replacement added as it is); a run resumed in the same
+process continues so. Any other history (a pipeline step's, a run resumed by a new process) starts
+a new sampler seeded ``seed`` on the whole history: exactly a fresh ``GPSampler(seed=seed)``.
 """
 
 from __future__ import annotations
