@@ -14,7 +14,7 @@ and its sampler per experiment and tells it each result as it comes back, so a r
 A kept sampler answers a history that is the one it was last asked about plus one trial: the
 point it handed out, whose result it is told, or the point ``unique_batch`` put in its place (the
 handed-out point is then told failed, the replacement added as it is); a run resumed in the same
-process continues so. Any other history (a pipeline step's, a run resumed by a new process) starts
+process continues so, and the history it last answered, asked again, gets the same point. Any other history (a pipeline step's, a run resumed by a new process) starts
 a new sampler seeded ``seed`` on the whole history: exactly a fresh ``GPSampler(seed=seed)``.
 """
 
@@ -45,6 +45,8 @@ class _Kept:
     seen: list[_Key] = field(default_factory=list)
     #: the point handed out last (its study trial number, and its params as the history will hold them)
     pending: tuple[int, _Key] | None = None
+    #: that point as it was handed out (params, system attributes): the answer to ``seen`` asked again
+    answer: tuple[dict[str, Any], dict[str, Any]] | None = None
 
 
 _kept: collections.OrderedDict[int, _Kept] = collections.OrderedDict()
@@ -90,6 +92,9 @@ def ask(frozen: list[FrozenTrial], space: SearchSpace, direction: str, *, random
     keys = [_key(t) for t in frozen]
     with _lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        again = next((k for k in reversed(_kept.values()) if k.config == config and k.seen == keys and k.answer), None)
+        if again is not None:  # the same history asked twice (a suggestion dropped and asked for again)
+            return dict(again.answer[0]), dict(again.answer[1])  # type: ignore[index]
         kept = next((k for k in reversed(_kept.values()) if k.config == config and _follows(k, keys)), None)
         if kept is None:
             sampler = optuna.samplers.GPSampler(seed=seed if frozen else random_state,
@@ -106,7 +111,8 @@ def ask(frozen: list[FrozenTrial], space: SearchSpace, direction: str, *, random
         while len(_kept) > MAX_KEPT:
             _kept.popitem(last=False)
         asked = kept.study.get_trials(deepcopy=False)[-1]
-        return dict(asked.params), dict(asked.system_attrs)
+        kept.answer = dict(asked.params), dict(asked.system_attrs)
+        return dict(kept.answer[0]), dict(kept.answer[1])
 
 
 def forget() -> None:

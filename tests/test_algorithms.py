@@ -236,7 +236,8 @@ def test_sequential_asks_in_one_process_are_one_persistent_gpsampler(basic_dict)
 def test_experiments_tuned_side_by_side_in_one_process_ask_what_each_asks_alone(basic_dict):
     """Kept samplers are told apart by history: two experiments with the same space and seed, and a third
     with another seed, asked in turn, get the points each gets alone; a history that does not continue a
-    kept sampler (a resumed run: here the same history asked again) gets a fresh GPSampler's point."""
+    kept sampler (a resumed run) gets a fresh GPSampler's point, and the history one answered last, asked
+    again, the same point."""
     pytest.importorskip("torch")
     from hp_components import _persistent_gp
 
@@ -254,5 +255,7 @@ def test_experiments_tuned_side_by_side_in_one_process_ask_what_each_asks_alone(
             points.append(_ask_and_tell(exp, history))
     assert together == alone
     exp, history = runs[0]
-    (again,) = suggest(exp, history[:-1], 1)  # the last point asked again, its result unknown to the sampler
-    assert again.assignments == _plain_gpsampler_ask(exp, history[:-1])
+    (again,) = suggest(exp, history[:-1], 1)  # the history last answered, asked again: the same point
+    assert again.assignments == history[-1].assignments
+    (fresh,) = suggest(exp, history[:-2], 1)  # a history no kept sampler answered last
+    assert fresh.assignments == _plain_gpsampler_ask(exp, history[:-2])
