@@ -14,8 +14,9 @@ and its sampler per experiment and tells it each result as it comes back, so a r
 A kept sampler answers a history that is the one it was last asked about plus one trial: the
 point it handed out, whose result it is told, or the point ``unique_batch`` put in its place (the
 handed-out point is then told failed, the replacement added as it is); a run resumed in the same
-process continues so, and the history it last answered, asked again, gets the same point. Any other history (a pipeline step's, a run resumed by a new process) starts
-a new sampler seeded ``seed`` on the whole history: exactly a fresh ``GPSampler(seed=seed)``.
+process continues so, and the history it last answered, asked again, gets the same point. Any other
+history (a pipeline step's, a run resumed by a new process) starts a new sampler seeded ``seed`` on
+the whole history: exactly a fresh ``GPSampler(seed=seed)``.
 """
 
 from __future__ import annotations
@@ -41,37 +42,31 @@ _Key = tuple[Any, ...]
 class _Kept:
     config: _Key
     study: optuna.Study
-    #: what each of the study's told trials looks like in a history (state, value, rounded params)
+    #: the history last answered, each trial as (state, value, point key)
     seen: list[_Key] = field(default_factory=list)
-    #: the point handed out last (its study trial number, and its params as the history will hold them)
-    pending: tuple[int, _Key] | None = None
-    #: that point as it was handed out (params, system attributes): the answer to ``seen`` asked again
-    answer: tuple[dict[str, Any], dict[str, Any]] | None = None
+    #: the point handed out for it: its study trial number, params and system attributes
+    pending: tuple[int, dict[str, Any], dict[str, Any]] | None = None
 
 
 _kept: collections.OrderedDict[int, _Kept] = collections.OrderedDict()
 _lock = threading.Lock()
 
 
-def _params_key(params: dict[str, Any]) -> _Key:
-    return tuple(sorted((k, repr(v)) for k, v in params.items()))
-
-
-def _key(trial: FrozenTrial) -> _Key:
-    return trial.state, repr(trial.value if trial.state == TrialState.COMPLETE else None), _params_key(trial.params)
+def _key(trial: FrozenTrial, space: SearchSpace) -> _Key:
+    return trial.state, repr(trial.value if trial.state == TrialState.COMPLETE else None), space.key(trial.params)
 
 
 def _follows(kept: _Kept, keys: list[_Key]) -> bool:
     """Whether ``keys`` (a history) is what ``kept`` saw plus one trial: the point it handed out, or what
     ``unique_batch`` put in its place."""
-    return kept.pending is not None and len(keys) == len(kept.seen) + 1 and keys[:-1] == kept.seen
+    return len(keys) == len(kept.seen) + 1 and keys[:-1] == kept.seen
 
 
-def _tell(kept: _Kept, frozen: list[FrozenTrial], keys: list[_Key]) -> None:
+def _tell(kept: _Kept, frozen: list[FrozenTrial], keys: list[_Key], space: SearchSpace) -> None:
     """Tell ``kept`` the history's new trial: the result of the point it handed out, or, when that point
     was replaced, that it failed and the replacement as it is."""
-    (number, pending), last = kept.pending, frozen[-1]  # type: ignore[misc]
-    if keys[-1][2] != pending:
+    (number, params, _), last = kept.pending, frozen[-1]  # type: ignore[misc]
+    if keys[-1][2] != space.key(params):
         kept.study.tell(number, state=TrialState.FAIL)
         kept.study.add_trial(last)
     elif last.state == TrialState.COMPLETE:
@@ -89,13 +84,14 @@ def ask(frozen: list[FrozenTrial], space: SearchSpace, direction: str, *, random
     history does not continue a kept one and is not empty (an empty one takes ``random_state``).
     """
     config = (direction, n_initial, random_state, tuple(sorted((n, repr(d)) for n, d in space.distributions.items())))
-    keys = [_key(t) for t in frozen]
+    keys = [_key(t, space) for t in frozen]
     with _lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = next((k for k in reversed(_kept.values()) if k.config == config and k.seen == keys and k.answer), None)
-        if again is not None:  # the same history asked twice (a suggestion dropped and asked for again)
-            return dict(again.answer[0]), dict(again.answer[1])  # type: ignore[index]
-        kept = next((k for k in reversed(_kept.values()) if k.config == config and _follows(k, keys)), None)
+        kept = next((k for k in reversed(_kept.values()) if k.config == config and k.pending is not None
+                     and (k.seen == keys or _follows(k, keys))), None)
+        if kept is not None and kept.seen == keys:  # the same history asked twice (a suggestion asked for again)
+            _, params, attrs = kept.pending  # type: ignore[misc]
+            return dict(params), dict(attrs)
         if kept is None:
             sampler = optuna.samplers.GPSampler(seed=seed if frozen else random_state,
                                                 n_startup_trials=max(n_initial, 1), warn_independent_sampling=False)
@@ -103,16 +99,15 @@ def ask(frozen: list[FrozenTrial], space: SearchSpace, direction: str, *, random
             kept.study.add_trials(frozen)
             kept.seen = keys
         else:
-            _tell(kept, frozen, keys)
-        trial = kept.study.ask(space.distributions)
-        kept.pending = trial.number, _params_key(space.internal(space.assignments(trial.params)))
+            _tell(kept, frozen, keys, space)
+        kept.study.ask(space.distributions)
+        asked = kept.study.get_trials(deepcopy=False)[-1]
+        kept.pending = asked.number, dict(asked.params), dict(asked.system_attrs)
         _kept[id(kept)] = kept
         _kept.move_to_end(id(kept))
         while len(_kept) > MAX_KEPT:
             _kept.popitem(last=False)
-        asked = kept.study.get_trials(deepcopy=False)[-1]
-        kept.answer = dict(asked.params), dict(asked.system_attrs)
-        return dict(kept.answer[0]), dict(kept.answer[1])
+        return dict(asked.params), dict(asked.system_attrs)
 
 
 def forget() -> None:

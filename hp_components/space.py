@@ -200,6 +200,14 @@ class SearchSpace:
         """Internal (Optuna) values -> Katib assignment strings, in spec order."""
         return {p.name: p.assignment(internal[p.name]) for p in self._params}
 
+    def key(self, internal: dict[str, Any]) -> tuple[str, ...]:
+        """A point's identity: its assignment strings in spec order (two points a trial cannot tell apart
+        have the same key)::
+
+            space.key(space.internal(trial.assignments)) == space.key(suggested_params)
+        """
+        return tuple(p.assignment(internal[p.name]) for p in self._params)
+
     def internal(self, assignments: dict[str, str]) -> dict[str, Any]:
         """Katib assignment strings -> internal values; ValueError when one is outside the space."""
         out = {}

@@ -122,11 +122,6 @@ def filler(experiment: Experiment, history: Sequence[Trial], count: int) -> list
 Key = tuple[str, ...]
 
 
-def _key(space: SearchSpace, internal: dict[str, Any]) -> Key:
-    assignments = space.assignments(internal)
-    return tuple(assignments[n] for n in space.names)
-
-
 def _tried(space: SearchSpace, history: Sequence[Trial]) -> set[Key]:
     """The points of the history as the trials received them (an ``Interrupted`` trial is rerun
     under a new name, so its point is not taken; one outside today's space cannot be suggested)."""
@@ -135,7 +130,7 @@ def _tried(space: SearchSpace, history: Sequence[Trial]) -> set[Key]:
         if t.condition == "Interrupted":
             continue
         try:
-            keys.add(_key(space, space.internal(t.assignments)))
+            keys.add(space.key(space.internal(t.assignments)))
         except (ValueError, TypeError):
             continue
     return keys
@@ -174,17 +169,17 @@ def _replacement(space: SearchSpace, internal: dict[str, Any], taken: set[Key], 
     """An untried point for a repeated one: a neighbour, else a random point, else (a finite space)
     any untried point; None when every point of the space was tried."""
     for point in _neighbours(space, internal, rng):
-        if _key(space, point) not in taken:
+        if space.key(point) not in taken:
             return point
     for _ in range(RANDOM_TRIES):
         point = space.from_unit([rng.random() for _ in range(len(space))])
-        if _key(space, point) not in taken:
+        if space.key(point) not in taken:
             return point
     if _finite(space) and math.prod(len(_values(d)) for d in space.distributions.values()) <= ENUMERATE_MAX:
         names = list(space.distributions)
         for combo in itertools.product(*(_values(d) for d in space.distributions.values())):
             point = dict(zip(names, combo))
-            if _key(space, point) not in taken:
+            if space.key(point) not in taken:
                 return point
     return None
 
@@ -220,12 +215,12 @@ def unique_batch(space: SearchSpace, history: Sequence[Trial], batch: Sequence[S
     rng = random.Random(seed)
     out: list[Suggestion] = []
     for internal, attrs in batch:
-        key = _key(space, internal)
+        key = space.key(internal)
         if key in taken:
             point = _replacement(space, internal, taken, rng)
             if point is not None:
                 internal, attrs = space.internal(space.assignments(point)), {**attrs, REPLACED_ATTR: True}
-                key = _key(space, internal)
+                key = space.key(internal)
         taken.add(key)
         out.append((internal, attrs))
     return out

@@ -193,8 +193,8 @@ def test_a_parallel_ask_is_not_the_plain_gpsampler_path(basic_dict):
     assert ours.system_attrs.get(EXPLOIT_ATTR)
 
 
-def _sequential_gp(basic_dict, seed: int, name: str = "gp-seq"):
-    exp = make_experiment(basic_dict, **{"metadata.name": name, "spec.algorithm.algorithmName": "bayesianoptimization",
+def _sequential_gp(basic_dict, seed: int):
+    exp = make_experiment(basic_dict, **{"metadata.name": "gp-seq", "spec.algorithm.algorithmName": "bayesianoptimization",
                                          "spec.maxTrialCount": 40,
                                          "spec.algorithm.algorithmSettings": [{"name": "random_state", "value": str(seed)}]})
     return exp, []
